@@ -1,0 +1,3 @@
+from keras_transfer.layers.feature_fusion import FeatureFusion
+from keras_transfer.layers.inf_normalize import InfNormalize
+from keras_transfer.layers.transfer_matrix import TransferMatrix

@@ -1,0 +1,73 @@
+"""Shared test set-up. Each pytest process runs under one KERAS_BACKEND."""
+
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+HYMENOPTERA = SHARED / "data" / "hymenoptera_data"
+WEIGHTS = SHARED / "weights"
+MOBILENET_V1_025 = WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"
+MOBILENET_V2_035_EXPORT = WEIGHTS / "mobilenet_v2_0.35_224_teachable_machine_export.h5"
+
+
+def pytest_report_header(config):
+    return f"KERAS_BACKEND={BACKEND}, keras {keras.__version__}"
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_tf = pytest.mark.skip(
+        reason=f"needs the TensorFlow backend (TF-Hub / tf.distribute); "
+        f"this process runs KERAS_BACKEND={BACKEND}"
+    )
+    skip_shared = pytest.mark.skip(
+        reason=f"../shared is absent ({SHARED}): real photos and weights "
+        "are not on this machine"
+    )
+    for item in items:
+        if "tensorflow_only" in item.keywords and BACKEND != "tensorflow":
+            item.add_marker(skip_tf)
+        if "shared_data" in item.keywords and not SHARED.is_dir():
+            item.add_marker(skip_shared)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Every test starts with float32 and a cleared session."""
+    keras.config.set_dtype_policy("float32")
+    keras.utils.clear_session()
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def gradient(fn, x):
+    """d sum(fn(x)) / dx as numpy, on whichever backend runs."""
+    x = np.asarray(x, dtype="float32")
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = tf.reduce_sum(fn(xt))
+        return tape.gradient(y, xt).numpy()
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: fn(v).sum())(x))
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    fn(xt).sum().backward()
+    return xt.grad.numpy()
+
+
+def subprocess_env(backend):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
