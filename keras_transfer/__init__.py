@@ -1,5 +1,15 @@
 """keras-transfer: transfer learning for image classification on Keras 3."""
 
-from keras_transfer import layers
+from keras_transfer import backbones, layers
+from keras_transfer.backbone_model import BackboneModel
+from keras_transfer.factory import transfer
+from keras_transfer.freezing import freeze, trainable_summary, unfreeze
+from keras_transfer.weights import (
+    TransferReport,
+    load_legacy_h5,
+    load_weights_npz,
+    save_weights_npz,
+    transfer_weights,
+)
 
 __version__ = "0.1.0.dev0"

@@ -1,3 +1,4 @@
 from keras_transfer.layers.feature_fusion import FeatureFusion
+from keras_transfer.layers.image_preprocessing import ImagePreprocessing
 from keras_transfer.layers.inf_normalize import InfNormalize
 from keras_transfer.layers.transfer_matrix import TransferMatrix

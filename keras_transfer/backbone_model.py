@@ -1,0 +1,67 @@
+"""`BackboneModel`: a functional backbone that knows its blocks and BN policy."""
+
+import keras
+from keras.src.models.functional import Functional
+
+BN_POLICIES = ("inference", "train_affine", "train")
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class BackboneModel(keras.Model):
+    """A functional model that carries its block split and BatchNorm policy.
+
+    `transfer()` wraps every backbone in one. It differs from a plain
+    functional model in how it passes `training` to its layers, because Keras
+    3 gives every layer of a functional model the outer `training` value,
+    even where the graph was built with `backbone(x, training=False)`:
+
+    - a frozen layer (`trainable=False`) always runs in inference mode, so a
+      frozen block's Dropout or stochastic depth never fires;
+    - a BatchNormalization layer runs in inference mode, with its moving
+      statistics untouched, unless the policy is `"train"`. Under
+      `"train_affine"` its gamma and beta still train.
+
+    Both the blocks and the policy are saved with the model.
+
+    Args:
+        inputs, outputs: as for a functional `keras.Model`.
+        blocks: list of `[block name, [layer names]]`, from stem to top.
+        bn: `"inference"`, `"train_affine"` or `"train"`.
+        **kwargs: passed to `keras.Model` (`name`, ...).
+    """
+
+    def __init__(self, *args, blocks=None, bn="inference", **kwargs):
+        super().__init__(*args, **kwargs)
+        if bn not in BN_POLICIES:
+            raise ValueError(
+                f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}"
+            )
+        self.bn = bn
+        self.blocks = [[name, list(layers)] for name, layers in blocks or []]
+
+    def call(self, inputs, training=None, mask=None):
+        # Functional.call, with our own rule for each layer's `training`.
+        outputs = self._run_through_graph(
+            self._standardize_inputs(inputs),
+            operation_fn=lambda op: _with_policy(op, training, self.bn),
+        )
+        return outputs[0] if isinstance(outputs, list) and len(outputs) == 1 else outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"blocks": self.blocks, "bn": self.bn})
+        return config
+
+
+def _with_policy(op, training, bn):
+    def call(*args, **kwargs):
+        if "training" in getattr(op, "_call_context_args", ()) and training is not None:
+            frozen_stats = isinstance(op, keras.layers.BatchNormalization) and bn != "train"
+            kwargs["training"] = bool(training) and op.trainable and not frozen_stats
+        return op(*args, **kwargs)
+
+    return call
+
+
+def is_functional(model):
+    return isinstance(model, Functional)

@@ -1,0 +1,228 @@
+"""The backbone registry: one row per keras.applications family.
+
+A row is data, not code: adding a family means adding a row. Each row gives
+the family's preprocessing, the default input size of each constructor, the
+smallest input it accepts, and the rules that split its layers into blocks,
+ordered from stem to top. A block's output is a named feature tap, beside
+`"last_conv"`.
+
+Block rules are `(regex, block name)` pairs tried in order on each layer's
+name; the name may use the regex's groups (`r"conv\\1"`). A layer that no
+rule names (Keras's generic `conv2d_3`, `add_7`, ...) joins the block of the
+next named layer, or, past the last one, the block before it. Layers are in
+topological order, so blocks come out from stem to top; a block is a set of
+layers, which need not be contiguous where cells take two inputs (NASNet).
+"""
+
+import dataclasses
+import difflib
+import re
+
+import keras
+
+# Preprocessing modes, as keras.applications' `preprocess_input` defines them.
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "builtin", "unit", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str
+    module: str  # keras.applications.<module>.preprocess_input
+    models: dict  # constructor name -> default input size
+    preprocessing: str
+    min_size: int
+    blocks: tuple  # ((regex, block name), ...)
+    model_name: str  # regex on a built model's .name
+
+
+FAMILIES = (
+    Family(
+        "convnext", "convnext",
+        {"ConvNeXtTiny": 224, "ConvNeXtSmall": 224, "ConvNeXtBase": 224,
+         "ConvNeXtLarge": 224, "ConvNeXtXLarge": 224},
+        "builtin", 32,
+        ((r"_(prestem_normalization|stem)$", "stem"), (r"_stage_(\d)_", r"stage_\1")),
+        r"^convnext_",
+    ),
+    Family(
+        "densenet", "densenet",
+        {"DenseNet121": 224, "DenseNet169": 224, "DenseNet201": 224},
+        "torch", 32,
+        ((r"^(conv1|pool1)_", "stem"), (r"^(?:conv|pool)(\d)_", r"conv\1"),
+         (r"^(bn|relu)$", "conv5")),
+        r"^densenet\d+$",
+    ),
+    Family(
+        "efficientnet", "efficientnet",
+        {"EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260,
+         "EfficientNetB3": 300, "EfficientNetB4": 380, "EfficientNetB5": 456,
+         "EfficientNetB6": 528, "EfficientNetB7": 600},
+        "builtin", 32,
+        ((r"^(rescaling|normalization)(_\d+)?$", "stem"), (r"^stem_", "stem"),
+         (r"^block(\d)", r"block\1"), (r"^top_", "top")),
+        r"^efficientnetb\d$",
+    ),
+    Family(
+        "efficientnet_v2", "efficientnet_v2",
+        {"EfficientNetV2B0": 224, "EfficientNetV2B1": 240, "EfficientNetV2B2": 260,
+         "EfficientNetV2B3": 300, "EfficientNetV2S": 384, "EfficientNetV2M": 480,
+         "EfficientNetV2L": 480},
+        "builtin", 32,
+        ((r"^(rescaling|normalization)(_\d+)?$", "stem"), (r"^stem_", "stem"),
+         (r"^block(\d)", r"block\1"), (r"^top_", "top")),
+        r"^efficientnetv2-",
+    ),
+    Family(
+        "inception_v3", "inception_v3", {"InceptionV3": 299}, "tf", 75,
+        ((r"^mixed(\d+)", r"mixed\1"),),
+        r"^inception_v3$",
+    ),
+    Family(
+        "inception_resnet_v2", "inception_resnet_v2", {"InceptionResNetV2": 299},
+        "tf", 75,
+        ((r"^(block(?:35|17|8)_\d+|mixed_\d[a-z]|conv_7b)(?:_(?:mixed|conv|ac|bn))?$",
+          r"\1"),),
+        r"^inception_resnet_v2$",
+    ),
+    Family(
+        "xception", "xception", {"Xception": 299}, "tf", 71,
+        ((r"^(block\d+)_", r"\1"),),
+        r"^xception$",
+    ),
+    Family(
+        "mobilenet", "mobilenet", {"MobileNet": 224}, "tf", 32,
+        ((r"^conv1", "stem"), (r"^conv_(?:dw|pw|pad)_(\d+)", r"block_\1")),
+        r"^mobilenet_[\d.]+_\d+$",
+    ),
+    Family(
+        "mobilenet_v2", "mobilenet_v2", {"MobileNetV2": 224}, "tf", 32,
+        ((r"^(Conv1|bn_Conv1|Conv1_relu)$", "stem"), (r"^expanded_conv_", "block_0"),
+         (r"^block_(\d+)_", r"block_\1"), (r"^(Conv_1|Conv_1_bn|out_relu)$", "top")),
+        r"^mobilenetv2_",
+    ),
+    Family(
+        "mobilenet_v3", "mobilenet_v3",
+        {"MobileNetV3Small": 224, "MobileNetV3Large": 224}, "builtin", 32,
+        ((r"^(conv|conv_bn)$", "stem"), (r"^expanded_conv_(\d+)_", r"block_\1"),
+         (r"^expanded_conv_", "block_0"), (r"^conv_1(_bn)?$", "top")),
+        r"^MobilenetV3",
+    ),
+    Family(
+        "nasnet", "nasnet", {"NASNetMobile": 224, "NASNetLarge": 331}, "tf", 32,
+        ((r"^stem_", "stem"), (r"_(stem_\d)$", r"cell_\1"), (r"_(reduce_\d+)$", r"cell_\1"),
+         (r"^(?:normal|adjust|separable).*_(\d+)$", r"cell_\1")),
+        r"^NASNet$",
+    ),
+    Family(
+        "resnet", "resnet", {"ResNet50": 224, "ResNet101": 224, "ResNet152": 224},
+        "caffe", 32,
+        ((r"^(conv1|pool1)_", "stem"), (r"^(conv[2-5])_", r"\1")),
+        r"^resnet\d+$",
+    ),
+    Family(
+        "resnet_v2", "resnet_v2",
+        {"ResNet50V2": 224, "ResNet101V2": 224, "ResNet152V2": 224}, "tf", 32,
+        ((r"^(conv1|pool1)_", "stem"), (r"^(conv[2-5])_", r"\1"), (r"^post_", "conv5")),
+        r"^resnet\d+v2$",
+    ),
+    Family(
+        "vgg", "vgg16", {"VGG16": 224, "VGG19": 224}, "caffe", 32,
+        ((r"^(block\d)_", r"\1"),),
+        r"^vgg(16|19)$",
+    ),
+)
+
+_BY_CONSTRUCTOR = {
+    constructor: family for family in FAMILIES for constructor in family.models
+}
+
+
+def _key(name):
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+_BY_KEY = {_key(constructor): constructor for constructor in _BY_CONSTRUCTOR}
+# Common spellings that differ from the constructor's name.
+_BY_KEY.update({"inceptionresnet": "InceptionResNetV2", "inception": "InceptionV3"})
+
+
+def constructor_names():
+    """The names of every registered keras.applications constructor."""
+    return sorted(_BY_CONSTRUCTOR)
+
+
+def resolve_name(name):
+    """`"resnet50"`, `"mobilenet_v2"`, `"EfficientNetB0"` -> constructor name.
+
+    Raises:
+        ValueError: for an unknown name, listing the close matches.
+    """
+    constructor = _BY_KEY.get(_key(name))
+    if constructor is None:
+        close = difflib.get_close_matches(_key(name), list(_BY_KEY), n=5, cutoff=0.5)
+        close = [_BY_KEY[c] for c in close]
+        raise ValueError(
+            f"Unknown backbone name. Received: backbone={name!r}. "
+            + (f"Did you mean one of {close}? " if close else "")
+            + "Registered names: keras.applications constructors such as "
+            "'resnet50', 'mobilenet_v2', 'EfficientNetB0' (case and "
+            "underscores do not matter); see keras_transfer.backbones."
+            "constructor_names()."
+        )
+    return constructor
+
+
+def family_of_constructor(constructor_name):
+    return _BY_CONSTRUCTOR.get(constructor_name)
+
+
+def family_of_model(model):
+    """The family of a built keras.applications model, from its name."""
+    for family in FAMILIES:
+        if re.search(family.model_name, model.name):
+            return family
+    return None
+
+
+def constructor(name):
+    return getattr(keras.applications, name)
+
+
+def split_blocks(layers, rules):
+    """Groups layers into ordered blocks with a family's rules.
+
+    Args:
+        layers: the model's layers, in topological order (`model.layers`).
+        rules: `((regex, block name), ...)`.
+
+    Returns:
+        A list of `(block name, [layer names])`, from stem to top, in order
+        of each block's first layer. Input layers belong to no block.
+    """
+    compiled = [(re.compile(pattern), name) for pattern, name in rules]
+    labels = []
+    for layer in layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        label = None
+        for pattern, name in compiled:
+            match = pattern.search(layer.name)
+            if match:
+                label = match.expand(name)
+                break
+        labels.append([layer.name, label])
+    # Unnamed layers join the next named block, or the last one at the end.
+    following = None
+    for entry in reversed(labels):
+        if entry[1] is None:
+            entry[1] = following
+        following = entry[1]
+    previous = None
+    for entry in labels:
+        if entry[1] is None:
+            entry[1] = previous
+        previous = entry[1]
+    blocks = {}
+    for layer_name, label in labels:
+        blocks.setdefault(label or "features", []).append(layer_name)
+    return list(blocks.items())

@@ -1,0 +1,423 @@
+"""`transfer()`: one call from a backbone to a correct transfer model.
+
+The steps, in order: resolve the backbone into a Keras model and its family
+(one resolver function per source type, tried in turn), cut it at the
+feature tap and pool, wrap it in a `BackboneModel` with its blocks, then put
+the named parts together: `preprocessing -> augmentation -> backbone ->
+head`.
+"""
+
+import dataclasses
+import functools
+import os
+
+import keras
+
+from keras_transfer import backbones as registry
+from keras_transfer import freezing
+from keras_transfer.backbone_model import BN_POLICIES, BackboneModel
+from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
+from keras_transfer.weights import load_weights_file
+
+STRATEGIES = ("feature_extraction", "fine_tune")
+POOLINGS = ("avg", "max", "avgmax", "flatten", None)
+FUSIONS = ("concat", "sum", "mean", "weighted", "attention")
+
+
+@dataclasses.dataclass
+class Source:
+    """A resolved backbone: a functional Keras model and what we know of it."""
+
+    model: keras.Model
+    family: registry.Family | None
+    preprocessing: str  # an ImagePreprocessing mode
+    label: str
+
+
+def transfer(
+    backbone,
+    num_classes=None,
+    *,
+    strategy="feature_extraction",
+    input_shape=None,
+    weights="imagenet",
+    preprocessing="auto",
+    augmentation=None,
+    feature_layer="last_conv",
+    pooling="avg",
+    transfer_matrix=None,
+    inf_normalize=False,
+    head=None,
+    dropout=0.2,
+    unfreeze="all",
+    bn="inference",
+    classifier_activation=None,
+    fusion="concat",
+    backbone_kwargs=None,
+    name=None,
+):
+    """Rewires a pretrained backbone for fine-tuning or feature extraction.
+
+    The model takes raw RGB pixels in [0, 255] and is made of named parts:
+    `preprocessing` (the backbone's own `preprocess_input`, inside the
+    model), `augmentation` (when given), `backbone` and `head`. With
+    `num_classes=None` it returns the embedding.
+
+    Example:
+
+    >>> model = keras_transfer.transfer(keras.applications.MobileNetV2, 5,
+    ...                                 weights=None, input_shape=(32, 32, 3))
+    >>> [layer.name for layer in model.layers]
+    ['image', 'preprocessing', 'backbone', 'head']
+    >>> tuple(model.output.shape)
+    (None, 5)
+
+    Args:
+        backbone: a keras.applications constructor, a registered name
+            (`"resnet50"`, `"mobilenet_v2"`, `"EfficientNetB0"`), a built
+            `keras.Model` (its classifier top is cut), a KerasHub `Backbone`,
+            or a list of these, whose features are fused (`fusion`).
+        num_classes: number of classes, or `None` for a feature model.
+        strategy: `"feature_extraction"` (the backbone is frozen and runs in
+            inference mode) or `"fine_tune"` (it trains from `unfreeze`).
+        input_shape: `(height, width, channels)`, channels 1 or 3.
+            Defaults to the family's input size.
+        weights: `"imagenet"`, `None`, or a path to a weights file (`.h5`,
+            a Keras 2 whole-model `.h5`, `.weights.h5`, `.npz`).
+        preprocessing: `"auto"` (the family's own), or an
+            `ImagePreprocessing` mode: `"caffe"`, `"tf"`, `"torch"`,
+            `"unit"`, `"none"`.
+        augmentation: a Keras layer, or a list of layers, applied in
+            training only.
+        feature_layer: `"last_conv"`, a layer or block name, or a list of
+            them (multi-scale features, each pooled, then concatenated).
+        pooling: `"avg"`, `"max"`, `"avgmax"` (both, concatenated),
+            `"flatten"`, or `None` for the feature map.
+        transfer_matrix: units of a `TransferMatrix(units, activation="relu",
+            use_gate=True)` in the head (the method's `phi(P o (W H))`).
+        inf_normalize: add `InfNormalize` after it (the method's `F*`).
+        head: `None` (Dropout then Dense), a list of hidden widths (Dense,
+            BatchNorm, ReLU, Dropout each), or a Keras layer or model.
+        dropout: dropout rate before each Dense of the head.
+        unfreeze: with `"fine_tune"`: `"all"`, the top N blocks, or a block
+            or layer name to train from.
+        bn: BatchNorm policy: `"inference"`, `"train_affine"` or `"train"`.
+        classifier_activation: activation of the last Dense; `None` gives
+            logits (compile with `from_logits=True`).
+        fusion: a `FeatureFusion` mode for a list of backbones.
+        backbone_kwargs: extra arguments for a constructor (`alpha=0.35`).
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head)
+    sources = backbone if isinstance(backbone, (list, tuple)) else [backbone]
+    if not sources:
+        raise ValueError("`backbone` is an empty list. Received: backbone=[]")
+    shape = _check_input_shape(input_shape)
+    resolved = [
+        resolve(source, shape, weights, dict(backbone_kwargs or {})) for source in sources
+    ]
+    if shape is None:
+        shape = tuple(resolved[0].model.input_shape[1:3]) + (3,)
+    inputs = keras.Input(shape, name="image")
+    features = []
+    for index, source in enumerate(resolved):
+        suffix = "" if len(resolved) == 1 else f"_{index}"
+        mode = source.preprocessing if preprocessing == "auto" else preprocessing
+        x = ImagePreprocessing(mode, name=f"preprocessing{suffix}")(inputs)
+        if augmentation is not None:
+            x = _augmentation(augmentation, suffix)(x)
+        net = build_backbone(source, feature_layer, pooling, bn, name=f"backbone{suffix}")
+        features.append(net(x))
+    x = features[0] if len(features) == 1 else FeatureFusion(fusion, name="fusion")(features)
+    head_layers = _head(num_classes, head, transfer_matrix, inf_normalize, dropout,
+                        classifier_activation, pooling)
+    if head_layers:
+        x = keras.Sequential(head_layers, name="head")(x)
+    model = keras.Model(inputs, x, name=name or f"transfer_{resolved[0].label.lower()}")
+    if strategy == "feature_extraction":
+        freezing.freeze(model)
+    else:
+        freezing.unfreeze(model, blocks=unfreeze, bn=bn)
+    return model
+
+
+# --- Resolution: one function per source type --------------------------------
+
+
+def _from_name(backbone, input_shape, weights, kwargs):
+    if not isinstance(backbone, str):
+        return None
+    if os.path.sep in backbone or os.path.isdir(backbone):
+        raise ValueError(
+            f"`backbone` looks like a path, but no SavedModel loader is available "
+            f"for it. Received: backbone={backbone!r}"
+        )
+    return _from_constructor(registry.constructor(registry.resolve_name(backbone)),
+                             input_shape, weights, kwargs)
+
+
+def _from_constructor(backbone, input_shape, weights, kwargs):
+    if isinstance(backbone, keras.layers.Layer) or not callable(backbone):
+        return None
+    function = backbone
+    while isinstance(function, functools.partial):
+        function = function.func
+    label = getattr(function, "__name__", type(function).__name__)
+    family = registry.family_of_constructor(label)
+    if input_shape is None:
+        size = family.models[label] if family else 224
+        build_shape = (size, size, 3)
+    else:
+        build_shape = tuple(input_shape[:2]) + (3,)
+        if family and min(s for s in build_shape[:2] if s) < family.min_size:
+            raise ValueError(
+                f"{label} needs inputs of at least {family.min_size}x{family.min_size} "
+                f"pixels. Received: input_shape={tuple(input_shape)}"
+            )
+    from_file = weights not in ("imagenet", None)
+    model = backbone(include_top=False, weights=None if from_file else weights,
+                     input_shape=build_shape, **kwargs)
+    if from_file:
+        load_weights_file(model, weights)
+    return Source(model, family, family.preprocessing if family else "none", label)
+
+
+def _from_keras_model(backbone, input_shape, weights, kwargs):
+    if not isinstance(backbone, keras.Model):
+        return None
+    if not freezing.is_functional(backbone):
+        raise TypeError(
+            "`backbone` must be a functional or Sequential keras.Model (its layers "
+            f"are cut at the feature tap). Received: a subclassed model "
+            f"{type(backbone).__name__}"
+        )
+    if weights not in ("imagenet", None):
+        load_weights_file(backbone, weights)
+    family = registry.family_of_model(backbone)
+    if input_shape is not None:
+        expected = tuple(backbone.input_shape[1:3])
+        if any(e is not None and e != s for e, s in zip(expected, input_shape[:2])):
+            raise ValueError(
+                f"`input_shape` does not fit the model, which takes {expected} "
+                f"images. Received: input_shape={tuple(input_shape)}"
+            )
+    label = family.name if family else backbone.name
+    return Source(backbone, family, family.preprocessing if family else "none", label)
+
+
+def _from_keras_hub(backbone, input_shape, weights, kwargs):
+    if "keras_hub" not in type(backbone).__module__:
+        return None
+    model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
+    return Source(model, None, "none", backbone.name)
+
+
+# Tried in turn; the first that returns a Source wins. A new source type is a
+# new function in this list.
+RESOLVERS = [_from_keras_hub, _from_keras_model, _from_name, _from_constructor]
+
+
+def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
+    """Resolves any supported backbone into a `Source`."""
+    for resolver in RESOLVERS:
+        source = resolver(backbone, input_shape, weights, kwargs or {})
+        if source is not None:
+            return source
+    raise TypeError(
+        "`backbone` must be a keras.applications constructor, a registered name, a "
+        "keras.Model, a KerasHub Backbone, or a list of these. Received: "
+        f"backbone={backbone!r} of type {type(backbone).__name__}"
+    )
+
+
+# --- The backbone part ----------------------------------------------------------
+
+
+def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inference",
+                   name="backbone"):
+    """Cuts `source.model` at its feature tap(s), pools, and wraps the result."""
+    model = source.model
+    rules = source.family.blocks if source.family else None
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    last_conv = _last_feature_layer(model)
+    kept = layers[: layers.index(last_conv) + 1]
+    blocks = registry.split_blocks(kept, rules) if rules else _generic_blocks(kept)
+    taps = feature_layer if isinstance(feature_layer, (list, tuple)) else [feature_layer]
+    outputs = [_tap(model, kept, blocks, tap, last_conv) for tap in taps]
+    if pooling is None and len(outputs) > 1:
+        raise ValueError(
+            "Several feature layers need a pooling to be concatenated. Received: "
+            f"feature_layer={feature_layer!r}, pooling=None"
+        )
+    pooled = [_pool(x, pooling, f"{name}_pool_{i}") for i, x in enumerate(outputs)]
+    output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(
+        name=f"{name}_multiscale")(pooled)
+    return BackboneModel(model.inputs, output, blocks=blocks, bn=bn, name=name)
+
+
+def _last_feature_layer(model):
+    """The last layer with a spatial (rank-4) output: where a top is cut."""
+    for layer in reversed(model.layers):
+        shape = getattr(layer, "output", None)
+        if shape is not None and len(layer.output.shape) == 4:
+            return layer
+    raise ValueError(
+        f"Cannot find a convolutional feature layer (rank-4 output) in model "
+        f"{model.name!r}: its layers end in vectors from the start. Received: "
+        f"a model with output shape {model.output_shape}"
+    )
+
+
+def _tap(model, kept, blocks, tap, last_conv):
+    if tap == "last_conv":
+        return last_conv.output
+    if not isinstance(tap, str):
+        raise TypeError(f"`feature_layer` must be a string or a list of strings. "
+                        f"Received: feature_layer={tap!r}")
+    for block, names in blocks:
+        if block == tap:
+            return model.get_layer(names[-1]).output
+    names = [layer.name for layer in kept]
+    if tap in names:
+        return model.get_layer(tap).output
+    import difflib
+
+    close = difflib.get_close_matches(tap, names + [b for b, _ in blocks], n=5)
+    raise ValueError(
+        f"No layer or block named {tap!r} in the backbone. Received: "
+        f"feature_layer={tap!r}. Close names: {close}. Blocks: "
+        f"{[b for b, _ in blocks]}; or 'last_conv'."
+    )
+
+
+def _pool(x, pooling, name):
+    if len(x.shape) != 4 or pooling is None:
+        return x
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=name)(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name=name)(x)
+    if pooling == "flatten":
+        return keras.layers.Flatten(name=name)(x)
+    return keras.layers.Concatenate(name=name)([
+        keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x),
+        keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x),
+    ])
+
+
+def _generic_blocks(layers):
+    """Blocks for an unregistered model: one per conv or dense layer, with the
+    normalisation and activation layers that follow it."""
+    blocks, current, has_kernel = [], [], False
+    for layer in layers:
+        starts = bool(layer.weights) and not isinstance(layer, _NORMALIZATION)
+        if starts and has_kernel:
+            blocks.append(current)
+            current, has_kernel = [], False
+        current.append(layer)
+        has_kernel = has_kernel or starts
+    blocks.append(current)
+    return [
+        (next((l.name for l in block if l.weights and not isinstance(l, _NORMALIZATION)),
+              block[0].name), [l.name for l in block])
+        for block in blocks
+    ]
+
+
+_NORMALIZATION = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+)
+
+
+# --- Head, augmentation, arguments -------------------------------------------------
+
+
+def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation, pooling):
+    layers = []
+    if transfer_matrix is not None:
+        layers.append(TransferMatrix(transfer_matrix, activation="relu", use_gate=True,
+                                     name="transfer_matrix"))
+    if inf_normalize:
+        layers.append(InfNormalize(name="inf_normalize"))
+    if isinstance(head, keras.layers.Layer):
+        return layers + [head]
+    if num_classes is None:
+        return layers
+    if pooling is None and not layers:
+        raise ValueError(
+            "A classifier head needs pooled features. Received: pooling=None with "
+            f"num_classes={num_classes}. Use pooling='avg' (or another), or pass "
+            "your own `head` layer."
+        )
+    for index, width in enumerate(head or []):
+        layers += [
+            keras.layers.Dense(width, use_bias=False, name=f"hidden_{index}"),
+            keras.layers.BatchNormalization(name=f"hidden_{index}_bn"),
+            keras.layers.ReLU(name=f"hidden_{index}_relu"),
+            keras.layers.Dropout(dropout, name=f"hidden_{index}_dropout"),
+        ]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout, name="dropout"))
+    # Logits stay float32 under mixed precision.
+    layers.append(keras.layers.Dense(num_classes, activation=activation,
+                                     dtype="float32", name="classifier"))
+    return layers
+
+
+def _augmentation(augmentation, suffix):
+    if isinstance(augmentation, (list, tuple)):
+        return keras.Sequential(list(augmentation), name=f"augmentation{suffix}")
+    if isinstance(augmentation, keras.layers.Layer):
+        return keras.Sequential([augmentation], name=f"augmentation{suffix}")
+    raise TypeError(
+        "`augmentation` must be a Keras layer or a list of layers. Received: "
+        f"augmentation={augmentation!r}"
+    )
+
+
+def _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise ValueError(
+            f"`num_classes` must be a positive integer, or None for a feature model. "
+            f"Received: num_classes={num_classes!r}"
+        )
+    if strategy not in STRATEGIES:
+        import difflib
+
+        close = difflib.get_close_matches(str(strategy), STRATEGIES, n=1)
+        raise ValueError(
+            f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}"
+            + (f". Did you mean {close[0]!r}?" if close else "")
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+    if bn not in BN_POLICIES:
+        raise ValueError(f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}")
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"`fusion` must be one of {FUSIONS}. Received: fusion={fusion!r}")
+    if head is not None and not isinstance(head, (list, tuple, keras.layers.Layer)):
+        raise TypeError(
+            "`head` must be None, a list of hidden widths, or a Keras layer. "
+            f"Received: head={head!r}"
+        )
+
+
+def _check_input_shape(input_shape):
+    if input_shape is None:
+        return None
+    shape = tuple(input_shape)
+    if len(shape) != 3 or shape[-1] not in (1, 3):
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with 1 (grayscale) or "
+            f"3 (RGB) channels. Received: input_shape={input_shape!r}"
+        )
+    return shape

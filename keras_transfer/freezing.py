@@ -1,0 +1,250 @@
+"""Freeze and unfreeze by blocks, the BatchNorm policy, and trainable_summary.
+
+Changing `layer.trainable` on a compiled Keras 3 model silently does nothing
+until it is compiled again, and compiling again with the same optimizer
+fails ("Unknown variable"). The helpers here make every change take effect:
+on a compiled model they rebuild the optimizer for the new trainable set,
+carry over the state of every variable that keeps training, and recompile
+with the same loss and metrics.
+"""
+
+import keras
+
+from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
+from keras_transfer import backbones as registry
+
+
+def find_backbones(model):
+    """The `BackboneModel`s inside a model built by `transfer()` (or itself)."""
+    if isinstance(model, BackboneModel):
+        return [model]
+    return [layer for layer in getattr(model, "layers", []) if isinstance(layer, BackboneModel)]
+
+
+def blocks_of(model):
+    """`[(backbone, block name, [layers])]` from stem to top, per backbone.
+
+    Raises:
+        ValueError: for a model whose blocks cannot be found, saying how to
+            pass layers explicitly.
+    """
+    backbones = find_backbones(model)
+    if backbones:
+        return [
+            (backbone, name, [backbone.get_layer(n) for n in names])
+            for backbone in backbones
+            for name, names in backbone.blocks
+        ]
+    family = registry.family_of_model(model) if hasattr(model, "layers") else None
+    if family is None:
+        raise ValueError(
+            f"Cannot find the blocks of model {getattr(model, 'name', model)!r}: it "
+            "was not built by keras_transfer.transfer() and is not a registered "
+            "keras.applications model. Pass the layers to unfreeze explicitly, e.g. "
+            "kt.unfreeze(model, blocks=['conv5_block1_1_conv', ...]) (layer "
+            "names or layers), or build the model with kt.transfer(model, ...)."
+        )
+    return [
+        (model, name, [model.get_layer(n) for n in names])
+        for name, names in registry.split_blocks(model.layers, family.blocks)
+    ]
+
+
+def freeze(model):
+    """Freezes the backbone(s): every layer stops training, BN runs in inference.
+
+    The head stays trainable. On a compiled model the change takes effect at
+    the next step.
+
+    Example:
+
+    >>> model = keras_transfer.transfer("mobilenet", 2, weights=None,
+    ...                                 input_shape=(32, 32, 3), strategy="fine_tune")
+    >>> keras_transfer.freeze(model)
+    >>> len(model.get_layer("backbone").trainable_weights)
+    0
+    """
+    unfreeze(model, blocks=0)
+
+
+def unfreeze(model, blocks="all", bn=None):
+    """Makes the top blocks of the backbone trainable, and the rest frozen.
+
+    Example:
+
+    >>> model = keras_transfer.transfer("mobilenet", 2, weights=None,
+    ...                                 input_shape=(32, 32, 3))
+    >>> keras_transfer.unfreeze(model, blocks=2)
+    >>> [row["block"] for row in keras_transfer.trainable_summary(model, print_fn=None)
+    ...  if row["trainable"] == "yes"]
+    ['block_12', 'block_13', 'head']
+
+    Args:
+        model: a model built by `transfer()`, a registered keras.applications
+            model, or any model with `blocks` given as layers.
+        blocks: `"all"`; an int N, the top N blocks of each backbone; a block
+            or layer name, meaning from there up; or a list of layers (or
+            layer names) to make trainable.
+        bn: BatchNorm policy for the unfrozen part: `"inference"` (frozen,
+            inference mode), `"train_affine"` (gamma and beta train, the
+            statistics stay frozen) or `"train"`. `None` keeps the current
+            policy.
+    """
+    if bn is not None and bn not in BN_POLICIES:
+        raise ValueError(f"`bn` must be one of {BN_POLICIES} or None. Received: bn={bn!r}")
+    if isinstance(blocks, (list, tuple)):
+        owners = find_backbones(model) or [model]
+        wanted = {getattr(layer, "name", layer) for layer in blocks}
+        unknown = wanted - {layer.name for owner in owners for layer in owner.layers}
+        if unknown:
+            raise ValueError(
+                f"`blocks` names layers the model does not have. Received: "
+                f"{sorted(unknown)}"
+            )
+        selected = {(id(owner), name) for owner in owners for name in wanted}
+    else:
+        selected = {
+            (id(owner), layer.name)
+            for owner, layers in _top_blocks(blocks_of(model), blocks)
+            for layer in layers
+        }
+        owners = _unique(owner for owner, _, _ in blocks_of(model))
+    for owner in owners:
+        policy = bn or getattr(owner, "bn", "inference")
+        if isinstance(owner, BackboneModel):
+            owner.bn = policy
+        owner.trainable = True
+        for layer in owner.layers:
+            trainable = (id(owner), layer.name) in selected
+            layer.trainable = trainable
+            if trainable and policy == "inference":
+                for sub in _flatten(layer):
+                    if isinstance(sub, keras.layers.BatchNormalization):
+                        sub.trainable = False
+    refresh_compiled(model)
+
+
+def trainable_summary(model, print_fn=print):
+    """One row per block: name, layers, params, trainable, BN mode.
+
+    Example:
+
+    >>> model = keras_transfer.transfer("mobilenet", 2, weights=None,
+    ...                                 input_shape=(32, 32, 3))
+    >>> rows = keras_transfer.trainable_summary(model, print_fn=None)
+    >>> rows[0]["block"], rows[0]["trainable"], rows[-1]["block"]
+    ('stem', 'no', 'head')
+
+    Args:
+        model: the model.
+        print_fn: called with the table's text; `None` prints nothing.
+
+    Returns:
+        A list of dicts with keys `part`, `block`, `layers`, `params`,
+        `trainable` (`"yes"`, `"no"` or `"partial"`) and `bn`.
+    """
+    rows = [
+        _row(owner.name, name, layers, getattr(owner, "bn", "inference"))
+        for owner, name, layers in blocks_of(model)
+    ]
+    in_blocks = {id(owner) for owner in find_backbones(model)}
+    for layer in getattr(model, "layers", []):
+        if id(layer) not in in_blocks and layer.weights and layer is not model:
+            rows.append(_row(layer.name, layer.name, [layer], "train"))
+    if print_fn is not None:
+        header = ("part", "block", "layers", "params", "trainable", "bn")
+        table = [header] + [tuple(str(row[k]) for k in header) for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        print_fn("\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in table))
+    return rows
+
+
+def refresh_compiled(model):
+    """Makes a new trainable set take effect on a compiled model.
+
+    The optimizer is rebuilt from its config for the new trainable variables;
+    its iteration count, learning rate and the slot variables (moments, ...)
+    of every variable that was already training are copied over, so their
+    state is kept. Then the model is recompiled with its own compile
+    arguments.
+    """
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        return
+    old = model.optimizer
+    new = old.__class__.from_config(old.get_config())
+    if old.built:
+        new.build(model.trainable_variables)
+        previous = {v.path: v for v in old.variables}
+        for variable in new.variables:
+            match = previous.get(variable.path)
+            if match is not None and tuple(match.shape) == tuple(variable.shape):
+                variable.assign(match)
+    config = dict(model._compile_config.config)
+    config["optimizer"] = new
+    model.compile(**config)
+
+
+def _top_blocks(all_blocks, blocks):
+    """The blocks to train, per backbone, for `blocks` = "all" | int | name."""
+    per_owner = {}
+    for owner, name, layers in all_blocks:
+        per_owner.setdefault(id(owner), (owner, []))[1].append((name, layers))
+    chosen = []
+    for owner, entries in per_owner.values():
+        if blocks == "all":
+            start = 0
+        elif isinstance(blocks, int) and not isinstance(blocks, bool) and blocks >= 0:
+            start = max(len(entries) - blocks, 0) if blocks else len(entries)
+        elif isinstance(blocks, str):
+            start = _start_of(owner, entries, blocks)
+        else:
+            raise ValueError(
+                "`blocks` must be 'all', a non-negative int, a block or layer "
+                f"name, or a list of layers. Received: blocks={blocks!r}"
+            )
+        chosen.extend((owner, layers) for _, layers in entries[start:])
+    return chosen
+
+
+def _start_of(owner, entries, name):
+    for index, (block, layers) in enumerate(entries):
+        if block == name or any(layer.name == name for layer in layers):
+            return index
+    names = [block for block, _ in entries]
+    raise ValueError(
+        f"No block or layer named {name!r} in {owner.name!r}. Received: "
+        f"blocks={name!r}. Blocks: {names}"
+    )
+
+
+def _row(part, block, layers, policy):
+    params = sum(layer.count_params() for layer in layers if layer.built)
+    leaves = [sub for layer in layers for sub in _flatten(layer)]
+    bns = [s for s in leaves if isinstance(s, keras.layers.BatchNormalization)]
+    # BatchNorm follows the `bn` column; "trainable" speaks of the rest.
+    others = [s for s in leaves if s.weights and s not in bns] or bns
+    flags = [bool(s.trainable_weights) for s in others]
+    trainable = "yes" if flags and all(flags) else "partial" if any(flags) else "no"
+    if not bns:
+        bn = "-"
+    elif not any(b.trainable for b in bns):
+        bn = "frozen"
+    else:
+        bn = policy
+    return {"part": part, "block": block, "layers": len(layers), "params": params,
+            "trainable": trainable, "bn": bn}
+
+
+def _flatten(layer):
+    if hasattr(layer, "layers") and layer.layers:
+        return [sub for child in layer.layers for sub in _flatten(child)]
+    return [layer]
+
+
+def _unique(items):
+    seen, out = set(), []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
