@@ -19,15 +19,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[tensorflow,jax,torch,sklearn,plot,dev]"
 	touch $(STAMP)
 
-# One pytest process per backend: KERAS_BACKEND is read once, at import.
+# One pytest process per backend (KERAS_BACKEND is read once, at import),
+# run side by side to use both cores; each log is printed when all are done.
 test: $(STAMP)
-	@set -e; for b in $(BACKENDS); do \
-		echo "=== KERAS_BACKEND=$$b ==="; \
-		KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS); \
-	done
+	@rm -rf .test-logs && mkdir -p .test-logs
+	@for b in $(BACKENDS); do \
+		( KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
+			> .test-logs/$$b.log 2>&1; echo $$? > .test-logs/$$b.rc ) & \
+	done; wait
+	@status=0; for b in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$b ==="; cat .test-logs/$$b.log; \
+		[ "$$(cat .test-logs/$$b.rc)" = 0 ] || status=1; \
+	done; exit $$status
 
 demo: $(STAMP)
 	KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} $(PY) examples/quickstart.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .test-logs

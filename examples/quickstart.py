@@ -1,9 +1,10 @@
-"""Quickstart: transfer ImageNet MobileNet features to ants vs bees, offline.
+"""Quickstart: transfer ImageNet MobileNetV2 features to ants vs bees, offline.
 
-The method in a few lines: a frozen ImageNet backbone gives features `W H`;
-a `TransferMatrix` maps them, gated and ReLU'd, into a target space
-(`E^ = phi(P * (W H))`); `InfNormalize` divides by the largest entry
-(`F* = E^ / ||E^||_inf`); a softmax layer classifies.
+One `kt.transfer()` call: the ImageNet MobileNetV2 (alpha 0.35), imported
+from a Keras 2 export, frozen, with its preprocessing inside the model; the
+method's head maps its features through a gated `TransferMatrix`
+(`E^ = phi(P * (W H))`), divides by the largest entry with `InfNormalize`
+(`F* = E^ / ||E^||_inf`), and classifies.
 
 Reads the real photos and weights in ../shared (no download):
 
@@ -21,7 +22,7 @@ import keras_transfer as kt
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
-WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_0.35_224_teachable_machine_export.h5"
 
 
 def main(argv=None):
@@ -43,20 +44,13 @@ def main(argv=None):
         )
         for split in ("train", "val")
     )
-    backbone = keras.applications.MobileNet(
-        input_shape=size + (3,), alpha=0.25, include_top=False,
-        weights=str(WEIGHTS), pooling="avg",
+    model = kt.transfer(
+        keras.applications.MobileNetV2, num_classes=2, weights=str(WEIGHTS),
+        backbone_kwargs={"alpha": 0.35}, input_shape=size + (3,),
+        strategy="feature_extraction", transfer_matrix=128, inf_normalize=True,
+        classifier_activation="softmax",
     )
-    backbone.trainable = False
-
-    inputs = keras.Input(size + (3,))  # raw pixels in [0, 255]
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # MobileNet's own
-    x = backbone(x, training=False)
-    x = kt.layers.TransferMatrix(128, activation="relu", use_gate=True)(x)
-    x = kt.layers.InfNormalize()(x)
-    x = keras.layers.Dropout(0.2)(x)
-    outputs = keras.layers.Dense(2, activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
+    kt.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 

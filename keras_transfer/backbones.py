@@ -20,16 +20,12 @@ import re
 
 import keras
 
-# Preprocessing modes, as keras.applications' `preprocess_input` defines them.
-PREPROCESSING_MODES = ("caffe", "tf", "torch", "builtin", "unit", "none")
-
-
 @dataclasses.dataclass(frozen=True)
 class Family:
     name: str
     module: str  # keras.applications.<module>.preprocess_input
     models: dict  # constructor name -> default input size
-    preprocessing: str
+    preprocessing: str  # caffe, tf, torch (keras.applications' modes) or builtin
     min_size: int
     blocks: tuple  # ((regex, block name), ...)
     model_name: str  # regex on a built model's .name
@@ -111,7 +107,7 @@ FAMILIES = (
         "nasnet", "nasnet", {"NASNetMobile": 224, "NASNetLarge": 331}, "tf", 32,
         ((r"^stem_", "stem"), (r"_(stem_\d)$", r"cell_\1"), (r"_(reduce_\d+)$", r"cell_\1"),
          (r"^(?:normal|adjust|separable).*_(\d+)$", r"cell_\1")),
-        r"^NASNet$",
+        r"^nasnet",
     ),
     Family(
         "resnet", "resnet", {"ResNet50": 224, "ResNet101": 224, "ResNet152": 224},
@@ -179,7 +175,7 @@ def family_of_constructor(constructor_name):
 def family_of_model(model):
     """The family of a built keras.applications model, from its name."""
     for family in FAMILIES:
-        if re.search(family.model_name, model.name):
+        if re.search(family.model_name, model.name, re.IGNORECASE):
             return family
     return None
 

@@ -65,7 +65,7 @@ def transfer(
 
     Example:
 
-    >>> model = keras_transfer.transfer(keras.applications.MobileNetV2, 5,
+    >>> model = keras_transfer.transfer(keras.applications.MobileNet, 5,
     ...                                 weights=None, input_shape=(32, 32, 3))
     >>> [layer.name for layer in model.layers]
     ['image', 'preprocessing', 'backbone', 'head']
@@ -182,7 +182,7 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
                      input_shape=build_shape, **kwargs)
     if from_file:
         load_weights_file(model, weights)
-    return Source(model, family, family.preprocessing if family else "none", label)
+    return Source(model, family, _preprocessing_mode(family), label)
 
 
 def _from_keras_model(backbone, input_shape, weights, kwargs):
@@ -205,7 +205,7 @@ def _from_keras_model(backbone, input_shape, weights, kwargs):
                 f"images. Received: input_shape={tuple(input_shape)}"
             )
     label = family.name if family else backbone.name
-    return Source(backbone, family, family.preprocessing if family else "none", label)
+    return Source(backbone, family, _preprocessing_mode(family), label)
 
 
 def _from_keras_hub(backbone, input_shape, weights, kwargs):
@@ -213,6 +213,13 @@ def _from_keras_hub(backbone, input_shape, weights, kwargs):
         return None
     model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
     return Source(model, None, "none", backbone.name)
+
+
+def _preprocessing_mode(family):
+    # Built-in preprocessing lives in the backbone: never apply it twice.
+    if family is None or family.preprocessing == "builtin":
+        return "none"
+    return family.preprocessing
 
 
 # Tried in turn; the first that returns a Source wins. A new source type is a
@@ -255,7 +262,12 @@ def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inferen
     pooled = [_pool(x, pooling, f"{name}_pool_{i}") for i, x in enumerate(outputs)]
     output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(
         name=f"{name}_multiscale")(pooled)
-    return BackboneModel(model.inputs, output, blocks=blocks, bn=bn, name=name)
+    net = BackboneModel(model.inputs, output, bn=bn, name=name)
+    # A tap below the top leaves the blocks above it out of the graph.
+    present = {layer.name for layer in net.layers}
+    net.blocks = [[block, [n for n in names if n in present]] for block, names in blocks
+                  if any(n in present for n in names)]
+    return net
 
 
 def _last_feature_layer(model):

@@ -175,7 +175,12 @@ def load_weights_file(model, path):
     path = _existing_file(path, "weights")
     name = path.name.lower()
     if name.endswith(".npz"):
-        report = load_weights_npz(model, path, skip_mismatch=False)
+        try:
+            report = load_weights_npz(model, path, skip_mismatch=False)
+        except ValueError as error:
+            raise ValueError(
+                f"weights={str(path)!r} is incompatible with this backbone: {error}"
+            ) from error
     elif name.endswith((".weights.h5", ".keras")):
         try:
             model.load_weights(path)

@@ -20,6 +20,16 @@ def pytest_report_header(config):
     return f"KERAS_BACKEND={BACKEND}, keras {keras.__version__}"
 
 
+# Real-photo tests run MobileNets at 224 px. XLA's CPU depthwise convolutions
+# make that take about a minute per test under JAX, so those tests run in the
+# TensorFlow and torch processes; JAX runs every tiny-model test.
+SLOW_ON_JAX = pytest.mark.skipif(
+    BACKEND == "jax",
+    reason="224 px MobileNet on XLA CPU (slow depthwise convolutions) would take "
+    "minutes of CI; the TensorFlow and torch processes run this real-photo test",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     skip_tf = pytest.mark.skip(
         reason=f"needs the TensorFlow backend (TF-Hub / tf.distribute); "
@@ -71,3 +81,28 @@ def subprocess_env(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def tiny_backbone(top=True, dropout=None, name="tiny", widths=(8, 16, 16)):
+    """A three-block conv net with BatchNorm (and a classifier top), 32 px."""
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for index, width in enumerate(widths):
+        x = keras.layers.Conv2D(width, 3, strides=2 if index < 2 else 1, padding="same",
+                                name=f"conv{index}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+        x = keras.layers.ReLU(name=f"relu{index}")(x)
+        if dropout and index == 1:
+            x = keras.layers.Dropout(dropout, name="inner_dropout")(x)
+    if top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Dense(10, name="predictions")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def pixels(n=4, size=32, channels=3, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, channels)).astype("float32")
+
+
+def as_numpy(x):
+    return keras.ops.convert_to_numpy(x)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BACKEND, ROOT, subprocess_env
+from tests.conftest import BACKEND, ROOT, SLOW_ON_JAX, subprocess_env
 
 
 def run_example(name, *args, timeout=300):
@@ -18,6 +18,7 @@ def run_example(name, *args, timeout=300):
     return result.stdout
 
 
+@SLOW_ON_JAX
 @pytest.mark.shared_data
 def test_quickstart_trains_on_real_photos():
     out = run_example("quickstart.py", "--epochs", "2", "--image-size", "96")

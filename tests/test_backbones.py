@@ -1,0 +1,91 @@
+import importlib
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transfer as kt
+from keras_transfer import backbones as registry
+from keras_transfer import factory
+from keras_transfer.layers import ImagePreprocessing
+from tests.conftest import BACKEND
+
+ALL_CONSTRUCTORS = sorted(n for n in dir(keras.applications) if n[0].isupper())
+
+
+def test_registry_covers_every_keras_applications_constructor():
+    assert registry.constructor_names() == ALL_CONSTRUCTORS
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("resnet50", "ResNet50"), ("ResNet50", "ResNet50"), ("mobilenet_v2", "MobileNetV2"),
+     ("MOBILENETV2", "MobileNetV2"), ("EfficientNetB0", "EfficientNetB0"),
+     ("efficientnet_b0", "EfficientNetB0"), ("inception-resnet-v2", "InceptionResNetV2"),
+     ("convnext_tiny", "ConvNeXtTiny"), ("nasnet_mobile", "NASNetMobile")],
+)
+def test_names_resolve_case_and_underscore_insensitively(name, expected):
+    assert registry.resolve_name(name) == expected
+
+
+def test_unknown_name_lists_close_matches():
+    with pytest.raises(ValueError, match=r"Received: backbone='resnet05'.*ResNet50"):
+        registry.resolve_name("resnet05")
+
+
+@pytest.mark.parametrize("family", registry.FAMILIES, ids=lambda f: f.name)
+def test_embedded_preprocessing_equals_the_familys_preprocess_input(family):
+    module = importlib.import_module(f"keras.applications.{family.module}")
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(2, 8, 8, 3)).astype("float32")
+    expected = module.preprocess_input(pixels.copy())
+    mode = "none" if family.preprocessing == "builtin" else family.preprocessing
+    got = keras.ops.convert_to_numpy(ImagePreprocessing(mode)(pixels))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    if family.preprocessing == "builtin":
+        np.testing.assert_array_equal(expected, pixels)  # preprocess_input is a no-op
+
+
+def _small_size(family):
+    return max(family.min_size, 32)
+
+
+def _weighted(layer):
+    return bool(layer.weights)
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="the registry is backend-independent data; building all 40 "
+    "keras.applications models costs minutes, so it runs on the TensorFlow "
+    "backend only (the preprocessing numerics run on every backend above)",
+)
+@pytest.mark.parametrize("name", ALL_CONSTRUCTORS)
+def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
+    family = registry.family_of_constructor(name)
+    size = _small_size(family)
+    source = factory.resolve(name.lower(), (size, size, 3), weights=None)
+    assert source.family is family
+    # A built keras.applications model is recognised by its name, too.
+    assert registry.family_of_model(source.model) is family
+    backbone = factory.build_backbone(source)
+    # The feature tap exists: the backbone ends in a pooled rank-2 embedding.
+    assert len(backbone.output.shape) == 2
+    # Blocks cover every weighted layer exactly once, from stem to top.
+    order = {layer.name: i for i, layer in enumerate(backbone.layers)}
+    covered = [n for _, names in backbone.blocks for n in names]
+    assert len(covered) == len(set(covered))
+    weighted = {layer.name for layer in backbone.layers if _weighted(layer)}
+    assert weighted <= set(covered), weighted - set(covered)
+    firsts = [min(order[n] for n in names) for _, names in backbone.blocks]
+    lasts = [max(order[n] for n in names) for _, names in backbone.blocks]
+    assert firsts == sorted(firsts) and lasts == sorted(lasts)
+    # Each block is a feature tap (the one before the top, here).
+    tap = factory.build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
+    assert len(tap.output.shape) == 2
+    # Built-in preprocessing is never applied twice.
+    if family.preprocessing == "builtin":
+        assert source.preprocessing == "none"
+        assert any(isinstance(l, (keras.layers.Rescaling, keras.layers.Normalization))
+                   for l in backbone.layers)
+    else:
+        assert source.preprocessing == family.preprocessing
