@@ -244,8 +244,11 @@ def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
 
 
 def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inference",
-                   name="backbone"):
-    """Cuts `source.model` at its feature tap(s), pools, and wraps the result."""
+                   name="backbone", separate=False):
+    """Cuts `source.model` at its feature tap(s), pools, and wraps the result.
+
+    Several taps are concatenated, or, with `separate=True`, kept as outputs.
+    """
     model = source.model
     rules = source.family.blocks if source.family else None
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -260,8 +263,10 @@ def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inferen
             f"feature_layer={feature_layer!r}, pooling=None"
         )
     pooled = [_pool(x, pooling, f"{name}_pool_{i}") for i, x in enumerate(outputs)]
-    output = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(
-        name=f"{name}_multiscale")(pooled)
+    if separate or len(pooled) == 1:
+        output = pooled if separate else pooled[0]
+    else:
+        output = keras.layers.Concatenate(name=f"{name}_multiscale")(pooled)
     net = BackboneModel(model.inputs, output, bn=bn, name=name)
     # A tap below the top leaves the blocks above it out of the graph.
     present = {layer.name for layer in net.layers}

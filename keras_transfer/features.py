@@ -1,0 +1,576 @@
+"""Feature extraction in batches, to memory or to an on-disk feature store.
+
+A store is a directory: `manifest.json` plus one `.npy` file per feature set
+and shard, and one for the labels; or, for a small store, one `.npz` (the
+method's format). The manifest records the store's key (a fingerprint of
+the backbone's architecture and weights, the preprocessing, the layers and
+pooling, the input size and the data), a SHA-256 per file, and whether the
+store is complete. Every file is written to a temporary name and renamed.
+An interrupted extraction resumes from the last complete shard.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import time
+import warnings
+
+import keras
+import numpy as np
+
+from keras_transfer import factory, freezing
+from keras_transfer.layers import ImagePreprocessing
+from keras_transfer.weights import _atomic_write
+
+FORMAT = 1
+SHARD_SIZE = 2048
+
+
+@dataclasses.dataclass
+class Features:
+    """Extracted features with their labels, class names and manifest.
+
+    Attributes:
+        features: dict of feature-set name -> array `(N, width)`; the name is
+            `"features"` for one set, the layer name for several layers, and
+            the backbone's label (plus `"fused"`) for several backbones.
+        labels: integer labels `(N,)`, or `None`.
+        class_names: list of class names, or `None`.
+        manifest: the store's manifest (key, shards, checksums).
+    """
+
+    features: dict
+    labels: np.ndarray | None = None
+    class_names: list | None = None
+    manifest: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def x(self):
+        """The fused set if present, else the only (or first) set."""
+        if "fused" in self.features:
+            return self.features["fused"]
+        return next(iter(self.features.values()))
+
+    def __len__(self):
+        return len(self.x)
+
+    def save(self, path):
+        """Saves to one `.npz` file (atomically), or a sharded store directory."""
+        path = pathlib.Path(path)
+        if path.suffix == ".npz":
+            _write_npz(path, self)
+        else:
+            writer = _StoreWriter(path, self.manifest.get("key", {}), overwrite=True)
+            writer.write_shard(self.features, self.labels)
+            writer.finish(self.class_names)
+        return path
+
+    @classmethod
+    def load(cls, path, mmap=True):
+        """Loads a store written by `extract_features(cache=...)` or `.save()`.
+
+        Checks every file against the manifest's checksum and refuses an
+        incomplete store.
+        """
+        path = pathlib.Path(path)
+        if path.suffix == ".npz":
+            return _read_npz(path)
+        manifest = _read_manifest(path)
+        if manifest is None:
+            raise FileNotFoundError(
+                f"No feature store at {str(path)!r} (no manifest.json). Received: "
+                f"path={str(path)!r}"
+            )
+        if not manifest.get("complete"):
+            raise ValueError(
+                f"The feature store at {str(path)!r} is incomplete ({manifest['rows']} "
+                "rows written): an extraction was interrupted. Run extract_features "
+                "with the same arguments to resume it."
+            )
+        return _load_shards(path, manifest, mmap=mmap)
+
+
+def extract_features(
+    backbone_or_model,
+    data,
+    *,
+    layers=None,
+    pooling="avg",
+    batch_size=100,
+    cache=None,
+    dtype="float32",
+    progress=True,
+    overwrite=False,
+    fusion="concat",
+    input_shape=None,
+    weights="imagenet",
+    shard_size=SHARD_SIZE,
+):
+    """Runs a frozen backbone over data in batches and returns its features.
+
+    Example:
+
+    >>> images = np.random.uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    >>> feats = keras_transfer.extract_features(
+    ...     "mobilenet", (images, np.arange(6) % 2), weights=None,
+    ...     input_shape=(32, 32, 3), batch_size=4, progress=False)
+    >>> feats.x.shape, feats.labels.tolist()
+    ((6, 1024), [0, 1, 0, 1, 0, 1])
+
+    Args:
+        backbone_or_model: anything `transfer()` accepts (a feature model is
+            built with `strategy="feature_extraction"`), a list of them (each
+            gives a set, plus their fusion), or a feature `keras.Model`.
+        data: a numpy array of images, a pair `(images, labels)`, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`, a generator of
+            batches, or a directory of class sub-folders of images.
+        layers: feature layer(s) (see `transfer(feature_layer=...)`); a list
+            gives one feature set per layer, in one pass.
+        pooling: as for `transfer()`.
+        batch_size: images per batch for arrays and directories.
+        cache: `None` (in memory), a directory (sharded store) or a `.npz`.
+        dtype: dtype of the stored features.
+        progress: show a progress bar with images/s.
+        overwrite: replace a store whose key does not match.
+        fusion: `FeatureFusion` mode for a list of backbones.
+        input_shape, weights: passed to `transfer()` when it builds the model.
+        shard_size: rows per shard of a sharded store.
+
+    Returns:
+        A `Features`.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    models = _feature_models(backbone_or_model, layers, pooling, input_shape, weights)
+    source = _DataSource(data, batch_size, models[0][1].input_shape[1:])
+    key = {
+        "models": [_model_key(model) for _, model in models],
+        "layers": layers if layers is not None else "last_conv",
+        "pooling": pooling,
+        "fusion": fusion if len(models) > 1 else None,
+        "dtype": dtype,
+        "data": source.fingerprint(),
+    }
+    key["id"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    if cache is not None and str(cache).endswith(".npz"):
+        cached = _read_npz(pathlib.Path(cache)) if pathlib.Path(cache).exists() else None
+        if cached is not None:
+            _check_key(cached.manifest.get("key", {}), key, cache, overwrite)
+            if cached.manifest.get("key", {}).get("id") == key["id"]:
+                return cached
+        result = _run(models, source, None, 0, dtype, progress, fusion, layers)
+        result.manifest = {"format": FORMAT, "key": key, "complete": True, "rows": len(result)}
+        _write_npz(pathlib.Path(cache), result)
+        return result
+    writer = None
+    start = 0
+    if cache is not None:
+        writer = _StoreWriter(pathlib.Path(cache), key, overwrite=overwrite)
+        if writer.complete:
+            return _load_shards(writer.path, writer.manifest, mmap=True)
+        start = writer.rows
+    result = _run(models, source, writer, start, dtype, progress, fusion, layers, shard_size)
+    if writer is not None:
+        writer.finish(source.class_names)
+        return _load_shards(writer.path, writer.manifest, mmap=True)
+    result.manifest = {"format": FORMAT, "key": key, "complete": True, "rows": len(result)}
+    return result
+
+
+# --- Models -------------------------------------------------------------------
+
+
+def _feature_models(backbone_or_model, layers, pooling, input_shape, weights):
+    """[(label, frozen feature model with one output per layer)]."""
+    items = backbone_or_model if isinstance(backbone_or_model, (list, tuple)) else [backbone_or_model]
+    taps = list(layers) if isinstance(layers, (list, tuple)) else [layers or "last_conv"]
+    models = []
+    for index, item in enumerate(items):
+        if isinstance(item, keras.Model) and layers is None and len(item.output.shape) == 2:
+            label, model = item.name, item  # already a feature model
+        else:
+            source = factory.resolve(item, factory._check_input_shape(input_shape), weights)
+            shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
+            inputs = keras.Input(shape, name="image")
+            x = ImagePreprocessing(source.preprocessing, name="preprocessing")(inputs)
+            backbone = factory.build_backbone(source, taps, pooling, separate=True)
+            freezing.freeze(backbone)
+            label, model = source.label.lower(), keras.Model(inputs, backbone(x))
+        models.append((label if len(items) == 1 else f"{index}_{label}", model))
+    return models
+
+
+def _model_key(model):
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    # Layer types and weight shapes, in order: stable across sessions, where
+    # Keras's auto-generated layer names are not.
+    architecture = json.dumps([
+        (type(layer).__name__, [list(w.shape) for w in layer.weights])
+        for layer in _leaves(model)
+    ])
+    return {
+        "architecture": hashlib.sha256(architecture.encode()).hexdigest()[:16],
+        "weights": digest.hexdigest()[:16],
+        "input_shape": list(model.input_shape[1:]),
+        "preprocessing": [layer.mode for layer in model.layers if hasattr(layer, "mode")],
+    }
+
+
+def _leaves(model):
+    if hasattr(model, "layers") and model.layers:
+        return [leaf for layer in model.layers for leaf in _leaves(layer)]
+    return [model]
+
+
+def _set_names(models, layers):
+    taps = list(layers) if isinstance(layers, (list, tuple)) else None
+    names = []
+    for label, model in models:
+        count = len(model.outputs)
+        for index in range(count):
+            tap = taps[index] if taps and count == len(taps) else None
+            if len(models) == 1:
+                names.append(tap or "features")
+            else:
+                names.append(f"{label}/{tap}" if tap else label)
+    return names
+
+
+# --- Data -----------------------------------------------------------------------
+
+
+class _DataSource:
+    """Turns any supported `data` into batches of `(images, labels or None)`."""
+
+    def __init__(self, data, batch_size, image_shape):
+        self.data, self.batch_size, self.image_shape = data, batch_size, tuple(image_shape)
+        self.class_names = None
+        self.labels = None
+        self.skipped = []
+        if isinstance(data, (str, os.PathLike)):
+            self._from_directory(pathlib.Path(data))
+        elif isinstance(data, np.ndarray):
+            self.images = data
+        elif isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
+            self.images, self.labels = data[0], np.asarray(data[1])
+            if len(self.labels) != len(self.images):
+                raise ValueError(
+                    f"`data` labels do not match the images. Received: "
+                    f"{len(self.images)} images and {len(self.labels)} labels"
+                )
+        else:
+            self.images = None  # a stream: tf.data, PyDataset or generator
+        if self.images is not None:
+            self._check_shape(self.images.shape[1:])
+            if len(self.images) == 0:
+                raise ValueError("`data` is empty. Received: an array with 0 images")
+
+    def _check_shape(self, shape):
+        if len(shape) != 3 or shape[-1] not in (1, 3) or (
+            self.image_shape[:2] != (None, None) and tuple(shape[:2]) != self.image_shape[:2]
+        ):
+            raise ValueError(
+                f"Images must have shape {self.image_shape} (height, width, 1 or 3 "
+                f"channels). Received: images of shape {tuple(shape)}"
+            )
+
+    def _from_directory(self, root):
+        if not root.is_dir():
+            raise FileNotFoundError(f"No image directory at {str(root)!r}. Received: data={str(root)!r}")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if not classes:
+            raise ValueError(
+                f"`data` directory {str(root)!r} has no class sub-folders. Received: "
+                f"{sorted(p.name for p in root.iterdir())[:10]}"
+            )
+        paths, labels = [], []
+        for index, name in enumerate(classes):
+            for path in sorted((root / name).rglob("*")):
+                if path.is_file():
+                    paths.append(path)
+                    labels.append(index)
+        if not paths:
+            raise ValueError(f"`data` directory {str(root)!r} holds no files.")
+        self.class_names, self.paths, self.path_labels = classes, paths, np.array(labels)
+        self.images = None
+
+    def fingerprint(self):
+        digest = hashlib.sha256()
+        if getattr(self, "paths", None) is not None:
+            for path in self.paths:
+                stat = path.stat()
+                digest.update(f"{path.name}|{stat.st_size}|{int(stat.st_mtime)}".encode())
+            return {"kind": "directory", "count": len(self.paths), "sha256": digest.hexdigest()[:16]}
+        if self.images is not None:
+            # Shape plus a strided sample of rows: cheap for millions of images.
+            step = max(1, len(self.images) // 64)
+            digest.update(str(self.images.shape).encode())
+            digest.update(np.ascontiguousarray(self.images[::step]).tobytes())
+            if self.labels is not None:
+                digest.update(np.ascontiguousarray(self.labels).tobytes())
+            return {"kind": "array", "count": len(self.images), "sha256": digest.hexdigest()[:16]}
+        return {"kind": type(self.data).__name__, "count": None, "sha256": None}
+
+    def batches(self, start=0):
+        """Yields `(images, labels)` from row `start` on."""
+        if getattr(self, "paths", None) is not None:
+            yield from self._directory_batches(start)
+        elif self.images is not None:
+            for i in range(start, len(self.images), self.batch_size):
+                labels = None if self.labels is None else self.labels[i:i + self.batch_size]
+                yield self.images[i:i + self.batch_size], labels
+        else:
+            yield from self._stream_batches(start)
+
+    def _directory_batches(self, start):
+        from PIL import Image
+
+        size = self.image_shape[:2]
+        images, labels = [], []
+        for path, label in zip(self.paths[start:], self.path_labels[start:]):
+            try:
+                with Image.open(path) as image:
+                    pixels = np.asarray(image.convert("RGB").resize(size[::-1], Image.BILINEAR))
+            except Exception as error:  # PIL raises many types for bad files
+                self.skipped.append(f"{path.name} ({type(error).__name__})")
+                continue
+            images.append(pixels.astype("float32"))
+            labels.append(label)
+            if len(images) == self.batch_size:
+                yield np.stack(images), np.array(labels)
+                images, labels = [], []
+        if images:
+            yield np.stack(images), np.array(labels)
+
+    def _stream_batches(self, start):
+        seen = 0
+        data = self.data
+        if hasattr(data, "as_numpy_iterator"):
+            iterator = data.as_numpy_iterator()
+        elif isinstance(data, keras.utils.PyDataset):
+            iterator = (data[i] for i in range(len(data)))
+        else:
+            iterator = data
+        for batch in iterator:
+            images, labels = (batch if isinstance(batch, tuple) else (batch, None))
+            images = np.asarray(images)
+            self._check_shape(images.shape[1:])
+            labels = None if labels is None else np.asarray(labels)
+            if labels is not None and len(labels) != len(images):
+                raise ValueError(
+                    f"A batch's labels do not match its images. Received: "
+                    f"{len(images)} images and {len(labels)} labels"
+                )
+            if seen + len(images) <= start:
+                seen += len(images)
+                continue
+            skip = max(start - seen, 0)
+            seen += len(images)
+            yield images[skip:], None if labels is None else labels[skip:]
+
+
+# --- Running and writing ------------------------------------------------------------
+
+
+def _run(models, source, writer, start, dtype, progress, fusion, layers, shard_size=SHARD_SIZE):
+    names = _set_names(models, layers)
+    chunks, label_chunks = {}, []
+    buffered = 0
+    total = len(source.images) if source.images is not None else (
+        len(source.paths) if getattr(source, "paths", None) is not None else None)
+    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    done, began = start, time.perf_counter()
+    for images, labels in source.batches(start):
+        outputs = []
+        for label, model in models:
+            result = model.predict_on_batch(images)
+            outputs.extend(result if isinstance(result, (list, tuple)) else [result])
+        outputs = [np.asarray(keras.ops.convert_to_numpy(o), dtype=dtype) for o in outputs]
+        for name, array in zip(names, outputs):
+            if not np.all(np.isfinite(array)):
+                raise ValueError(
+                    f"NaN or Inf in the features of {name!r} (rows {done}..."
+                    f"{done + len(array)}): check the input pixels and the weights."
+                )
+            chunks.setdefault(name, []).append(array)
+        if labels is not None:
+            label_chunks.append(np.asarray(labels).astype("int64"))
+        done += len(images)
+        buffered += len(images)
+        if bar is not None:
+            rate = (done - start) / max(time.perf_counter() - began, 1e-9)
+            bar.update(done, values=[("images/s", rate)], finalize=False)
+        if writer is not None and buffered >= shard_size:
+            writer.write_shard(_concat(chunks), _concat_labels(label_chunks))
+            chunks, label_chunks, buffered = {}, [], 0
+    if source.skipped:
+        warnings.warn(
+            f"Skipped {len(source.skipped)} file(s) that could not be decoded as "
+            f"images: {source.skipped[:10]}", stacklevel=3)
+    if done == 0 and (writer is None or writer.rows == 0):
+        raise ValueError("`data` is empty: it yielded no images.")
+    if bar is not None:
+        bar.update(done, finalize=True)
+    if writer is not None:
+        if buffered:
+            writer.write_shard(_concat(chunks), _concat_labels(label_chunks))
+        return None
+    features = _concat(chunks)
+    if len(models) > 1:
+        features["fused"] = _fuse(features, fusion)
+    return Features(features, _concat_labels(label_chunks), source.class_names)
+
+
+def _concat(chunks):
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def _concat_labels(chunks):
+    return np.concatenate(chunks) if chunks else None
+
+
+def _fuse(features, fusion):
+    from keras_transfer.layers import FeatureFusion
+
+    arrays = [a for name, a in features.items() if name != "fused"]
+    return np.asarray(keras.ops.convert_to_numpy(FeatureFusion(fusion)(arrays)))
+
+
+class _StoreWriter:
+    def __init__(self, path, key, overwrite):
+        self.path = path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise PermissionError(
+                f"The cache directory is not writable. Received: cache={str(path)!r} "
+                f"({error.strerror})"
+            ) from error
+        manifest = _read_manifest(path)
+        if manifest is not None:
+            _check_key(manifest.get("key", {}), key, path, overwrite)
+            if manifest["key"].get("id") != key.get("id"):
+                manifest = None
+            else:
+                _verify(path, manifest)
+        if manifest is None:
+            for old in path.glob("shard_*.npy"):
+                old.unlink()
+            manifest = {"format": FORMAT, "key": key, "complete": False, "rows": 0, "shards": []}
+        self.manifest = manifest
+
+    @property
+    def rows(self):
+        return self.manifest["rows"]
+
+    @property
+    def complete(self):
+        return self.manifest["complete"]
+
+    def write_shard(self, features, labels):
+        index = len(self.manifest["shards"])
+        files = {}
+        arrays = dict(features)
+        if labels is not None:
+            arrays["__labels__"] = labels
+        for number, (name, array) in enumerate(arrays.items()):
+            filename = f"shard_{index:05d}_{number}.npy"
+            _atomic_write(self.path / filename, lambda h, a=array: np.save(h, a))
+            files[name] = {"file": filename, "sha256": _sha256(self.path / filename),
+                           "shape": list(array.shape)}
+        rows = len(next(iter(features.values())))
+        self.manifest["shards"].append({"rows": rows, "files": files})
+        self.manifest["rows"] += rows
+        self._save()
+
+    def finish(self, class_names):
+        self.manifest["complete"] = True
+        self.manifest["class_names"] = class_names
+        self._save()
+
+    def _save(self):
+        text = json.dumps(self.manifest, indent=1, default=str).encode()
+        _atomic_write(self.path / "manifest.json", lambda h: h.write(text))
+
+
+def _read_manifest(path):
+    manifest = pathlib.Path(path) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text())
+
+
+def _check_key(found, expected, path, overwrite):
+    if not found or found.get("id") == expected.get("id") or overwrite:
+        return
+    differs = [k for k in ("models", "layers", "pooling", "fusion", "dtype", "data")
+               if found.get(k) != expected.get(k)]
+    raise ValueError(
+        f"The feature store at {str(path)!r} was made with different settings "
+        f"(they differ in: {', '.join(differs)}); it may come from another backbone "
+        "or data. Pass overwrite=True to replace it, or another cache path."
+    )
+
+
+def _verify(path, manifest):
+    for shard in manifest["shards"]:
+        for name, entry in shard["files"].items():
+            file = path / entry["file"]
+            if not file.is_file() or _sha256(file) != entry["sha256"]:
+                raise ValueError(
+                    f"Corrupt feature store at {str(path)!r}: shard file "
+                    f"{entry['file']!r} ({name}) is missing or fails its checksum. "
+                    "Delete the store, or pass overwrite=True, to extract again."
+                )
+
+
+def _load_shards(path, manifest, mmap=True):
+    _verify(path, manifest)
+    sets, labels = {}, []
+    for shard in manifest["shards"]:
+        for name, entry in shard["files"].items():
+            array = np.load(path / entry["file"], mmap_mode="r" if mmap else None)
+            (labels if name == "__labels__" else sets.setdefault(name, [])).append(array)
+    if len(manifest["shards"]) == 1 and mmap:
+        features = {name: parts[0] for name, parts in sets.items()}
+    else:
+        features = {name: np.concatenate(parts) for name, parts in sets.items()}
+    label_array = (labels[0] if len(labels) == 1 else np.concatenate(labels)) if labels else None
+    if len(sets) > 1 and "fused" not in features and manifest["key"].get("fusion"):
+        features["fused"] = _fuse(features, manifest["key"]["fusion"])
+    return Features(features, label_array, manifest.get("class_names"), manifest)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_npz(path, features):
+    arrays = {f"features/{name}": array for name, array in features.features.items()}
+    if features.labels is not None:
+        arrays["labels"] = features.labels
+    manifest = dict(features.manifest, class_names=features.class_names)
+    arrays["manifest"] = np.array(json.dumps(manifest, default=str))
+    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def _read_npz(path):
+    try:
+        with np.load(path) as data:
+            manifest = json.loads(str(data["manifest"]))
+            features = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("features/")}
+            labels = data["labels"] if "labels" in data.files else None
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{str(path)!r} is not a feature store .npz ({error}).") from error
+    return Features(features, labels, manifest.get("class_names"), manifest)

@@ -1,0 +1,186 @@
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transfer as kt
+from tests.conftest import as_numpy, pixels, tiny_backbone
+
+X = pixels(10)
+Y = np.arange(10) % 2
+
+
+def _feature_model(name="tiny"):
+    return kt.transfer(tiny_backbone(top=False, name=name), preprocessing="tf")
+
+
+class _Counting:
+    """Counts (or forbids) the feature model's batches."""
+
+    def __init__(self, model, forbid=False):
+        self.model, self.calls, self.forbid = model, 0, forbid
+        self.original = model.predict_on_batch
+        model.predict_on_batch = self
+
+    def __call__(self, x):
+        if self.forbid:
+            raise AssertionError("the backbone ran on a cache hit")
+        self.calls += len(x)
+        return self.original(x)
+
+
+def test_in_memory_matches_predict_for_every_array_input():
+    model = _feature_model()
+    expected = model.predict(X, verbose=0)
+    for data in (X, (X, Y)):
+        feats = kt.extract_features(model, data, batch_size=4, progress=False)
+        np.testing.assert_allclose(feats.x, expected, rtol=1e-5, atol=1e-6)
+    assert feats.labels.tolist() == Y.tolist()
+
+
+def test_streams_tf_data_pydataset_and_generators():
+    import tensorflow as tf
+
+    model = _feature_model()
+    expected = model.predict(X, verbose=0)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return X[4 * i:4 * i + 4], Y[4 * i:4 * i + 4]
+
+    sources = {
+        "tf.data": tf.data.Dataset.from_tensor_slices((X, Y)).batch(4),
+        "PyDataset": Batches(),
+        "generator": ((X[i:i + 3], Y[i:i + 3]) for i in range(0, 10, 3)),
+    }
+    for name, data in sources.items():
+        feats = kt.extract_features(model, data, progress=False)
+        np.testing.assert_allclose(feats.x, expected, rtol=1e-5, atol=1e-6, err_msg=name)
+        assert feats.labels.tolist() == Y.tolist(), name
+
+
+def test_directory_of_images_skips_undecodable_files(tmp_path):
+    from PIL import Image
+
+    for label in ("ants", "bees"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.fromarray(pixels(1, seed=i)[0].astype("uint8")).save(tmp_path / label / f"{i}.jpg")
+    (tmp_path / "bees" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"Skipped 1 file.*notes.txt"):
+        feats = kt.extract_features(_feature_model(), tmp_path, batch_size=4, progress=False)
+    assert feats.x.shape == (6, 16)
+    assert feats.class_names == ["ants", "bees"] and feats.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_several_layers_and_several_backbones_in_one_pass():
+    feats = kt.extract_features(tiny_backbone(top=False), X, layers=["relu0", "last_conv"],
+                                progress=False)
+    assert {k: v.shape for k, v in feats.features.items()} == {
+        "relu0": (10, 8), "last_conv": (10, 16)}
+    fused = kt.extract_features([_feature_model("a"), _feature_model("b")], (X, Y),
+                                fusion="concat", progress=False)
+    assert set(fused.features) == {"0_transfer_a", "1_transfer_b", "fused"}
+    np.testing.assert_allclose(fused.x, np.concatenate([fused.features["0_transfer_a"],
+                                                        fused.features["1_transfer_b"]], -1))
+
+
+def test_store_is_reused_without_running_the_backbone(tmp_path):
+    model = _feature_model()
+    first = kt.extract_features(model, (X, Y), cache=tmp_path / "store", batch_size=4,
+                                shard_size=4, progress=False)
+    manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["rows"] == 10 and len(manifest["shards"]) == 3
+    assert all(len(e["sha256"]) == 64 for s in manifest["shards"] for e in s["files"].values())
+    _Counting(model, forbid=True)
+    again = kt.extract_features(model, (X, Y), cache=tmp_path / "store", batch_size=4,
+                                progress=False)
+    np.testing.assert_array_equal(np.asarray(again.x), np.asarray(first.x))
+    loaded = kt.Features.load(tmp_path / "store")
+    assert isinstance(loaded.x, np.ndarray) and loaded.labels.tolist() == Y.tolist()
+
+
+def test_npz_store_and_save_load(tmp_path):
+    model = _feature_model()
+    feats = kt.extract_features(model, (X, Y), cache=tmp_path / "f.npz", progress=False)
+    _Counting(model, forbid=True)
+    hit = kt.extract_features(model, (X, Y), cache=tmp_path / "f.npz", progress=False)
+    np.testing.assert_array_equal(hit.x, feats.x)
+    feats.save(tmp_path / "copy")
+    np.testing.assert_array_equal(kt.Features.load(tmp_path / "copy").x, feats.x)
+
+
+def test_mismatched_store_is_refused_unless_overwrite(tmp_path):
+    kt.extract_features(_feature_model("a"), X, cache=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match="differ in: models.*overwrite=True"):
+        kt.extract_features(_feature_model("b"), X, cache=tmp_path / "s", progress=False)
+    model = _feature_model("c")
+    kt.extract_features(model, X, cache=tmp_path / "t", progress=False)
+    with pytest.raises(ValueError, match="differ in: data"):
+        kt.extract_features(model, X[:5], cache=tmp_path / "t", progress=False)
+    replaced = kt.extract_features(_feature_model("b"), X, cache=tmp_path / "s",
+                                   progress=False, overwrite=True)
+    assert replaced.x.shape == (10, 16)
+
+
+def test_interrupted_extraction_resumes_from_the_last_complete_shard(tmp_path):
+    model = _feature_model()
+    store = tmp_path / "store"
+
+    def failing():
+        for i in range(0, 10, 2):
+            if i == 6:
+                raise RuntimeError("disk pulled")
+            yield X[i:i + 2], Y[i:i + 2]
+
+    with pytest.raises(RuntimeError, match="disk pulled"):
+        kt.extract_features(model, failing(), cache=store, shard_size=2, progress=False)
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert not manifest["complete"] and manifest["rows"] == 6
+    with pytest.raises(ValueError, match="incomplete"):
+        kt.Features.load(store)
+    counter = _Counting(model)
+    resumed = kt.extract_features(
+        model, ((X[i:i + 2], Y[i:i + 2]) for i in range(0, 10, 2)), cache=store,
+        shard_size=2, progress=False)
+    assert counter.calls == 4  # only the rows after the last complete shard
+    np.testing.assert_allclose(np.asarray(resumed.x), counter.original(X), rtol=1e-5, atol=1e-6)
+    assert resumed.labels.tolist() == Y.tolist()
+
+
+def test_corrupt_shard_is_detected(tmp_path):
+    kt.extract_features(_feature_model(), X, cache=tmp_path / "s", shard_size=4, batch_size=4,
+                        progress=False)
+    shard = sorted(pathlib.Path(tmp_path / "s").glob("shard_00001_*.npy"))[0]
+    shard.write_bytes(shard.read_bytes()[:-8])
+    with pytest.raises(ValueError, match="fails its checksum"):
+        kt.Features.load(tmp_path / "s")
+
+
+def test_bad_input_is_reported(tmp_path):
+    model = _feature_model()
+    with pytest.raises(ValueError, match="Received: 10 images and 3 labels"):
+        kt.extract_features(model, (X, Y[:3]), progress=False)
+    with pytest.raises(ValueError, match=r"Received: images of shape \(16, 16, 3\)"):
+        kt.extract_features(model, pixels(2, size=16), progress=False)
+    with pytest.raises(ValueError, match=r"Received: images of shape \(32, 32, 4\)"):
+        kt.extract_features(model, np.zeros((2, 32, 32, 4), "float32"), progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        kt.extract_features(model, np.zeros((0, 32, 32, 3), "float32"), progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        kt.extract_features(model, iter([]), progress=False)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(PermissionError, match="not writable. Received: cache="):
+        kt.extract_features(model, X, cache=blocker / "store", progress=False)
+    nan = X.copy()
+    nan[3, 0, 0, 0] = np.nan
+    inputs = keras.Input((32, 32, 3))
+    pooling = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    with pytest.raises(ValueError, match="NaN or Inf in the features"):
+        kt.extract_features(pooling, nan, progress=False)

@@ -1,0 +1,91 @@
+import functools
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transfer as kt
+from keras_transfer.heads import LogisticHead, SVMHead, fit_head
+from tests.conftest import (
+    HYMENOPTERA, MOBILENET_V1_025, MOBILENET_V2_035_EXPORT, SLOW_ON_JAX, pixels, tiny_backbone,
+)
+
+RNG = np.random.default_rng(0)
+F = RNG.normal(size=(120, 6)).astype("float32")
+LABELS = (F[:, 0] + 0.5 * F[:, 1] > 0).astype(int) + (F[:, 2] > 1.0).astype(int)
+
+
+@pytest.mark.parametrize("head", [
+    LogisticHead(C=10.0), SVMHead(C=10.0), SVMHead(kernel="rbf"),
+    LogisticHead(normalize="inf", standardize=True), SVMHead(normalize="l2")])
+def test_sklearn_heads_fit_predict_evaluate(head):
+    head.fit(F, LABELS)
+    accuracy = head.evaluate(F, LABELS)
+    assert accuracy > 0.75
+    assert np.mean(head.predict(F) == LABELS) == pytest.approx(accuracy)
+    if isinstance(head, LogisticHead):
+        np.testing.assert_allclose(head.predict_proba(F).sum(-1), 1.0, rtol=1e-6)
+    else:
+        assert head.decision_function(F).shape == (120, 3)
+
+
+def test_features_object_and_validation_for_the_keras_head():
+    feats = kt.Features({"features": F}, LABELS)
+    head = fit_head(feats, 3, epochs=40, hidden=[16], validation=(F, LABELS), learning_rate=1e-2)
+    assert head.history.history["val_accuracy"][-1] > 0.75
+
+
+@pytest.mark.parametrize("kind", ["keras", "logistic", "svm", "logistic_normalized"])
+def test_attached_model_predicts_like_the_head_on_cached_features(kind):
+    feature_model = kt.transfer(tiny_backbone(top=False), preprocessing="tf")
+    images = pixels(24)
+    labels = np.arange(24) % 3
+    feats = kt.extract_features(feature_model, (images, labels), progress=False)
+    if kind == "keras":
+        head = fit_head(feats, 3, epochs=3)
+        expected = head.predict(feats.x, verbose=0)
+    else:
+        head = {"logistic": LogisticHead(), "svm": SVMHead(),
+                "logistic_normalized": LogisticHead(normalize="inf", standardize=True)}[kind]
+        head.fit(feats)
+        expected = (head.predict_proba(feats) if isinstance(head, LogisticHead)
+                    else head.decision_function(feats))
+    model = kt.attach_head(feature_model, head)
+    got = model.predict(images, verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    if kind != "keras":
+        np.testing.assert_array_equal(got.argmax(-1), head.predict(feats))
+
+
+def test_bad_input_to_heads():
+    with pytest.raises(ValueError, match="Received: 120 feature rows and 3 labels"):
+        LogisticHead().fit(F, LABELS[:3])
+    bad = F.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or Inf values"):
+        SVMHead().fit(bad, LABELS)
+    with pytest.raises(ValueError, match="Received: normalize='max'"):
+        SVMHead(normalize="max")
+    with pytest.raises(TypeError, match="non-linear kernel"):
+        kt.attach_head(kt.transfer(tiny_backbone(top=False)), SVMHead(kernel="rbf").fit(F, LABELS))
+
+
+@SLOW_ON_JAX
+@pytest.mark.shared_data
+def test_fusion_of_the_two_real_backbones_on_hymenoptera():
+    v2 = kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+                     weights=str(MOBILENET_V2_035_EXPORT), input_shape=(224, 224, 3))
+    v1 = kt.transfer(functools.partial(keras.applications.MobileNet, alpha=0.25),
+                     weights=str(MOBILENET_V1_025), input_shape=(224, 224, 3))
+    train = kt.extract_features([v2, v1], HYMENOPTERA / "train", batch_size=64, progress=False)
+    val = kt.extract_features([v2, v1], HYMENOPTERA / "val", batch_size=64, progress=False)
+    scores = {}
+    names = list(train.features)  # the two sources, then "fused"
+    assert names[-1] == "fused" and len(names) == 3
+    for name in names:
+        head = LogisticHead().fit(train.features[name], train.labels)
+        scores[name] = head.evaluate(val.features[name], val.labels)
+    print("hymenoptera logistic probe:", scores)
+    assert scores[names[0]] >= 0.88 and scores[names[1]] >= 0.80
+    # Whether fusion beats the better source is reported, not assumed.
+    assert scores["fused"] >= min(scores.values())
