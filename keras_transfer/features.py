@@ -384,12 +384,20 @@ def _run(models, source, writer, start, dtype, progress, fusion, layers, shard_s
         len(source.paths) if getattr(source, "paths", None) is not None else None)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     done, began = start, time.perf_counter()
+    full = None
     for images, labels in source.batches(start):
+        # A short last batch is padded to the first batch's size, so the
+        # compiled predict function is reused instead of traced again.
+        full = full or len(images)
+        padded = images
+        if len(images) < full:
+            padded = np.concatenate([images, np.repeat(images[-1:], full - len(images), 0)])
         outputs = []
         for label, model in models:
-            result = model.predict_on_batch(images)
+            result = model.predict_on_batch(padded)
             outputs.extend(result if isinstance(result, (list, tuple)) else [result])
-        outputs = [np.asarray(keras.ops.convert_to_numpy(o), dtype=dtype) for o in outputs]
+        outputs = [np.asarray(keras.ops.convert_to_numpy(o), dtype=dtype)[:len(images)]
+                   for o in outputs]
         for name, array in zip(names, outputs):
             if not np.all(np.isfinite(array)):
                 raise ValueError(

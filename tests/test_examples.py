@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BACKEND, ROOT, SLOW_ON_JAX, subprocess_env
+from tests.conftest import BACKEND, ROOT, REAL_PHOTOS, subprocess_env
 
 
 def run_example(name, *args, timeout=300):
@@ -18,9 +18,25 @@ def run_example(name, *args, timeout=300):
     return result.stdout
 
 
-@SLOW_ON_JAX
+@REAL_PHOTOS
 @pytest.mark.shared_data
 def test_quickstart_trains_on_real_photos():
     out = run_example("quickstart.py", "--epochs", "2", "--image-size", "96")
     accuracy = float(out.split("validation accuracy ")[1].split()[0])
     assert accuracy > 0.6, out  # ImageNet features beat chance (0.54) on ants/bees
+
+
+@REAL_PHOTOS
+@pytest.mark.shared_data
+def test_feature_extraction_svm(tmp_path):
+    out = run_example("feature_extraction_svm.py", "--image-size", "128", "--out", str(tmp_path))
+    assert (tmp_path / "train.npz").is_file() and (tmp_path / "val.npz").is_file()
+    assert float(out.split("SVM validation accuracy ")[1].split()[0]) > 0.7
+
+
+def test_init_from_npz():
+    out = run_example("init_from_npz.py", "--epochs", "15")
+    assert "initialised from .npz" in out and "Transferred" in out
+    scratch, npz = (float(v) for v in out.split("from scratch ")[1].replace(
+        ", initialised from .npz", "").split()[:2])
+    assert 0.0 <= scratch <= 1.0 and npz > 0.5

@@ -7,7 +7,7 @@ import pytest
 import keras_transfer as kt
 from keras_transfer.heads import LogisticHead, SVMHead, fit_head
 from tests.conftest import (
-    HYMENOPTERA, MOBILENET_V1_025, MOBILENET_V2_035_EXPORT, SLOW_ON_JAX, pixels, tiny_backbone,
+    HYMENOPTERA, MOBILENET_V1_025, MOBILENET_V2_035_EXPORT, REAL_PHOTOS, pixels, tiny_backbone,
 )
 
 RNG = np.random.default_rng(0)
@@ -70,7 +70,7 @@ def test_bad_input_to_heads():
         kt.attach_head(kt.transfer(tiny_backbone(top=False)), SVMHead(kernel="rbf").fit(F, LABELS))
 
 
-@SLOW_ON_JAX
+@REAL_PHOTOS
 @pytest.mark.shared_data
 def test_fusion_of_the_two_real_backbones_on_hymenoptera():
     v2 = kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35),

@@ -8,7 +8,7 @@ import pytest
 
 import keras_transfer as kt
 from tests.conftest import (
-    HYMENOPTERA, MOBILENET_V1_025, MOBILENET_V2_035_EXPORT, SLOW_ON_JAX, as_numpy, pixels,
+    HYMENOPTERA, MOBILENET_V1_025, MOBILENET_V2_035_EXPORT, REAL_PHOTOS, as_numpy, pixels,
     tiny_backbone,
 )
 
@@ -118,7 +118,7 @@ def hymenoptera():
     return load("train"), load("val")
 
 
-@SLOW_ON_JAX
+@REAL_PHOTOS
 @pytest.mark.shared_data
 @pytest.mark.parametrize(
     "constructor, weights, bar",
