@@ -9,11 +9,9 @@ in a fresh process per N, and prints each process's peak RSS.
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 CHILD = r"""
 import resource, sys, tempfile, time

@@ -31,6 +31,12 @@ class Family:
     model_name: str  # regex on a built model's .name
 
 
+# EfficientNet and EfficientNetV2 name their layers alike.
+_EFFICIENTNET_BLOCKS = (
+    (r"^(rescaling|normalization)(_\d+)?$", "stem"), (r"^stem_", "stem"),
+    (r"^block(\d)", r"block\1"), (r"^top_", "top"),
+)
+
 FAMILIES = (
     Family(
         "convnext", "convnext",
@@ -54,8 +60,7 @@ FAMILIES = (
          "EfficientNetB3": 300, "EfficientNetB4": 380, "EfficientNetB5": 456,
          "EfficientNetB6": 528, "EfficientNetB7": 600},
         "builtin", 32,
-        ((r"^(rescaling|normalization)(_\d+)?$", "stem"), (r"^stem_", "stem"),
-         (r"^block(\d)", r"block\1"), (r"^top_", "top")),
+        _EFFICIENTNET_BLOCKS,
         r"^efficientnetb\d$",
     ),
     Family(
@@ -64,8 +69,7 @@ FAMILIES = (
          "EfficientNetV2B3": 300, "EfficientNetV2S": 384, "EfficientNetV2M": 480,
          "EfficientNetV2L": 480},
         "builtin", 32,
-        ((r"^(rescaling|normalization)(_\d+)?$", "stem"), (r"^stem_", "stem"),
-         (r"^block(\d)", r"block\1"), (r"^top_", "top")),
+        _EFFICIENTNET_BLOCKS,
         r"^efficientnetv2-",
     ),
     Family(

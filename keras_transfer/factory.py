@@ -15,7 +15,7 @@ import keras
 
 from keras_transfer import backbones as registry
 from keras_transfer import freezing
-from keras_transfer.backbone_model import BN_POLICIES, BackboneModel
+from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
 from keras_transfer.weights import load_weights_file
 
@@ -188,7 +188,7 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
 def _from_keras_model(backbone, input_shape, weights, kwargs):
     if not isinstance(backbone, keras.Model):
         return None
-    if not freezing.is_functional(backbone):
+    if not is_functional(backbone):
         raise TypeError(
             "`backbone` must be a functional or Sequential keras.Model (its layers "
             f"are cut at the feature tap). Received: a subclassed model "

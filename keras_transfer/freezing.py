@@ -10,7 +10,7 @@ with the same loss and metrics.
 
 import keras
 
-from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
+from keras_transfer.backbone_model import BN_POLICIES, BackboneModel
 from keras_transfer import backbones as registry
 
 

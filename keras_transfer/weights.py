@@ -285,14 +285,13 @@ def _assign(target, table, match, skip_mismatch, verbose):
     report = TransferReport()
     if match == "name":
         pairing = [(layer, layer.name) for layer in layers]
-        used = set()
     else:
         source_names = list(table)
         pairing = [
             (layer, source_names[i] if i < len(source_names) else None)
             for i, layer in enumerate(layers)
         ]
-        used = set()
+    used = set()
     assignments = []
     for layer, source_name in pairing:
         if source_name is None or source_name not in table:

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-import keras_transfer as kt
 from keras_transfer import backbones as registry
 from keras_transfer import factory
 from keras_transfer.layers import ImagePreprocessing

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
-from tests.conftest import as_numpy, pixels, tiny_backbone
+from tests.conftest import pixels, tiny_backbone
 
 X = pixels(10)
 Y = np.arange(10) % 2
