@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	@rm -rf .test-logs && mkdir -p .test-logs
 	@for b in $(BACKENDS); do \
-		( KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) \
+		( KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) \
 			> .test-logs/$$b.log 2>&1; echo $$? > .test-logs/$$b.rc ) & \
 	done; wait
 	@status=0; for b in $(BACKENDS); do \

@@ -1,11 +1,20 @@
 """keras-transfer: transfer learning for image classification on Keras 3."""
 
-from keras_transfer import backbones, heads, layers
+from keras_transfer import (
+    backbones,
+    callbacks,
+    heads,
+    layers,
+    optimizers,
+    regularizers,
+    schedules,
+)
 from keras_transfer.backbone_model import BackboneModel
 from keras_transfer.factory import transfer
 from keras_transfer.features import Features, extract_features
 from keras_transfer.freezing import freeze, trainable_summary, unfreeze
 from keras_transfer.heads import attach_head
+from keras_transfer.recipes import LRFinderResult, fine_tune, lr_find
 from keras_transfer.weights import (
     TransferReport,
     load_legacy_h5,

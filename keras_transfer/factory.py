@@ -15,6 +15,7 @@ import keras
 
 from keras_transfer import backbones as registry
 from keras_transfer import freezing
+from keras_transfer import regularizers
 from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
 from keras_transfer.weights import load_weights_file
@@ -54,6 +55,7 @@ def transfer(
     classifier_activation=None,
     fusion="concat",
     backbone_kwargs=None,
+    regularization=None,
     name=None,
 ):
     """Rewires a pretrained backbone for fine-tuning or feature extraction.
@@ -106,12 +108,15 @@ def transfer(
             logits (compile with `from_logits=True`).
         fusion: a `FeatureFusion` mode for a list of backbones.
         backbone_kwargs: extra arguments for a constructor (`alpha=0.35`).
+        regularization: `"l2sp"` or a `kt.regularizers.L2SP`: fine-tuning
+            pulls the backbone toward its pretrained weights, not toward 0.
         name: the model's name.
 
     Returns:
         A functional `keras.Model`.
     """
     _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head)
+    regularization = regularizers.get(regularization)
     sources = backbone if isinstance(backbone, (list, tuple)) else [backbone]
     if not sources:
         raise ValueError("`backbone` is an empty list. Received: backbone=[]")
@@ -141,6 +146,8 @@ def transfer(
         freezing.freeze(model)
     else:
         freezing.unfreeze(model, blocks=unfreeze, bn=bn)
+    if regularization is not None:
+        regularization.attach(model)
     return model
 
 
@@ -188,6 +195,9 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
 def _from_keras_model(backbone, input_shape, weights, kwargs):
     if not isinstance(backbone, keras.Model):
         return None
+    if isinstance(backbone, keras.Sequential) and backbone.built:
+        # A Sequential wraps a functional graph; cut and tap that.
+        backbone = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
     if not is_functional(backbone):
         raise TypeError(
             "`backbone` must be a functional or Sequential keras.Model (its layers "

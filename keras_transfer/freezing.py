@@ -67,7 +67,7 @@ def freeze(model):
     unfreeze(model, blocks=0)
 
 
-def unfreeze(model, blocks="all", bn=None):
+def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
     """Makes the top blocks of the backbone trainable, and the rest frozen.
 
     Example:
@@ -89,7 +89,17 @@ def unfreeze(model, blocks="all", bn=None):
             inference mode), `"train_affine"` (gamma and beta train, the
             statistics stay frozen) or `"train"`. `None` keeps the current
             policy.
+        lr_range: `(lo, hi)`, fastai's `slice(lo, hi)`: learning rates spread
+            geometrically from `lo` for the lowest unfrozen block to `hi` for
+            the head. The model must be compiled; its optimizer is wrapped in
+            `kt.optimizers.BlockwiseLR` and, when its rate is a float, set to
+            `hi` (with a schedule, the schedule's rate is the head's).
+        regularization: `"l2sp"` or a `kt.regularizers.L2SP`: pull the
+            backbone toward its current weights instead of toward zero.
     """
+    from keras_transfer import regularizers
+
+    regularization = regularizers.get(regularization)
     if bn is not None and bn not in BN_POLICIES:
         raise ValueError(f"`bn` must be one of {BN_POLICIES} or None. Received: bn={bn!r}")
     if isinstance(blocks, (list, tuple)):
@@ -121,7 +131,52 @@ def unfreeze(model, blocks="all", bn=None):
                 for sub in _flatten(layer):
                     if isinstance(sub, keras.layers.BatchNormalization):
                         sub.trainable = False
-    refresh_compiled(model)
+    if regularization is not None:
+        regularization.attach(model)
+    if lr_range is not None:
+        set_multipliers(model, block_multipliers(model, lr_range))
+        _set_rate(model.optimizer, max(float(x) for x in lr_range))
+    else:
+        refresh_compiled(model)
+
+
+def block_multipliers(model, lr_range=None, factor=None, groups=None):
+    """Learning-rate multipliers per layer name for the trainable blocks.
+
+    With `lr_range=(lo, hi)` they run geometrically from `lo/hi` (lowest
+    trainable block) to 1 (the head); with `factor`, the block `k` steps
+    below the head gets `factor**k` (ULMFiT's discriminative rates).
+    `groups` (lists of layers, stem to top) replaces the model's own blocks.
+    """
+    from keras_transfer.optimizers import geometric_multipliers
+
+    if groups is None:
+        per_owner = {}
+        for owner, _, layers in blocks_of(model):
+            per_owner.setdefault(id(owner), []).append(layers)
+        groups_per_owner = list(per_owner.values())
+    else:
+        groups_per_owner = [groups]
+    multipliers = {}
+    for owner_groups in groups_per_owner:
+        trainable = [g for g in owner_groups if any(l.trainable_weights for l in g)]
+        if lr_range is not None:
+            ranked = range(len(trainable) + 1)  # the head is the last group
+            scales = list(geometric_multipliers(list(ranked), lr_range).values())
+        else:
+            scales = [factor ** (len(trainable) - i) for i in range(len(trainable))]
+        for layers, scale in zip(trainable, scales):
+            for layer in layers:
+                if layer.weights:
+                    multipliers[layer.name] = float(scale)
+    return multipliers
+
+
+def _set_rate(optimizer, rate):
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    if isinstance(optimizer._learning_rate, keras.Variable):
+        optimizer.learning_rate = rate
 
 
 def trainable_summary(model, print_fn=print):
@@ -159,29 +214,112 @@ def trainable_summary(model, print_fn=print):
     return rows
 
 
-def refresh_compiled(model):
-    """Makes a new trainable set take effect on a compiled model.
+def refresh_compiled(model, optimizer=None):
+    """Makes a new trainable set take effect on a compiled model, even mid-fit.
 
-    The optimizer is rebuilt from its config for the new trainable variables;
-    its iteration count, learning rate and the slot variables (moments, ...)
-    of every variable that was already training are copied over, so their
-    state is kept. Then the model is recompiled with its own compile
-    arguments.
+    A new optimizer (`optimizer`, or one rebuilt from the model's own config)
+    is built for the model's trainable variables. The iteration count, the
+    learning rate and the slots (moments, ...) of every variable that keeps
+    training are carried over, so their state is kept. The model's train
+    step is rebuilt for the new set; the loss, metrics and their state are
+    left alone, so this is safe inside `fit` (at an epoch boundary).
     """
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
         return
     old = model.optimizer
-    new = old.__class__.from_config(old.get_config())
+    trainable = model.trainable_variables
+    if optimizer is None:
+        if old.built and [id(v) for v in old._trainable_variables] == [id(v) for v in trainable]:
+            return  # nothing to do: same variables, same order
+        optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(old))
     if old.built:
-        new.build(model.trainable_variables)
-        previous = {v.path: v for v in old.variables}
-        for variable in new.variables:
-            match = previous.get(variable.path)
-            if match is not None and tuple(match.shape) == tuple(variable.shape):
-                variable.assign(match)
-    config = dict(model._compile_config.config)
-    config["optimizer"] = new
-    model.compile(**config)
+        optimizer.build(trainable)
+        _carry_state(old, optimizer)
+    model.optimizer = optimizer
+    # What `model.save` writes; compile() wraps a LossScaleOptimizer again.
+    stored = optimizer
+    if isinstance(stored, keras.optimizers.LossScaleOptimizer):
+        stored = stored.inner_optimizer
+    model._compile_config.config["optimizer"] = stored
+    if getattr(model, "train_function", None) is not None:
+        if hasattr(model, "_record_training_state_sharding_spec"):  # JAX
+            model._record_training_state_sharding_spec()
+        model.make_train_function(force=True)
+
+
+def set_multipliers(model, multipliers):
+    """Gives each layer of `multipliers` its learning-rate multiplier.
+
+    The model's optimizer is wrapped in (or its `BlockwiseLR` rebuilt with)
+    these multipliers, its state kept.
+    """
+    from keras_transfer.optimizers import BlockwiseLR
+
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            "Per-block learning rates need a compiled model: call "
+            "model.compile(optimizer, loss, ...) first. Received: a model that "
+            "is not compiled."
+        )
+    optimizer = model.optimizer
+    scale = None
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        scale, optimizer = optimizer, optimizer.inner_optimizer
+    inner = optimizer.inner_optimizer if isinstance(optimizer, BlockwiseLR) else optimizer
+    inner = keras.optimizers.deserialize(keras.optimizers.serialize(inner))
+    new = BlockwiseLR(inner, multipliers, strict=False, name=optimizer.name)
+    if scale is not None:
+        new = keras.optimizers.LossScaleOptimizer(
+            new, initial_scale=scale.initial_scale,
+            dynamic_growth_steps=scale.dynamic_growth_steps, name=scale.name)
+    refresh_compiled(model, optimizer=new)
+
+
+def _carry_state(old, new):
+    """Copies optimizer state from `old` to `new` (built), per variable."""
+    deferred = getattr(old, "_deferred_state", None)
+    if deferred is not None:
+        if len(deferred) == len(new.variables) and all(
+            tuple(v.shape) == value.shape for v, value in zip(new.variables, deferred)
+        ):
+            for variable, value in zip(new.variables, deferred):
+                variable.assign(value)
+            return
+        new._deferred_state = deferred  # saved for another trainable set: wait
+    if hasattr(old, "inner_optimizer") and hasattr(new, "inner_optimizer"):
+        # A wrapper (BlockwiseLR, LossScaleOptimizer): the inner state, then
+        # its own (the loss scale).
+        if old.inner_optimizer.built:
+            _carry_state(old.inner_optimizer, new.inner_optimizer)
+        _copy_by_path(old._variables, new._variables)
+        return
+    # Slot lists (Adam's `_momentums`, ...) hold one entry per trained
+    # variable, in the order the optimizer was built with.
+    index = {id(v): i for i, v in enumerate(old._trainable_variables)}
+    count = len(old._trainable_variables)
+    slots = set()
+    for attr, values in vars(old).items():
+        if (attr in ("_variables", "_trainable_variables") or not isinstance(values, list)
+                or count == 0 or len(values) != count
+                or not all(v is None or isinstance(v, keras.Variable) for v in values)
+                or not isinstance(getattr(new, attr, None), list)):
+            continue
+        targets = getattr(new, attr)
+        for j, variable in enumerate(new._trainable_variables):
+            i = index.get(id(variable))
+            if i is not None and values[i] is not None and targets[j] is not None:
+                targets[j].assign(values[i])
+        slots.update(id(v) for v in values if v is not None)
+    # The rest (iterations, learning rate) by path.
+    _copy_by_path([v for v in old.variables if id(v) not in slots], new.variables)
+
+
+def _copy_by_path(sources, targets):
+    by_path = {v.path: v for v in sources}
+    for variable in targets:
+        match = by_path.get(variable.path)
+        if match is not None and tuple(match.shape) == tuple(variable.shape):
+            variable.assign(match)
 
 
 def _top_blocks(all_blocks, blocks):

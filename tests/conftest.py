@@ -31,6 +31,15 @@ REAL_PHOTOS = pytest.mark.skipif(
 )
 
 
+# Examples that train from scratch run once, in the JAX process (the other
+# two carry the real-photo tests and the keras.applications enumeration).
+ONE_BACKEND = pytest.mark.skipif(
+    BACKEND != "jax",
+    reason="backend-independent example: runs once, in the JAX process, to keep "
+    "the three-backend CI under 15 minutes",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     skip_tf = pytest.mark.skip(
         reason=f"needs the TensorFlow backend (TF-Hub / tf.distribute); "

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BACKEND, ROOT, REAL_PHOTOS, subprocess_env
+from tests.conftest import BACKEND, ONE_BACKEND, REAL_PHOTOS, ROOT, subprocess_env
 
 
 def run_example(name, *args, timeout=300):
@@ -34,6 +34,7 @@ def test_feature_extraction_svm(tmp_path):
     assert float(out.split("SVM validation accuracy ")[1].split()[0]) > 0.7
 
 
+@ONE_BACKEND
 def test_init_from_npz():
     out = run_example("init_from_npz.py", "--epochs", "15")
     assert "initialised from .npz" in out and "Transferred" in out

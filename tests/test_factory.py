@@ -161,3 +161,12 @@ def test_corrupt_and_incompatible_weight_files_are_refused(tmp_path):
     kt.save_weights_npz(tiny_backbone(top=False), other)
     with pytest.raises(ValueError, match="other.npz"):
         kt.transfer("mobilenet", 2, weights=str(other), input_shape=(32, 32, 3))
+
+
+def test_a_built_sequential_backbone_is_accepted():
+    backbone = keras.Sequential([keras.Input((16, 16, 3)),
+                                 keras.layers.Conv2D(4, 3, name="conv_a"),
+                                 keras.layers.Conv2D(4, 3, name="conv_b")])
+    model = kt.transfer(backbone, 2, preprocessing="unit", strategy="fine_tune")
+    assert [name for name, _ in model.get_layer("backbone").blocks] == ["conv_a", "conv_b"]
+    assert tuple(model.output.shape) == (None, 2)

@@ -66,7 +66,8 @@ def test_saved_model_loads_in_a_fresh_process_under_another_backend(tmp_path):
     model.save(tmp_path / "model.keras")
     a, b = _inputs()
     np.savez(tmp_path / "io.npz", a=a, b=b, expected=model.predict([a, b], verbose=0))
-    for backend in sorted({BACKEND, OTHER_BACKEND}):
+    # The same-backend round trip is covered in-process above.
+    for backend in [OTHER_BACKEND]:
         result = subprocess.run(
             [sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "model.keras"),
              str(tmp_path / "io.npz")],

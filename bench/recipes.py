@@ -1,0 +1,216 @@
+"""Training recipes on real photos: plain-Keras tutorials against keras-transfer.
+
+On ../shared/data/hymenoptera_data with the real ImageNet MobileNetV2-0.35
+(imported from the Keras 2 export in ../shared/weights), at 224 px, batch 32,
+RandomFlip + RandomRotation augmentation, the same decoded images and seeds
+for every recipe:
+
+  (a) the TensorFlow tutorial in plain Keras: frozen, Adam 1e-4, 10 epochs;
+      then layers[100:] with RMSprop 1e-5, 10 epochs;
+  (b) the Keras guide in plain Keras: frozen, Adam 1e-3, 20 epochs; then all
+      layers with Adam 1e-5, 10 epochs;
+  (c) kt.fine_tune with its defaults (1 head epoch, 5 unfrozen epochs);
+  (d) kt.transfer(strategy="feature_extraction") with GradualUnfreezing;
+  (e) a logistic-regression probe on extracted features;
+  (f) a cost check: the step time of GradualUnfreezing's first (head-only)
+      phase against full fine-tuning.
+
+Prints validation accuracy (mean over seeds, the final epoch's, not the
+best) and wall time per recipe, and the bar: (c) or (d) >= 0.93, in no more
+wall time than (a), above the best of (a), (b) and (e).
+
+    KERAS_BACKEND=tensorflow python bench/recipes.py [--seeds 0 1 2] [--only c d]
+"""
+
+import argparse
+import functools
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+import keras_transfer as kt
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
+WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_0.35_224_teachable_machine_export.h5"
+SIZE = 224
+BATCH = 32
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def load(split):
+    data = keras.utils.image_dataset_from_directory(
+        DATA / split, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False)
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in data])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def augmentation():
+    return [keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)]
+
+
+def plain_base():
+    """keras.applications.MobileNetV2 with the exported ImageNet weights."""
+    base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=0.35,
+                                          include_top=False, weights=None)
+    kt.load_legacy_h5(base, WEIGHTS)
+    return base
+
+
+def plain_model(base):
+    """The tutorials' model: augment, preprocess, base(training=False), head."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.Sequential(augmentation())(inputs)
+    x = keras.applications.mobilenet_v2.preprocess_input(x)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def _fit(model, data, epochs, initial_epoch=0):
+    (x, y), (xv, yv) = data
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, initial_epoch=initial_epoch,
+              validation_data=(xv, yv), verbose=0)
+    return model.evaluate(xv, yv, verbose=0)[1]
+
+
+def recipe_a(data):
+    base = plain_base()
+    base.trainable = False
+    model = plain_model(base)
+    model.compile(keras.optimizers.Adam(1e-4), LOSS, metrics=["accuracy"])
+    frozen = _fit(model, data, 10)
+    base.trainable = True
+    for layer in base.layers[:100]:
+        layer.trainable = False
+    model.compile(keras.optimizers.RMSprop(1e-5), LOSS, metrics=["accuracy"])
+    return frozen, _fit(model, data, 20, initial_epoch=10)
+
+
+def recipe_b(data):
+    base = plain_base()
+    base.trainable = False
+    model = plain_model(base)
+    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
+    frozen = _fit(model, data, 20)
+    base.trainable = True
+    model.compile(keras.optimizers.Adam(1e-5), LOSS, metrics=["accuracy"])
+    return frozen, _fit(model, data, 30, initial_epoch=20)
+
+
+def kt_model(strategy):
+    return kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35), 2,
+                       weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3), strategy=strategy,
+                       augmentation=augmentation())
+
+
+def recipe_c(data):
+    (x, y), (xv, yv) = data
+    model = kt_model("fine_tune")
+    history = kt.fine_tune(model, (x, y), validation_data=(xv, yv), batch_size=BATCH,
+                           verbose=0)
+    head = history.history["val_accuracy"][history.phases[0]["epochs"] - 1]
+    return head, model.evaluate(xv, yv, verbose=0)[1]
+
+
+def recipe_d(data, epochs=6):
+    (x, y), (xv, yv) = data
+    model = kt_model("feature_extraction")
+    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, validation_data=(xv, yv),
+                        verbose=0, callbacks=[kt.callbacks.GradualUnfreezing(
+                            start_epoch=2, blocks_per_step=2, lr_factor=0.5, verbose=0)])
+    return history.history["val_accuracy"][1], model.evaluate(xv, yv, verbose=0)[1]
+
+
+def recipe_e(data):
+    (x, y), (xv, yv) = data
+    features = kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+                           weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3))
+    train = kt.extract_features(features, (x, y), progress=False)
+    val = kt.extract_features(features, (xv, yv), progress=False)
+    head = kt.heads.LogisticHead().fit(train)
+    return None, head.evaluate(val)
+
+
+def step_cost(data, steps=5):
+    """Seconds per training step: head-only (GradualUnfreezing's first phase)
+    against full fine-tuning, same model, same batches."""
+    (x, y), _ = data
+    times = {}
+    for name, blocks in (("head_only", 0), ("full", "all")):
+        model = kt_model("fine_tune")
+        kt.unfreeze(model, blocks=blocks)
+        model.compile(keras.optimizers.Adam(1e-3), LOSS)
+        model.train_on_batch(x[:BATCH], y[:BATCH])  # compile
+        start = time.perf_counter()
+        for i in range(steps):
+            model.train_on_batch(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+        times[name] = (time.perf_counter() - start) / steps
+    return times
+
+
+RECIPES = {"a": recipe_a, "b": recipe_b, "c": recipe_c, "d": recipe_d, "e": recipe_e}
+NAMES = {"a": "TF tutorial (plain Keras)", "b": "Keras guide (plain Keras)",
+         "c": "kt.fine_tune defaults", "d": "GradualUnfreezing", "e": "logistic probe"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", default=list(RECIPES) + ["f"])
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if not DATA.is_dir() or not WEIGHTS.is_file():
+        raise SystemExit(f"needs {DATA} and {WEIGHTS}")
+    data = load("train"), load("val")
+    results = {}
+    for key in [k for k in RECIPES if k in args.only]:
+        runs = []
+        for seed in args.seeds:
+            keras.utils.clear_session()
+            keras.utils.set_random_seed(seed)
+            start = time.perf_counter()
+            first, final = RECIPES[key](data)
+            runs.append({"seed": seed, "first_phase": first, "final": float(final),
+                         "wall": time.perf_counter() - start})
+            print(f"  ({key}) seed {seed}: {runs[-1]}", flush=True)
+        results[key] = runs
+    print(f"\nbackend {keras.backend.backend()}, {SIZE} px, batch {BATCH}, "
+          f"seeds {args.seeds}")
+    print(f"{'recipe':34s} {'first phase':>11s} {'val acc':>8s} {'(min-max)':>13s} {'wall s':>7s}")
+    summary = {}
+    for key, runs in results.items():
+        finals = [r["final"] for r in runs]
+        firsts = [r["first_phase"] for r in runs if r["first_phase"] is not None]
+        wall = float(np.mean([r["wall"] for r in runs]))
+        summary[key] = {"acc": float(np.mean(finals)), "wall": wall}
+        first = f"{np.mean(firsts):.3f}" if firsts else "-"
+        print(f"({key}) {NAMES[key]:30s} {first:>11s} {np.mean(finals):8.3f} "
+              f"({min(finals):.3f}-{max(finals):.3f}) {wall:7.1f}")
+    if "f" in args.only:
+        keras.utils.clear_session()
+        cost = step_cost(data)
+        print(f"(f) step time, head-only phase {cost['head_only']:.3f} s vs full fine-tuning "
+              f"{cost['full']:.3f} s: ratio {cost['head_only'] / cost['full']:.2f} (bar < 1)")
+        summary["f"] = cost
+    if all(k in summary for k in "abce") or all(k in summary for k in "abde"):
+        best_plain = max(summary[k]["acc"] for k in "abe" if k in summary)
+        for key in [k for k in "cd" if k in summary]:
+            s = summary[key]
+            print(f"bar ({key}): acc {s['acc']:.3f} >= 0.93: {s['acc'] >= 0.93}; "
+                  f"wall {s['wall']:.0f} s <= (a) {summary['a']['wall']:.0f} s "
+                  f"(ratio {s['wall'] / summary['a']['wall']:.2f}): "
+                  f"{s['wall'] <= summary['a']['wall']}; above best of a, b, e "
+                  f"({best_plain:.3f}): {s['acc'] > best_plain}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps({"runs": results, "summary": summary},
+                                                      indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Per-block learning rates: `BlockwiseLR` wraps any Keras optimizer.
+
+`keras.optimizers.MultiOptimizer` is gone from Keras 3, and one optimizer per
+group would hide `learning_rate` from LR callbacks. `BlockwiseLR` keeps one
+inner optimizer (so one learning rate, one schedule, one iteration count) and
+scales the rate per variable when the update is applied.
+"""
+
+import fnmatch
+import math
+
+import keras
+import numpy as np
+from keras.saving import deserialize_keras_object, serialize_keras_object
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class BlockwiseLR(keras.optimizers.Optimizer):
+    """An optimizer whose learning rate is scaled per variable.
+
+    Each variable's update uses `learning_rate * multiplier`, where the
+    multiplier comes from the first key of `multipliers` that matches the
+    variable's path (`"layer_name/kernel"`). A key matches a path when it is
+    the path, a layer name in front of it (`"head"` matches
+    `"head/classifier/kernel"`), or an `fnmatch` pattern (`"block_1[56]_*"`).
+    Variables no key matches use `default`.
+
+    Everything else is the inner optimizer's: its moments, weight decay,
+    clipping, schedule and iteration count. `learning_rate` reads and sets the
+    inner optimizer's rate, so `ReduceLROnPlateau` and `LearningRateScheduler`
+    work unchanged.
+
+    Example:
+
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(3, name="body")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden))
+    >>> optimizer = keras_transfer.optimizers.BlockwiseLR(
+    ...     keras.optimizers.Adam(1e-3), {"body": 0.1})
+    >>> model.compile(optimizer, "mse")
+    >>> round(float(model.optimizer.learning_rate), 6)
+    0.001
+
+    Args:
+        optimizer: the inner Keras optimizer (instance, name or config).
+        multipliers: dict from key (variable path, layer name or `fnmatch`
+            pattern) to a positive float.
+        default: multiplier for variables that no key matches.
+        strict: raise when a key matches none of the variables the optimizer
+            is built for. `kt.unfreeze` and `GradualUnfreezing` build with
+            `strict=False`, as their keys may name frozen blocks.
+        name: the optimizer's name.
+    """
+
+    def __init__(self, optimizer, multipliers=None, default=1.0, strict=True, name=None,
+                 **kwargs):
+        super().__init__(learning_rate=0.0, name=name or "blockwise_lr", **kwargs)
+        optimizer = keras.optimizers.get(optimizer)
+        if isinstance(optimizer, BlockwiseLR):
+            raise ValueError(
+                "`optimizer` is already a BlockwiseLR; pass its inner optimizer. "
+                f"Received: optimizer={optimizer.name!r}"
+            )
+        multipliers = dict(multipliers or {})
+        for key, value in list(multipliers.items()) + [("default", default)]:
+            if not isinstance(key, str):
+                raise ValueError(
+                    "`multipliers` keys must be strings (variable paths, layer "
+                    f"names or patterns). Received: key {key!r}"
+                )
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    "Multipliers must be finite non-negative numbers. Received: "
+                    f"{key}={value!r}"
+                )
+        self.inner_optimizer = optimizer
+        self.multipliers = {key: float(value) for key, value in multipliers.items()}
+        self.default = float(default)
+        self.strict = bool(strict)
+        self._multiplier_of = {}
+        self._deferred_state = None
+
+    def multiplier_for(self, variable):
+        """The multiplier of one variable (by its path)."""
+        path = variable.path
+        for key, value in self.multipliers.items():
+            if path == key or path.startswith(key + "/") or fnmatch.fnmatchcase(path, key):
+                return value
+        return self.default
+
+    def build(self, var_list):
+        var_list = list(var_list)
+        if not self.inner_optimizer.built:
+            self.inner_optimizer.build(var_list)
+        super().build(var_list)
+        self._multiplier_of = {
+            self._var_key(v): self.multiplier_for(v) for v in var_list
+        }
+        if self.strict:
+            paths = [v.path for v in var_list]
+            unused = [
+                key for key in self.multipliers
+                if not any(p == key or p.startswith(key + "/")
+                           or fnmatch.fnmatchcase(p, key) for p in paths)
+            ]
+            if unused:
+                raise ValueError(
+                    f"`multipliers` names no variable for keys {unused}. Keys are "
+                    "variable paths, layer names or fnmatch patterns; this "
+                    f"optimizer trains {len(paths)} variables with paths like "
+                    f"{paths[:3]}. Received: multipliers={self.multipliers}"
+                )
+        # One update per multiplier group, through the inner optimizer's own
+        # (backend-specific, possibly fused) update, with a scaled rate.
+        inner = self.inner_optimizer
+        backend_update = type(inner)._backend_update_step
+
+        def grouped_update(grads, variables, learning_rate):
+            groups = {}
+            for grad, variable in zip(grads, variables):
+                scale = self._multiplier_of.get(self._var_key(variable), self.default)
+                groups.setdefault(scale, ([], []))
+                groups[scale][0].append(grad)
+                groups[scale][1].append(variable)
+            for scale, (group_grads, group_vars) in groups.items():
+                if scale == 0.0:
+                    continue
+                rate = learning_rate if scale == 1.0 else learning_rate * scale
+                backend_update(inner, group_grads, group_vars, rate)
+
+        inner._backend_update_step = grouped_update
+
+    def apply(self, grads, trainable_variables=None):
+        if trainable_variables is None:
+            trainable_variables = self._trainable_variables
+        elif not self.built:
+            self.build(trainable_variables)
+        self.inner_optimizer.apply(grads, trainable_variables)
+
+    @property
+    def variables(self):
+        return self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def load_own_variables(self, store):
+        # A backup written after more blocks were unfrozen holds more slots
+        # than this optimizer has yet; keep them until the same trainable set
+        # is rebuilt (see `freezing.refresh_compiled`).
+        if len(store.keys()) != len(self.variables):
+            self._deferred_state = [np.array(store[str(i)]) for i in range(len(store.keys()))]
+            return
+        for variable, key in zip(self.variables, range(len(self.variables))):
+            variable.assign(store[str(key)])
+
+    def __dir__(self):
+        # Saving walks attributes: the inner optimizer's variables are saved
+        # once, as this optimizer's own (see `load_own_variables`).
+        return [name for name in super().__dir__() if name != "inner_optimizer"]
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "optimizer": serialize_keras_object(self.inner_optimizer),
+            "multipliers": dict(self.multipliers),
+            "default": self.default,
+            "strict": self.strict,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["optimizer"] = deserialize_keras_object(
+            config["optimizer"], custom_objects=custom_objects
+        )
+        return cls(**config)
+
+
+def geometric_multipliers(groups, lr_range):
+    """Multipliers spread geometrically over ordered groups (fastai's slice).
+
+    Args:
+        groups: group names from lowest (stem side) to highest (head).
+        lr_range: `(lo, hi)` learning-rate ratio: the lowest group gets
+            `lo / hi`, the highest 1.
+
+    Returns:
+        A dict from group name to multiplier.
+    """
+    lo, hi = _check_range(lr_range)
+    count = len(groups)
+    if count == 1:
+        return {groups[0]: 1.0}
+    ratio = lo / hi
+    return {
+        group: float(ratio ** (1 - index / (count - 1)))
+        for index, group in enumerate(groups)
+    }
+
+
+def _check_range(lr_range):
+    try:
+        lo, hi = (float(x) for x in lr_range)
+    except (TypeError, ValueError):
+        lo = hi = None
+    if lo is None or not (0 < lo <= hi) or not math.isfinite(hi):
+        raise ValueError(
+            "`lr_range` must be a pair (lo, hi) with 0 < lo <= hi. Received: "
+            f"lr_range={lr_range!r}"
+        )
+    return lo, hi
+

@@ -1,0 +1,328 @@
+"""The good defaults in one call: `fine_tune` and `lr_find` (as in fastai)."""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_transfer import freezing
+from keras_transfer.optimizers import BlockwiseLR
+from keras_transfer.schedules import OneCycle
+
+SCHEDULES = ("one_cycle", "constant")
+
+
+def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, base_lr=2e-3,
+              lr_mult=100, schedule="one_cycle", callbacks=None, *, bn=None,
+              batch_size=None, steps_per_epoch=None, verbose="auto", **fit_kwargs):
+    """fastai's `fine_tune` for Keras: train the head, then everything.
+
+    1. The backbone is frozen and the head trains for `freeze_epochs` at
+       `base_lr` (one cycle).
+    2. Everything is unfrozen and trains for `epochs` more, with per-block
+       learning rates spread geometrically from `base_lr / 2 / lr_mult`
+       (stem) to `base_lr / 2` (head), under a one-cycle schedule.
+
+    Both phases use Adam. An uncompiled model is compiled with sparse
+    categorical cross-entropy and accuracy; a compiled one keeps its loss
+    and metrics.
+
+    Example:
+
+    >>> backbone = keras.Sequential([keras.Input((16, 16, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv_a"), keras.layers.Conv2D(4, 3, name="conv_b")])
+    >>> model = keras_transfer.transfer(backbone, 2, preprocessing="unit")
+    >>> x, y = np.zeros((8, 16, 16, 3)), np.arange(8) % 2
+    >>> history = keras_transfer.fine_tune(model, (x, y), epochs=1, verbose=0)
+    >>> [phase["name"] for phase in history.phases], history.epoch
+    (['head', 'unfrozen'], [0, 1])
+
+    Args:
+        model: a model built by `transfer()` (or with findable blocks).
+        train: what `fit` takes as `x` (a dataset, a PyDataset), or a pair
+            `(x, y)` of arrays.
+        validation_data: passed to `fit`.
+        epochs: epochs of the unfrozen phase (>= 1).
+        freeze_epochs: epochs of the head-only phase (>= 0).
+        base_lr: the head's peak learning rate.
+        lr_mult: ratio between the head's and the stem's rate.
+        schedule: `"one_cycle"` or `"constant"`.
+        callbacks: passed to both phases.
+        bn: BatchNorm policy of the unfrozen phase (None: the model's own).
+        batch_size: for array input.
+        steps_per_epoch: needed only when the data's length is unknown.
+        verbose, **fit_kwargs: passed to `fit`.
+
+    Returns:
+        A `keras.callbacks.History` over both phases, with `phases`: a list
+        of `{"name", "first_epoch", "epochs"}`.
+    """
+    for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: schedule={schedule!r}")
+    if not (base_lr > 0 and lr_mult >= 1):
+        raise ValueError(
+            "`base_lr` must be > 0 and `lr_mult` >= 1. Received: "
+            f"base_lr={base_lr!r}, lr_mult={lr_mult!r}"
+        )
+    freezing.blocks_of(model)  # fails early, and clearly, without blocks
+    x, y = train if isinstance(train, tuple) else (train, None)
+    steps = steps_per_epoch or _steps_per_epoch(x, y, batch_size)
+    compile_args = _compile_args(model)
+    fit_args = dict(x=x, y=y, batch_size=batch_size, validation_data=validation_data,
+                    steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
+                    **fit_kwargs)
+    histories, phases = [], []
+
+    if freeze_epochs:
+        freezing.freeze(model)
+        rate = _rate(schedule, base_lr, freeze_epochs * steps, pct_start=0.99)
+        model.compile(optimizer=keras.optimizers.Adam(rate), **compile_args)
+        histories.append(model.fit(epochs=freeze_epochs, **fit_args))
+        phases.append({"name": "head", "first_epoch": 0, "epochs": freeze_epochs})
+
+    # fastai halves the rate once the whole network trains.
+    head_lr = base_lr / 2 if freeze_epochs else base_lr
+    freezing.unfreeze(model, "all", bn=bn)
+    multipliers = freezing.block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
+    rate = _rate(schedule, head_lr, epochs * steps, pct_start=0.3, div=5.0)
+    optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
+    model.compile(optimizer=optimizer, **compile_args)
+    histories.append(model.fit(epochs=freeze_epochs + epochs, initial_epoch=freeze_epochs,
+                               **fit_args))
+    phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
+    return _merge(model, histories, phases)
+
+
+def lr_find(model, data, start=1e-7, end=10.0, steps=100, *, batch_size=None,
+            stop_factor=4.0, beta=0.98):
+    """The learning-rate range test (Smith, 2015; fastai's `lr_find`).
+
+    Trains for up to `steps` batches while the rate grows exponentially from
+    `start` to `end`, recording the smoothed loss, and stops early when the
+    loss diverges. Afterwards the model's weights, its optimizer (state
+    included) and its train step are restored exactly.
+
+    Example:
+
+    >>> backbone = keras.Sequential([keras.Input((16, 16, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv_a"), keras.layers.Conv2D(4, 3, name="conv_b")])
+    >>> model = keras_transfer.transfer(backbone, 2, preprocessing="unit")
+    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> x, y = np.zeros((16, 16, 16, 3)), np.arange(16) % 2
+    >>> result = keras_transfer.lr_find(model, (x, y), steps=4, batch_size=4)
+    >>> len(result.learning_rates) <= 4
+    True
+
+    Args:
+        model: a compiled model.
+        data: what `fit` takes as `x`, or a pair `(x, y)` of arrays.
+        start, end: the first and last learning rate.
+        steps: the number of batches (the data is repeated as needed).
+        batch_size: for array input.
+        stop_factor: stop once the smoothed loss exceeds this times its best.
+        beta: the loss's exponential smoothing.
+
+    Returns:
+        An `LRFinderResult`: `learning_rates`, `losses`, `suggestion`,
+        `plot()`.
+    """
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            "lr_find needs a compiled model: call model.compile(optimizer, loss) "
+            "first. Received: a model that is not compiled."
+        )
+    if not (0 < start < end) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(
+            "lr_find needs 0 < start < end and an int steps >= 2. Received: "
+            f"start={start!r}, end={end!r}, steps={steps!r}"
+        )
+    x, y = data if isinstance(data, tuple) else (data, None)
+    weights = [np.array(keras.ops.convert_to_numpy(v)) for v in model.weights]
+    optimizer, train_function = model.optimizer, model.train_function
+    stored = model._compile_config.config.get("optimizer")
+    state = [np.array(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
+    built = optimizer.built
+    # A fresh copy of the optimizer whose rate follows the range test.
+    rate = ExponentialRange(start, end, steps)
+    probe = keras.optimizers.deserialize(_with_rate(keras.optimizers.serialize(optimizer), rate))
+    recorder = _RangeTest(rate, steps, stop_factor, beta)
+    try:
+        probe.build(model.trainable_variables)
+        model.optimizer, model.train_function = probe, None
+        per_epoch = _steps_per_epoch(x, y, batch_size, default=steps)
+        model.fit(x, y, batch_size=batch_size, epochs=math.ceil(steps / per_epoch),
+                  callbacks=[recorder], verbose=0)
+    finally:
+        for variable, value in zip(model.weights, weights):
+            variable.assign(value)
+        model.optimizer = optimizer
+        model._compile_config.config["optimizer"] = stored
+        if built:
+            for variable, value in zip(optimizer.variables, state):
+                variable.assign(value)
+        model.train_function = train_function
+    return LRFinderResult(recorder.rates, recorder.losses)
+
+
+class LRFinderResult:
+    """The curve of an LR range test and the rate it suggests.
+
+    Attributes:
+        learning_rates: the rate of each recorded step.
+        losses: the smoothed training loss at each step.
+        suggestion: the rate where the loss falls fastest (steepest negative
+            slope against log rate), fastai's "steep" suggestion.
+        minimum: the rate at the lowest loss, divided by 10.
+    """
+
+    def __init__(self, learning_rates, losses):
+        self.learning_rates = list(learning_rates)
+        self.losses = list(losses)
+        lrs, losses = np.array(self.learning_rates), np.array(self.losses)
+        if len(lrs) >= 3:
+            slopes = np.gradient(losses, np.log(lrs))
+            self.suggestion = float(lrs[int(np.argmin(slopes))])
+            self.minimum = float(lrs[int(np.argmin(losses))] / 10)
+        else:
+            self.suggestion = self.minimum = None
+
+    def plot(self, ax=None, suggest=True):
+        """Draws loss against learning rate (log scale); returns the Axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as error:
+            raise ImportError(
+                "LRFinderResult.plot needs matplotlib: pip install "
+                "'keras-transfer[plot]' (or matplotlib)."
+            ) from error
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(self.learning_rates, self.losses)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss (smoothed)")
+        if suggest and self.suggestion is not None:
+            ax.axvline(self.suggestion, color="C1", linestyle="--",
+                       label=f"suggestion {self.suggestion:.2e}")
+            ax.legend()
+        return ax
+
+    def __repr__(self):
+        return (f"LRFinderResult(steps={len(self.losses)}, "
+                f"suggestion={self.suggestion!r}, minimum={self.minimum!r})")
+
+
+class _RangeTest(keras.callbacks.Callback):
+    """Records each batch's loss (recovered from the epoch's running mean).
+
+    The rate itself is a schedule, not set here: under JAX a callback cannot
+    reach the optimizer's state mid-epoch.
+    """
+
+    def __init__(self, rate, steps, stop_factor, beta):
+        super().__init__()
+        self.rate, self.steps = rate, steps
+        self.stop_factor, self.beta = stop_factor, beta
+        self.rates, self.losses = [], []
+        self._step, self._average, self._best = 0, 0.0, math.inf
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._seen, self._mean = 0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        mean = float(keras.ops.convert_to_numpy(logs["loss"]))
+        loss = mean * (self._seen + 1) - self._mean * self._seen
+        self._seen, self._mean = self._seen + 1, mean
+        self._average = self.beta * self._average + (1 - self.beta) * loss
+        smooth = self._average / (1 - self.beta ** (self._step + 1))
+        self.rates.append(float(keras.ops.convert_to_numpy(self.rate(self._step))))
+        self.losses.append(smooth)
+        self._best = min(self._best, smooth)
+        self._step += 1
+        if self._step >= self.steps or not math.isfinite(smooth) or (
+                smooth > self.stop_factor * self._best):
+            self.model.stop_training = True
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class ExponentialRange(keras.optimizers.schedules.LearningRateSchedule):
+    """`start * (end / start) ** (step / (steps - 1))`: the range test's rate."""
+
+    def __init__(self, start, end, steps):
+        self.start, self.end, self.steps = float(start), float(end), int(steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        return self.start * keras.ops.power(self.end / self.start, step / (self.steps - 1))
+
+    def get_config(self):
+        return {"start": self.start, "end": self.end, "steps": self.steps}
+
+
+def _with_rate(config, rate):
+    """An optimizer config whose (innermost) rate is `rate`."""
+    inner = config["config"]
+    for key in ("optimizer", "inner_optimizer"):
+        if key in inner:
+            inner[key] = _with_rate(inner[key], rate)
+            return config
+    inner["learning_rate"] = keras.optimizers.schedules.serialize(rate)
+    return config
+
+
+def _rate(schedule, peak, total_steps, **kwargs):
+    if schedule == "constant":
+        return peak
+    return OneCycle(peak, max(int(total_steps), 1), **kwargs)
+
+
+def _steps_per_epoch(x, y, batch_size, default=None):
+    """Batches per epoch of `fit`'s input, from Keras's own data adapter."""
+    from keras.src.trainers.data_adapters import get_data_adapter
+
+    try:
+        adapter = get_data_adapter(x, y, batch_size=batch_size or 32, shuffle=False)
+        count = adapter.num_batches
+    except Exception:  # noqa: BLE001 - generators and unknown types
+        count = None
+    if count is None or count <= 0:
+        if default is not None:
+            return default
+        raise ValueError(
+            "Cannot tell how many batches the data holds (a generator, or a "
+            "dataset of unknown cardinality): pass steps_per_epoch=..."
+        )
+    return int(count)
+
+
+def _compile_args(model):
+    if getattr(model, "compiled", False):
+        config = dict(model._compile_config.config)
+        config.pop("optimizer", None)
+        return config
+    last = [layer for layer in model._flatten_layers() if hasattr(layer, "activation")]
+    activation = getattr(last[-1].activation, "__name__", "") if last else ""
+    return {
+        "loss": keras.losses.SparseCategoricalCrossentropy(
+            from_logits=activation not in ("softmax", "sigmoid")),
+        "metrics": ["accuracy"],
+    }
+
+
+def _merge(model, histories, phases):
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.params = histories[-1].params
+    history.epoch = [e for h in histories for e in h.epoch]
+    keys = []
+    for h in histories:
+        keys += [k for k in h.history if k not in keys]
+    history.history = {
+        key: [v for h in histories for v in h.history.get(key, [None] * len(h.epoch))]
+        for key in keys
+    }
+    history.phases = phases
+    return history

@@ -1,0 +1,140 @@
+"""L2-SP: pull fine-tuned weights toward their pretrained values.
+
+Li, Grandvalet and Davoine, "Explicit Inductive Bias for Transfer Learning
+with Convolutional Networks", ICML 2018:
+`alpha/2 * ||w_S - w_S^0||^2 + beta/2 * ||w_new||^2`, where `w_S` are the
+backbone's weights, `w_S^0` their values when the regulariser is attached,
+and `w_new` the kernels of the new head.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class StartingPoint(keras.regularizers.Regularizer):
+    """`alpha/2 * sum((w - w0)^2)` for one variable, `w0` its value at attach.
+
+    Example:
+
+    >>> reg = keras_transfer.regularizers.StartingPoint(2.0, np.ones((2,)))
+    >>> float(reg(keras.ops.convert_to_tensor(np.array([1.0, 3.0]))))
+    4.0
+
+    Args:
+        alpha: strength.
+        start: the starting value (an array of the variable's shape).
+    """
+
+    def __init__(self, alpha, start):
+        self.alpha = float(alpha)
+        self.start = np.asarray(start)
+
+    def __call__(self, x):
+        start = ops.cast(ops.convert_to_tensor(self.start), x.dtype)
+        return ops.multiply(0.5 * self.alpha, ops.sum(ops.square(ops.subtract(x, start))))
+
+    def get_config(self):
+        return {"alpha": self.alpha, "start": self.start.tolist()}
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class HalfL2(keras.regularizers.Regularizer):
+    """`beta/2 * sum(w^2)`, the paper's penalty on the new head."""
+
+    def __init__(self, beta):
+        self.beta = float(beta)
+
+    def __call__(self, x):
+        return ops.multiply(0.5 * self.beta, ops.sum(ops.square(x)))
+
+    def get_config(self):
+        return {"beta": self.beta}
+
+
+class L2SP:
+    """L2-SP for a model built by `transfer()`.
+
+    `attach(model)` gives every backbone weight a penalty toward its current
+    (pretrained) value, and every head kernel a plain L2 penalty. Keras adds
+    them to the loss of `fit` for the weights that are trainable. Use it
+    through `transfer(..., regularization="l2sp")` or
+    `kt.unfreeze(..., regularization=L2SP(...))`.
+
+    Example:
+
+    >>> backbone = keras.Sequential([keras.Input((16, 16, 3)),
+    ...     keras.layers.Conv2D(4, 3, name="conv_a"), keras.layers.Conv2D(4, 3, name="conv_b")])
+    >>> model = keras_transfer.transfer(backbone, 2, strategy="fine_tune")
+    >>> keras_transfer.regularizers.L2SP(alpha=0.1, beta=0.01).attach(model)
+    5
+    >>> len(model.losses)  # 2 kernels and 2 biases pulled to the start, the head's kernel to 0
+    5
+
+    Args:
+        alpha: strength of the pull toward the pretrained weights.
+        beta: strength of the L2 penalty on the head's kernels.
+    """
+
+    def __init__(self, alpha=1e-2, beta=1e-4):
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"`{name}` must be a finite non-negative number. Received: "
+                    f"{name}={value!r}"
+                )
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def attach(self, model):
+        """Attaches the penalties; returns the number of variables covered."""
+        from keras_transfer.freezing import find_backbones
+
+        backbones = find_backbones(model)
+        if not backbones:
+            raise ValueError(
+                "L2-SP needs to know which weights are pretrained: pass a model "
+                "built by keras_transfer.transfer(). Received: model "
+                f"{getattr(model, 'name', model)!r} with no BackboneModel inside."
+            )
+        inside = {id(v) for backbone in backbones for v in _candidates(backbone)}
+        count = 0
+        for variable in _candidates(model):
+            if id(variable) in inside:
+                variable.regularizer = StartingPoint(
+                    self.alpha, keras.ops.convert_to_numpy(variable))
+            elif variable.path.endswith("kernel") and self.beta:
+                variable.regularizer = HalfL2(self.beta)
+            else:
+                continue
+            count += 1
+        return count
+
+    def get_config(self):
+        return {"alpha": self.alpha, "beta": self.beta}
+
+
+def get(identifier):
+    """`"l2sp"`, an `L2SP`, or None."""
+    if identifier is None or isinstance(identifier, L2SP):
+        return identifier
+    if identifier == "l2sp":
+        return L2SP()
+    raise ValueError(
+        "`regularization` must be None, 'l2sp' or a "
+        f"keras_transfer.regularizers.L2SP. Received: regularization={identifier!r}"
+    )
+
+
+def _candidates(layer):
+    """Every variable that can train, frozen or not (no BN statistics)."""
+    seen, out = set(), []
+    for sub in layer._flatten_layers(include_self=True):
+        for variable in sub._trainable_variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                out.append(variable)
+    return out
