@@ -4,8 +4,8 @@ Changing `layer.trainable` on a compiled Keras 3 model silently does nothing
 until it is compiled again, and compiling again with the same optimizer
 fails ("Unknown variable"). The helpers here make every change take effect:
 on a compiled model they rebuild the optimizer for the new trainable set,
-carry over the state of every variable that keeps training, and recompile
-with the same loss and metrics.
+carry over the state of every variable that keeps training, and rebuild the
+train step, which is also safe inside `fit` (see `GradualUnfreezing`).
 """
 
 import keras
