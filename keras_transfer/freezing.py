@@ -232,7 +232,13 @@ def refresh_compiled(model, optimizer=None):
         if old.built and [id(v) for v in old._trainable_variables] == [id(v) for v in trainable]:
             return  # nothing to do: same variables, same order
         optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(old))
-    if old.built:
+        # A BlockwiseLR's keys may name blocks that are frozen now.
+        wrapper = optimizer
+        while wrapper is not None:
+            if hasattr(wrapper, "strict"):
+                wrapper.strict = False
+            wrapper = getattr(wrapper, "inner_optimizer", None)
+    if old.built or getattr(old, "_deferred_state", None) is not None:
         optimizer.build(trainable)
         _carry_state(old, optimizer)
     model.optimizer = optimizer

@@ -174,17 +174,24 @@ class LRFinderResult:
         learning_rates: the rate of each recorded step.
         losses: the smoothed training loss at each step.
         suggestion: the rate where the loss falls fastest (steepest negative
-            slope against log rate), fastai's "steep" suggestion.
+            slope against log rate, leaving out the first `skip_start` and
+            last `skip_end` steps), fastai's "steep" suggestion.
         minimum: the rate at the lowest loss, divided by 10.
     """
 
-    def __init__(self, learning_rates, losses):
+    def __init__(self, learning_rates, losses, skip_start=None, skip_end=None):
         self.learning_rates = list(learning_rates)
         self.losses = list(losses)
         lrs, losses = np.array(self.learning_rates), np.array(self.losses)
-        if len(lrs) >= 3:
-            slopes = np.gradient(losses, np.log(lrs))
-            self.suggestion = float(lrs[int(np.argmin(slopes))])
+        # As fastai, ignore the first steps (the smoothing's warm-up) and the
+        # last ones (divergence) when looking for the steepest descent.
+        count = len(lrs)
+        skip_start = min(10, count // 4) if skip_start is None else skip_start
+        skip_end = min(5, count // 8) if skip_end is None else skip_end
+        window = slice(skip_start, count - skip_end)
+        if count - skip_start - skip_end >= 3:
+            slopes = np.gradient(losses[window], np.log(lrs[window]))
+            self.suggestion = float(lrs[window][int(np.argmin(slopes))])
             self.minimum = float(lrs[int(np.argmin(losses))] / 10)
         else:
             self.suggestion = self.minimum = None

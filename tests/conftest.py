@@ -31,13 +31,13 @@ REAL_PHOTOS = pytest.mark.skipif(
 )
 
 
-# Examples that train from scratch run once, in the JAX process (the other
-# two carry the real-photo tests and the keras.applications enumeration).
-ONE_BACKEND = pytest.mark.skipif(
-    BACKEND != "jax",
-    reason="backend-independent example: runs once, in the JAX process, to keep "
-    "the three-backend CI under 15 minutes",
-)
+def runs_once_in(backend):
+    """For backend-independent examples that train: run in one process only."""
+    return pytest.mark.skipif(
+        BACKEND != backend,
+        reason=f"backend-independent example: runs once, in the {backend} process, "
+        "to keep the three-backend CI under 15 minutes",
+    )
 
 
 def pytest_collection_modifyitems(config, items):

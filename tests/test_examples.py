@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BACKEND, ONE_BACKEND, REAL_PHOTOS, ROOT, subprocess_env
+from tests.conftest import BACKEND, REAL_PHOTOS, ROOT, runs_once_in, subprocess_env
 
 
 def run_example(name, *args, timeout=300):
@@ -34,10 +34,20 @@ def test_feature_extraction_svm(tmp_path):
     assert float(out.split("SVM validation accuracy ")[1].split()[0]) > 0.7
 
 
-@ONE_BACKEND
+@runs_once_in("jax")
 def test_init_from_npz():
     out = run_example("init_from_npz.py", "--epochs", "15")
     assert "initialised from .npz" in out and "Transferred" in out
     scratch, npz = (float(v) for v in out.split("from scratch ")[1].replace(
         ", initialised from .npz", "").split()[:2])
     assert 0.0 <= scratch <= 1.0 and npz > 0.5
+
+
+@runs_once_in("torch")
+def test_training_recipes():
+    out = run_example("training_recipes.py")
+    assert "weights restored: True" in out
+    assert "phases ['head', 'unfrozen']" in out
+    fine_tuned, gradual = (float(v) for v in out.split("fine_tune ")[-1].replace(
+        ", gradual unfreezing", "").split()[:2])
+    assert fine_tuned > 0.6 and gradual > 0.6, out  # chance is 0.2 (five digits)

@@ -142,3 +142,12 @@ def test_inside_a_loss_scale_optimizer():
     body = as_numpy(model.get_layer("body").kernel).copy()
     model.fit(np.ones((8, 4)), np.zeros((8, 2)), epochs=1, batch_size=4, verbose=0)
     np.testing.assert_array_equal(as_numpy(model.get_layer("body").kernel), body)
+
+
+def test_strict_keys_for_blocks_that_get_frozen_do_not_break_unfreezing():
+    model = kt.transfer(tiny_backbone(), 2, strategy="fine_tune", preprocessing="tf")
+    model.compile(BlockwiseLR(keras.optimizers.SGD(0.1), {"conv0": 0.1}), LOSS)
+    model.fit(pixels(8), np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
+    kt.unfreeze(model, blocks=1)  # conv0 is frozen now; its key names nothing
+    assert model.optimizer.multipliers == {"conv0": 0.1}
+    model.fit(pixels(8), np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
