@@ -43,11 +43,11 @@ def test_init_from_npz():
     assert 0.0 <= scratch <= 1.0 and npz > 0.5
 
 
-@runs_once_in("torch")
+@runs_once_in("tensorflow")
 def test_training_recipes():
     out = run_example("training_recipes.py")
     assert "weights restored: True" in out
     assert "phases ['head', 'unfrozen']" in out
     fine_tuned, gradual = (float(v) for v in out.split("fine_tune ")[-1].replace(
         ", gradual unfreezing", "").split()[:2])
-    assert fine_tuned > 0.6 and gradual > 0.6, out  # chance is 0.2 (five digits)
+    assert fine_tuned > 0.5 and gradual > 0.5, out  # chance is 0.2 (five digits)
