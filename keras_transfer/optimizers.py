@@ -115,18 +115,22 @@ class BlockwiseLR(keras.optimizers.Optimizer):
         inner = self.inner_optimizer
         backend_update = type(inner)._backend_update_step
 
+        plans = {}  # variable list -> {scale: indices}; torch runs this every step
+
         def grouped_update(grads, variables, learning_rate):
-            groups = {}
-            for grad, variable in zip(grads, variables):
-                scale = self._multiplier_of.get(self._var_key(variable), self.default)
-                groups.setdefault(scale, ([], []))
-                groups[scale][0].append(grad)
-                groups[scale][1].append(variable)
-            for scale, (group_grads, group_vars) in groups.items():
+            key = tuple(map(id, variables))
+            if key not in plans:
+                plan = {}
+                for index, variable in enumerate(variables):
+                    scale = self._multiplier_of.get(self._var_key(variable), self.default)
+                    plan.setdefault(scale, []).append(index)
+                plans[key] = plan
+            for scale, indices in plans[key].items():
                 if scale == 0.0:
                     continue
                 rate = learning_rate if scale == 1.0 else learning_rate * scale
-                backend_update(inner, group_grads, group_vars, rate)
+                backend_update(inner, [grads[i] for i in indices],
+                               [variables[i] for i in indices], rate)
 
         inner._backend_update_step = grouped_update
 
