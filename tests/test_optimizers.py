@@ -134,7 +134,6 @@ def test_inside_a_loss_scale_optimizer():
     keras.config.set_dtype_policy("mixed_float16")
     model = _two_layers()
     model.compile(keras.optimizers.SGD(0.1), "mse")
-    kt.optimizers  # noqa: B018 - the module is public
     from keras_transfer.freezing import set_multipliers
 
     set_multipliers(model, {"body": 0.0})
