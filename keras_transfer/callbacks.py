@@ -111,7 +111,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if resumed and getattr(optimizer, "_deferred_state", None) is not None:
             # The backup was written at the end of the previous epoch.
-            self._apply(self.blocks_at(epoch - 1), quiet=True)
+            self._apply(self.blocks_at(epoch - 1))
         target = self.blocks_at(epoch)
         if target != self._current:
             self._apply(target)
@@ -119,7 +119,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 print(f"\nGradualUnfreezing: epoch {epoch + 1}: {target} block(s) "
                       "of the backbone train.")
 
-    def _apply(self, count, quiet=False):
+    def _apply(self, count):
         if self.blocks is None:
             freezing.unfreeze(self.model, blocks=count, bn=self.bn)
             groups = None

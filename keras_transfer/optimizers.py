@@ -170,8 +170,8 @@ class BlockwiseLR(keras.optimizers.Optimizer):
         if len(store.keys()) != len(self.variables):
             self._deferred_state = [np.array(store[str(i)]) for i in range(len(store.keys()))]
             return
-        for variable, key in zip(self.variables, range(len(self.variables))):
-            variable.assign(store[str(key)])
+        for index, variable in enumerate(self.variables):
+            variable.assign(store[str(index)])
 
     def __dir__(self):
         # Saving walks attributes: the inner optimizer's variables are saved
