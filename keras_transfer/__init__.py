@@ -4,6 +4,7 @@ from keras_transfer import (
     backbones,
     callbacks,
     heads,
+    hub,
     layers,
     optimizers,
     regularizers,

@@ -3,6 +3,8 @@
 import keras
 from keras.src.models.functional import Functional
 
+from keras_transfer.hub import HubLayer
+
 BN_POLICIES = ("inference", "train_affine", "train")
 
 
@@ -19,7 +21,8 @@ class BackboneModel(keras.Model):
       frozen block's Dropout or stochastic depth never fires;
     - a BatchNormalization layer runs in inference mode, with its moving
       statistics untouched, unless the policy is `"train"`. Under
-      `"train_affine"` its gamma and beta still train.
+      `"train_affine"` its gamma and beta still train. A `HubLayer` follows
+      the same rule, since its BatchNorm is inside its graph.
 
     Both the blocks and the policy are saved with the model.
 
@@ -56,7 +59,8 @@ class BackboneModel(keras.Model):
 def _with_policy(op, training, bn):
     def call(*args, **kwargs):
         if "training" in getattr(op, "_call_context_args", ()) and training is not None:
-            frozen_stats = isinstance(op, keras.layers.BatchNormalization) and bn != "train"
+            # A Hub model's BatchNorm is in its graph: one flag for all of it.
+            frozen_stats = isinstance(op, (keras.layers.BatchNormalization, HubLayer)) and bn != "train"
             kwargs["training"] = bool(training) and op.trainable and not frozen_stats
         return op(*args, **kwargs)
 

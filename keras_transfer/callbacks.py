@@ -94,9 +94,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
         super().set_model(model)
         self._current = None
         if self.blocks is None:
-            freezing.blocks_of(model)  # a model without blocks fails here, clearly
+            # A model without blocks fails here, clearly.
+            owners = [id(owner) for owner, _, _ in freezing.blocks_of(model)]
+            self._total = max(owners.count(owner) for owner in owners)
         else:
-            self._groups()
+            self._total = len(self._groups())
         # Wrap the optimizer now: fit calls set_model before
         # BackupAndRestore loads a backup, whose optimizer state may be for
         # more blocks than train yet; BlockwiseLR keeps it until they do.
@@ -111,8 +113,8 @@ class GradualUnfreezing(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if resumed and getattr(optimizer, "_deferred_state", None) is not None:
             # The backup was written at the end of the previous epoch.
-            self._apply(self.blocks_at(epoch - 1))
-        target = self.blocks_at(epoch)
+            self._apply(min(self.blocks_at(epoch - 1), self._total))
+        target = min(self.blocks_at(epoch), self._total)
         if target != self._current:
             self._apply(target)
             if self.verbose and epoch > 0:

@@ -9,12 +9,12 @@ head`.
 
 import dataclasses
 import functools
-import os
 
 import keras
 
 from keras_transfer import backbones as registry
 from keras_transfer import freezing
+from keras_transfer import hub
 from keras_transfer import regularizers
 from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
@@ -78,7 +78,10 @@ def transfer(
         backbone: a keras.applications constructor, a registered name
             (`"resnet50"`, `"mobilenet_v2"`, `"EfficientNetB0"`), a built
             `keras.Model` (its classifier top is cut), a KerasHub `Backbone`,
-            or a list of these, whose features are fused (`fusion`).
+            a TF-Hub SavedModel (a directory, a Hub handle, or a
+            `kt.hub.HubLayer`; TensorFlow backend; its preprocessing is
+            Hub's [0, 1] scaling and it is one block), or a list of these,
+            whose features are fused (`fusion`).
         num_classes: number of classes, or `None` for a feature model.
         strategy: `"feature_extraction"` (the backbone is frozen and runs in
             inference mode) or `"fine_tune"` (it trains from `unfreeze`).
@@ -104,10 +107,13 @@ def transfer(
         unfreeze: with `"fine_tune"`: `"all"`, the top N blocks, or a block
             or layer name to train from.
         bn: BatchNorm policy: `"inference"`, `"train_affine"` or `"train"`.
+            A Hub model's BatchNorm is inside its graph: it runs in training
+            mode (and its dropout with it) only under `"train"`.
         classifier_activation: activation of the last Dense; `None` gives
             logits (compile with `from_logits=True`).
         fusion: a `FeatureFusion` mode for a list of backbones.
-        backbone_kwargs: extra arguments for a constructor (`alpha=0.35`).
+        backbone_kwargs: extra arguments for a constructor (`alpha=0.35`),
+            or for the `HubLayer` of a handle (`output_key="features"`).
         regularization: `"l2sp"` or a `kt.regularizers.L2SP`: fine-tuning
             pulls the backbone toward its pretrained weights, not toward 0.
         name: the model's name.
@@ -154,14 +160,53 @@ def transfer(
 # --- Resolution: one function per source type --------------------------------
 
 
+def _from_hub(backbone, input_shape, weights, kwargs):
+    if isinstance(backbone, hub.HubLayer):
+        if kwargs:
+            raise ValueError(
+                "`backbone_kwargs` configure a HubLayer built from a handle; this "
+                f"HubLayer is built already. Received: backbone_kwargs={kwargs!r}"
+            )
+        layer = backbone
+    elif hub.is_handle(backbone):
+        layer = hub.HubLayer(backbone, **{"name": "hub", **kwargs})  # output_key=, ...
+    else:
+        return None
+    if weights is None:
+        raise ValueError(
+            "A SavedModel brings its own weights; it cannot start from random "
+            "ones. Use weights='imagenet' (the SavedModel's own) or a weights "
+            "file. Received: weights=None"
+        )
+    size = layer.image_shape
+    if input_shape is not None:
+        shape = tuple(input_shape[:2]) + (3,)
+    elif size is not None and None not in size:
+        shape = size
+    else:
+        raise ValueError(
+            f"The SavedModel at {layer.handle!r} takes images of any size "
+            f"({size}): pass `input_shape`, e.g. input_shape=(224, 224, 3). "
+            "Received: input_shape=None"
+        )
+    inputs = keras.Input(shape, name=f"{layer.name}_input")
+    outputs = layer(inputs)
+    if isinstance(outputs, dict):
+        raise ValueError(
+            f"The SavedModel at {layer.handle!r} returns a dict of outputs, "
+            f"{sorted(outputs)}: choose the features with "
+            "backbone_kwargs={'output_key': ...}. Received: output_key=None"
+        )
+    model = keras.Model(inputs, outputs, name=layer.name)
+    if weights != "imagenet":
+        load_weights_file(model, weights)
+    # TF-Hub's image convention: float pixels in [0, 1].
+    return Source(model, None, "unit", layer.name)
+
+
 def _from_name(backbone, input_shape, weights, kwargs):
     if not isinstance(backbone, str):
         return None
-    if os.path.sep in backbone or os.path.isdir(backbone):
-        raise ValueError(
-            f"`backbone` looks like a path, but no SavedModel loader is available "
-            f"for it. Received: backbone={backbone!r}"
-        )
     return _from_constructor(registry.constructor(registry.resolve_name(backbone)),
                              input_shape, weights, kwargs)
 
@@ -234,7 +279,7 @@ def _preprocessing_mode(family):
 
 # Tried in turn; the first that returns a Source wins. A new source type is a
 # new function in this list.
-RESOLVERS = [_from_keras_hub, _from_keras_model, _from_name, _from_constructor]
+RESOLVERS = [_from_keras_hub, _from_hub, _from_keras_model, _from_name, _from_constructor]
 
 
 def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
@@ -245,7 +290,8 @@ def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
             return source
     raise TypeError(
         "`backbone` must be a keras.applications constructor, a registered name, a "
-        "keras.Model, a KerasHub Backbone, or a list of these. Received: "
+        "keras.Model, a KerasHub Backbone, a SavedModel directory or TF-Hub handle, "
+        "a kt.hub.HubLayer, or a list of these. Received: "
         f"backbone={backbone!r} of type {type(backbone).__name__}"
     )
 
@@ -286,8 +332,13 @@ def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inferen
 
 
 def _last_feature_layer(model):
-    """The last layer with a spatial (rank-4) output: where a top is cut."""
+    """The last layer with a spatial (rank-4) output: where a top is cut.
+
+    A Hub model is one opaque layer: its output is the feature.
+    """
     for layer in reversed(model.layers):
+        if isinstance(layer, hub.HubLayer):
+            return layer
         shape = getattr(layer, "output", None)
         if shape is not None and len(layer.output.shape) == 4:
             return layer

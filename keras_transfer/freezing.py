@@ -12,6 +12,7 @@ import keras
 
 from keras_transfer.backbone_model import BN_POLICIES, BackboneModel
 from keras_transfer import backbones as registry
+from keras_transfer.hub import HubLayer
 
 
 def find_backbones(model):
@@ -119,6 +120,10 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
             for layer in layers
         }
         owners = _unique(owner for owner, _, _ in blocks_of(model))
+    for owner in owners:
+        for layer in owner.layers:
+            if (id(owner), layer.name) in selected and isinstance(layer, HubLayer):
+                layer.check_fine_tunable()  # before anything changes
     for owner in owners:
         policy = bn or getattr(owner, "bn", "inference")
         if isinstance(owner, BackboneModel):
@@ -238,8 +243,10 @@ def refresh_compiled(model, optimizer=None):
             if hasattr(wrapper, "strict"):
                 wrapper.strict = False
             wrapper = getattr(wrapper, "inner_optimizer", None)
+    # Built here, not in the first traced step: on TensorFlow, variables
+    # made while tracing make tf.function trace the whole step twice.
+    optimizer.build(trainable)
     if old.built or getattr(old, "_deferred_state", None) is not None:
-        optimizer.build(trainable)
         _carry_state(old, optimizer)
     model.optimizer = optimizer
     # What `model.save` writes; compile() wraps a LossScaleOptimizer again.

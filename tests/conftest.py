@@ -87,6 +87,53 @@ def gradient(fn, x):
     return xt.grad.numpy()
 
 
+def load_example(name):
+    """An example script as a module, to run its `main` in this process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HUB_L2 = 0.1
+
+
+@pytest.fixture(scope="session")
+def reusable(tmp_path_factory):
+    """A TF2 reusable SavedModel with BatchNorm and an L2 kernel regularizer
+    (HUB_L2), exported from tf_keras with tf.saved_model.save, TF-Hub's recipe."""
+    if BACKEND != "tensorflow":
+        pytest.skip("TF-Hub SavedModels need the TensorFlow backend")
+    import tensorflow as tf
+
+    tf_keras = pytest.importorskip("tf_keras", reason="tf_keras builds the Hub-style model")
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([
+        tf_keras.layers.Conv2D(4, 3, kernel_regularizer=tf_keras.regularizers.l2(HUB_L2),
+                               input_shape=(None, None, 3)),
+        tf_keras.layers.BatchNormalization(),
+        tf_keras.layers.ReLU(),
+        tf_keras.layers.GlobalAveragePooling2D(),
+    ])
+    path = tmp_path_factory.mktemp("hub") / "reusable"
+    tf.saved_model.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def hub_mobilenet_v2(tmp_path_factory):
+    """The ImageNet MobileNetV2-0.35, exported as a TF-Hub SavedModel by the
+    example's own code (once per session): (directory, the Keras model)."""
+    if BACKEND != "tensorflow":
+        pytest.skip("TF-Hub SavedModels need the TensorFlow backend")
+    if not MOBILENET_V2_035_EXPORT.is_file():
+        pytest.skip(f"../shared is absent ({SHARED}): the MobileNetV2 weights are not here")
+    path = tmp_path_factory.mktemp("hub") / "mobilenet_v2_035"
+    return path, load_example("tfhub_finetune").export_hub_mobilenet(path)
+
+
 def subprocess_env(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")

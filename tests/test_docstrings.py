@@ -14,6 +14,10 @@ MODULES = sorted(
     name for _, name, _ in pkgutil.walk_packages(keras_transfer.__path__, "keras_transfer.")
     if not name.endswith("__main__")
 )
+# TF-Hub SavedModels run on the TensorFlow backend only.
+TENSORFLOW_ONLY = {"keras_transfer.hub"}
+MODULES = [pytest.param(name, marks=pytest.mark.tensorflow_only) if name in TENSORFLOW_ONLY
+           else name for name in MODULES]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

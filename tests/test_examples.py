@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from tests.conftest import BACKEND, REAL_PHOTOS, ROOT, runs_once_in, subprocess_env
+from tests.conftest import (
+    BACKEND, REAL_PHOTOS, ROOT, load_example, runs_once_in, subprocess_env,
+)
 
 
 def run_example(name, *args, timeout=300):
@@ -43,7 +45,7 @@ def test_init_from_npz():
     assert 0.0 <= scratch <= 1.0 and npz > 0.5
 
 
-@runs_once_in("tensorflow")
+@runs_once_in("torch")  # balances the TensorFlow process, which runs the TF-Hub tests
 def test_training_recipes():
     out = run_example("training_recipes.py")
     assert "weights restored: True" in out
@@ -51,3 +53,22 @@ def test_training_recipes():
     fine_tuned, gradual = (float(v) for v in out.split("fine_tune ")[-1].replace(
         ", gradual unfreezing", "").split()[:2])
     assert fine_tuned > 0.5 and gradual > 0.5, out  # chance is 0.2 (five digits)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.shared_data
+def test_tfhub_finetune(reusable, capsys):
+    # The whole script, in this process, on the small Hub-style SavedModel
+    # the Hub tests build (--handle): fine-tuning the exported MobileNetV2
+    # costs 100 s of the CI budget. Its export function runs in the
+    # hub_mobilenet_v2 fixture, and test_hub checks that SavedModel's
+    # features on real photos.
+    example = load_example("tfhub_finetune")
+    assert example.main(["--image-size", "32", "--epochs", "1", "--freeze-epochs", "1",
+                         "--handle", str(reusable)]) == 0
+    out = capsys.readouterr().out
+    assert "part      block" in out and "hub " in out  # the trainable summary
+    assert "reloaded from hub_finetuned.keras: same predictions True" in out
+    for phase in ("head", "unfrozen"):
+        accuracy = float(out.split(f"after the {phase} phase: validation accuracy ")[1].split()[0])
+        assert 0.0 <= accuracy <= 1.0, out
