@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml
 
 # One pytest process per backend (KERAS_BACKEND is read once, at import),
 # run side by side to use both cores; each log is printed when all are done.
+# Three processes share two cores: one compute thread each, so no thread
+# pool spins on a core another process needs.
+THREADS := OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 test: $(STAMP)
 	@rm -rf .test-logs && mkdir -p .test-logs
 	@for b in $(BACKENDS); do \
-		( KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) \
+		( $(THREADS) KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) \
 			> .test-logs/$$b.log 2>&1; echo $$? > .test-logs/$$b.rc ) & \
 	done; wait
 	@status=0; for b in $(BACKENDS); do \
