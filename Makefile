@@ -22,9 +22,12 @@ $(STAMP): pyproject.toml
 # One pytest process per backend (KERAS_BACKEND is read once, at import),
 # run side by side to use both cores; each log is printed when all are done.
 # Three processes share two cores: one compute thread each, so no thread
-# pool spins on a core another process needs.
+# pool spins on a core another process needs. JAX's default partitionable
+# threefry takes seconds to compile for each new shape on CPU, and every
+# Keras initializer is one: the classic threefry halves the JAX process.
 THREADS := OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
-	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+	JAX_THREEFRY_PARTITIONABLE=0
 test: $(STAMP)
 	@rm -rf .test-logs && mkdir -p .test-logs
 	@for b in $(BACKENDS); do \
@@ -36,8 +39,9 @@ test: $(STAMP)
 		[ "$$(cat .test-logs/$$b.rc)" = 0 ] || status=1; \
 	done; exit $$status
 
+# The strategy comparison on the bundled digits (offline, about a minute).
 demo: $(STAMP)
-	KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} $(PY) examples/quickstart.py
+	KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} $(PY) -m keras_transfer demo --out runs/demo --overwrite
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .test-logs

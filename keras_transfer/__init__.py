@@ -5,9 +5,11 @@ from keras_transfer import (
     callbacks,
     heads,
     hub,
+    image_folder,
     layers,
     optimizers,
     regularizers,
+    report,
     schedules,
 )
 from keras_transfer.backbone_model import BackboneModel
@@ -15,6 +17,7 @@ from keras_transfer.factory import transfer
 from keras_transfer.features import Features, extract_features
 from keras_transfer.freezing import freeze, trainable_summary, unfreeze
 from keras_transfer.heads import attach_head
+from keras_transfer.image_folder import ImageFolder
 from keras_transfer.recipes import LRFinderResult, fine_tune, lr_find
 from keras_transfer.weights import (
     TransferReport,

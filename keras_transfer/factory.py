@@ -220,7 +220,7 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
     label = getattr(function, "__name__", type(function).__name__)
     family = registry.family_of_constructor(label)
     if input_shape is None:
-        size = family.models[label] if family else 224
+        size = family.models[label].size if family else 224
         build_shape = (size, size, 3)
     else:
         build_shape = tuple(input_shape[:2]) + (3,)

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from keras_transfer import factory, freezing
+from keras_transfer.image_folder import read_image
 from keras_transfer.layers import ImagePreprocessing
 from keras_transfer.weights import _atomic_write
 
@@ -327,14 +328,11 @@ class _DataSource:
             yield from self._stream_batches(start)
 
     def _directory_batches(self, start):
-        from PIL import Image
-
         size = self.image_shape[:2]
         images, labels = [], []
         for path, label in zip(self.paths[start:], self.path_labels[start:]):
             try:
-                with Image.open(path) as image:
-                    pixels = np.asarray(image.convert("RGB").resize(size[::-1], Image.BILINEAR))
+                pixels = read_image(path, size)
             except Exception as error:  # PIL raises many types for bad files
                 self.skipped.append(f"{path.name} ({type(error).__name__})")
                 continue

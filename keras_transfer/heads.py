@@ -11,7 +11,7 @@ _NORMALIZE = (None, "inf", "l2")
 
 
 def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validation=None,
-             batch_size=32, learning_rate=1e-3, dropout=0.2, verbose=0):
+             batch_size=32, learning_rate=1e-3, dropout=0.2, verbose=0, callbacks=None):
     """Trains a small Keras head on cached features.
 
     Example:
@@ -28,6 +28,7 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
         hidden: optional list of hidden widths.
         epochs, batch_size, learning_rate, dropout, verbose: training knobs.
         validation: a `Features` or `(x, y)` pair for validation.
+        callbacks: passed to `fit`.
 
     Returns:
         The trained head (a `keras.Model` taking features, giving logits),
@@ -47,7 +48,7 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
                  metrics=["accuracy"])
     validation_data = None if validation is None else _xy(validation, None)
     head.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-             verbose=verbose)
+             verbose=verbose, callbacks=callbacks)
     return head
 
 

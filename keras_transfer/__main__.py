@@ -1,0 +1,7 @@
+"""`python -m keras_transfer`: the `keras-transfer` command."""
+
+import sys
+
+from keras_transfer.cli import main
+
+sys.exit(main())

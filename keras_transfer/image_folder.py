@@ -1,0 +1,139 @@
+"""A folder of labelled photos (one sub-folder per class), decoded once."""
+
+import dataclasses
+import pathlib
+
+import keras
+import numpy as np
+
+
+@dataclasses.dataclass
+class ImageFolder:
+    """Decoded images of a class-per-folder directory.
+
+    Attributes:
+        images: `uint8` array `(N, height, width, 3)`: a quarter of the bytes
+            of float32; the models cast and preprocess inside.
+        labels: integer labels `(N,)`, indices into `class_names`.
+        class_names: sorted sub-folder names.
+        paths: the decoded files, in order.
+        skipped: `"name (reason)"` for each file that could not be decoded.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list
+    paths: list
+    skipped: list
+
+    @classmethod
+    def load(cls, root, image_size, class_names=None, progress=False):
+        """Decodes every image under `root/<class>/`, resized to `image_size`.
+
+        Example:
+
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("ants", "bees"):
+        ...     (root / name).mkdir()
+        ...     Image.new("RGB", (40, 30)).save(root / name / "a.png")
+        >>> folder = keras_transfer.image_folder.ImageFolder.load(root, (16, 16))
+        >>> folder.images.shape, folder.labels.tolist(), folder.class_names
+        ((2, 16, 16, 3), [0, 1], ['ants', 'bees'])
+
+        Args:
+            root: the directory.
+            image_size: `(height, width)`.
+            class_names: the classes expected, in label order (a model's);
+                a sub-folder outside them is an error. Default: the
+                sub-folders, sorted.
+            progress: show a progress bar.
+
+        Raises:
+            FileNotFoundError: `root` is not a directory.
+            ValueError: no class sub-folders, an empty class, a class the
+                model does not know, or no image that decodes.
+        """
+        root = pathlib.Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"No image directory at {str(root)!r}. Received: {str(root)!r}")
+        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not found:
+            raise ValueError(
+                f"{str(root)!r} has no class sub-folders (one folder of images per class). "
+                f"Received: {sorted(p.name for p in root.iterdir())[:10]}"
+            )
+        class_names = list(class_names) if class_names is not None else found
+        unknown = sorted(set(found) - set(class_names))
+        if unknown:
+            raise ValueError(
+                f"{str(root)!r} holds classes the model does not know: {unknown}. "
+                f"Allowed: {class_names}"
+            )
+        files = []
+        for name in found:
+            paths = sorted(p for p in (root / name).rglob("*")
+                           if p.is_file() and not p.name.startswith("."))
+            if not paths:
+                raise ValueError(f"Class folder {str(root / name)!r} is empty. Received: 0 files")
+            files += [(path, class_names.index(name)) for path in paths]
+        bar = keras.utils.Progbar(len(files), unit_name="image") if progress else None
+        images, labels, paths, skipped = [], [], [], []
+        for i, (path, label) in enumerate(files):
+            try:
+                images.append(read_image(path, image_size))
+                labels.append(label)
+                paths.append(path)
+            except Exception as error:  # PIL raises many types for bad files
+                skipped.append(f"{path.name} ({type(error).__name__})")
+            if bar is not None and (i + 1 == len(files) or i % 16 == 0):
+                bar.update(i + 1)
+        if not images:
+            raise ValueError(f"No file under {str(root)!r} decodes as an image. Skipped: {skipped[:5]}")
+        return cls(np.stack(images), np.array(labels), class_names, paths, skipped)
+
+    @classmethod
+    def train_val(cls, root, image_size, val_dir=None, val_split=0.2, seed=0, progress=False):
+        """`(train, val)` from `root/train` and `root/val` (or `validation`),
+        from `root` and `val_dir`, or from `root` split `val_split` per class."""
+        root = pathlib.Path(root)
+        if val_dir is None and (root / "train").is_dir():
+            val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+            if val_dir is None:
+                raise ValueError(f"{str(root)!r} has train/ but no val/ folder: add one, or "
+                                 "give the train folder and a validation split")
+            root = root / "train"
+        train = cls.load(root, image_size, progress=progress)
+        if len(train.class_names) < 2:
+            raise ValueError(f"{str(root)!r} has one class folder ({train.class_names[0]!r}): "
+                             "a classifier needs at least two")
+        if val_dir is not None:
+            return train, cls.load(val_dir, image_size, train.class_names, progress=progress)
+        return train.split(val_split, seed=seed)
+
+    def split(self, fraction, seed=0):
+        """A stratified `(train, val)` split, `fraction` of each class in val."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"`val_split` must be between 0 and 1. Received: {fraction!r}")
+        rng = np.random.default_rng(seed)
+        val = np.zeros(len(self.labels), bool)
+        for label in np.unique(self.labels):
+            index = rng.permutation(np.flatnonzero(self.labels == label))
+            val[index[:max(1, round(fraction * len(index)))]] = True
+        if val.all():
+            raise ValueError(f"Too few images to hold out a validation split. Received: "
+                             f"{len(self.labels)} images, val_split={fraction}")
+        return self._subset(~val), self._subset(val)
+
+    def _subset(self, mask):
+        paths = [p for p, keep in zip(self.paths, mask) if keep]
+        return ImageFolder(self.images[mask], self.labels[mask], self.class_names, paths, self.skipped)
+
+
+def read_image(path, size):
+    """One file as a `uint8` RGB array of `size` `(height, width)`."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB").resize(tuple(size)[::-1], Image.BILINEAR))

@@ -1,0 +1,137 @@
+"""A run's report: accuracy, per-class precision and recall, the confusion
+matrix, and the plots the command line writes."""
+
+import json
+
+import numpy as np
+
+from keras_transfer.weights import _atomic_write
+
+
+def classification_report(y_true, y_pred, class_names):
+    """Accuracy, per-class precision/recall/support and the confusion matrix.
+
+    Example:
+
+    >>> report = keras_transfer.report.classification_report(
+    ...     [0, 0, 1, 1], [0, 1, 1, 1], ["ant", "bee"])
+    >>> report["accuracy"], report["confusion_matrix"]
+    (0.75, [[1, 1], [0, 2]])
+    >>> report["per_class"]["bee"]["precision"]
+    0.6667
+
+    Args:
+        y_true, y_pred: integer labels.
+        class_names: one name per class, in label order.
+
+    Returns:
+        A JSON-ready dict: `accuracy`, `per_class` (name -> precision,
+        recall, support) and `confusion_matrix` (rows: true class).
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    k = len(class_names)
+    confusion = np.zeros((k, k), int)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    correct = np.diag(confusion)
+    predicted, support = confusion.sum(0), confusion.sum(1)
+    per_class = {
+        name: {
+            "precision": round(float(correct[i] / predicted[i]), 4) if predicted[i] else 0.0,
+            "recall": round(float(correct[i] / support[i]), 4) if support[i] else 0.0,
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
+    return {"accuracy": float(np.mean(y_true == y_pred)), "per_class": per_class,
+            "confusion_matrix": confusion.tolist()}
+
+
+def write_json(path, data):
+    """Writes `data` as indented JSON, atomically."""
+    _atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=_plain).encode()))
+
+
+def plot_curves(history, phases, path):
+    """Loss and accuracy per epoch, train and validation, with phase boundaries.
+
+    Args:
+        history: a `History.history` dict.
+        phases: `[{"name", "first_epoch", "epochs"}]`; a dashed line marks
+            where each phase after the first begins.
+        path: the `.png` to write.
+    """
+    fig = _figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-o"), (f"val_{metric}", "--o")):
+            values = history.get(key)
+            if values:
+                epochs = np.arange(1, len(values) + 1)
+                ax.plot(epochs, values, style, markersize=3, label=key.replace("_", " "))
+        for phase in phases[1:]:
+            ax.axvline(phase["first_epoch"] + 0.5, color="grey", linestyle=":")
+            ax.text(phase["first_epoch"] + 0.6, ax.get_ylim()[1], phase["name"],
+                    va="top", fontsize=8, color="grey")
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_confusion(confusion, class_names, path):
+    """The confusion matrix as a heat map with counts (rows: true class)."""
+    confusion = np.asarray(confusion)
+    size = 2.5 + 0.45 * len(class_names)
+    fig = _figure(figsize=(size + 1, size))
+    ax = fig.subplots()
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right")
+    ax.set_yticks(ticks, class_names)
+    threshold = confusion.max() / 2 if confusion.size else 0
+    for (i, j), count in np.ndenumerate(confusion):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > threshold else "black")
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    _save(fig, path)
+
+
+def plot_bars(values, path, title="validation accuracy"):
+    """A bar chart of `{label: value}` (the demo's comparison)."""
+    fig = _figure(figsize=(1.6 * len(values) + 2, 3.8))
+    ax = fig.subplots()
+    bars = ax.bar(list(values), list(values.values()), color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f")
+    ax.set(ylim=(0, 1.05), title=title)
+    ax.tick_params(axis="x", labelsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path):
+    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+
+
+def check_plotting():
+    """Raises ImportError, saying how to install it, when matplotlib is missing."""
+    _figure()
+
+
+def _figure(**kwargs):
+    # A bare Figure, not pyplot: no GUI backend, no global figure state.
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            "The report's plots need matplotlib: pip install 'keras-transfer[plot]' "
+            "(or matplotlib)."
+        ) from error
+    return Figure(**kwargs)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
