@@ -46,6 +46,9 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
     head.compile(keras.optimizers.Adam(learning_rate),
                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
+    # Built here, not inside the first traced step: TensorFlow would trace
+    # that step twice to create the slots, most of a small head's fit time.
+    head.optimizer.build(head.trainable_variables)
     validation_data = None if validation is None else _xy(validation, None)
     head.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
              verbose=verbose, callbacks=callbacks)
