@@ -399,7 +399,9 @@ def _per_class_table(result):
 
 
 class _Throughput(keras.callbacks.Callback):
-    """Adds images/s to each epoch's logs: the progress bar and the history show it."""
+    """Adds images/s to the logs of each batch (the progress bar shows it) and
+    each epoch (the history keeps it). It runs before Keras's own progress
+    bar and history, which are appended after the user's callbacks."""
 
     def __init__(self, batch_size):
         super().__init__()
@@ -410,10 +412,15 @@ class _Throughput(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
+        if logs is not None:
+            logs["images_per_s"] = self._rate()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self.steps:
-            logs["images_per_s"] = self.steps * self.batch_size / (time.perf_counter() - self.start)
+            logs["images_per_s"] = self._rate()
+
+    def _rate(self):
+        return self.steps * self.batch_size / max(time.perf_counter() - self.start, 1e-9)
 
 
 # --- Parser -------------------------------------------------------------------------
