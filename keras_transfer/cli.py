@@ -91,36 +91,7 @@ def fit(args):
     verbose = 0 if args.quiet else 2 if not sys.stdout.isatty() else 1
     callbacks = [] if args.quiet else [_Throughput(args.batch_size)]
     fit_start = time.perf_counter()
-    if args.strategy == "feature_extraction":
-        # The frozen backbone runs once, not once per epoch: extract, then
-        # train the head on the features, then put the two back together.
-        features = kt.transfer(args.backbone, **source)
-        cached = [kt.extract_features(features, (d.images, d.labels), batch_size=args.batch_size,
-                                      progress=not args.quiet) for d in (train, val)]
-        head = kt.heads.fit_head(cached[0], len(names), epochs=args.epochs,
-                                 validation=cached[1], batch_size=args.batch_size,
-                                 learning_rate=args.lr, verbose=verbose, callbacks=callbacks)
-        model, history = kt.attach_head(features, head), head.history
-        phases = [{"name": "head", "first_epoch": 0, "epochs": args.epochs}]
-    else:
-        model = kt.transfer(args.backbone, len(names), strategy="feature_extraction", **source)
-        fit_args = dict(validation_data=(val.images, val.labels), batch_size=args.batch_size,
-                        verbose=verbose, callbacks=callbacks)
-        if args.strategy == "fine_tune":
-            history = kt.fine_tune(model, (train.images, train.labels), epochs=args.epochs,
-                                   freeze_epochs=args.freeze_epochs, base_lr=args.lr, **fit_args)
-            phases = history.phases
-        else:
-            model.compile(keras.optimizers.Adam(args.lr),
-                          keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          metrics=["accuracy"])
-            fit_args["callbacks"] = fit_args["callbacks"] + [kt.callbacks.GradualUnfreezing(
-                start_epoch=args.freeze_epochs, verbose=0 if args.quiet else 1)]
-            history = model.fit(train.images, train.labels, epochs=args.freeze_epochs + args.epochs,
-                                **fit_args)
-            phases = [{"name": "head", "first_epoch": 0, "epochs": args.freeze_epochs},
-                      {"name": "gradual unfreezing", "first_epoch": args.freeze_epochs,
-                       "epochs": args.epochs}]
+    model, history, phases = _train(args, train, val, source, verbose, callbacks)
     fit_seconds = time.perf_counter() - fit_start
     model = _with_probabilities(model)
     epochs_run = len(next(iter(history.history.values())))
@@ -253,6 +224,39 @@ def demo(args):
 
 
 # --- Helpers ------------------------------------------------------------------------
+
+
+def _train(args, train, val, source, verbose, callbacks):
+    """Trains with `args.strategy`; returns `(model, history, phases)`."""
+    names = train.class_names
+    if args.strategy == "feature_extraction":
+        # The frozen backbone runs once, not once per epoch: extract, then
+        # train the head on the features, then put the two back together.
+        features = kt.transfer(args.backbone, **source)
+        cached = [kt.extract_features(features, (d.images, d.labels), batch_size=args.batch_size,
+                                      progress=not args.quiet) for d in (train, val)]
+        head = kt.heads.fit_head(cached[0], len(names), epochs=args.epochs,
+                                 validation=cached[1], batch_size=args.batch_size,
+                                 learning_rate=args.lr, verbose=verbose, callbacks=callbacks)
+        return kt.attach_head(features, head), head.history, [
+            {"name": "head", "first_epoch": 0, "epochs": args.epochs}]
+    model = kt.transfer(args.backbone, len(names), strategy="feature_extraction", **source)
+    fit_args = dict(validation_data=(val.images, val.labels), batch_size=args.batch_size,
+                    verbose=verbose, callbacks=callbacks)
+    if args.strategy == "fine_tune":
+        history = kt.fine_tune(model, (train.images, train.labels), epochs=args.epochs,
+                               freeze_epochs=args.freeze_epochs, base_lr=args.lr, **fit_args)
+        return model, history, history.phases
+    model.compile(keras.optimizers.Adam(args.lr),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    fit_args["callbacks"] = callbacks + [kt.callbacks.GradualUnfreezing(
+        start_epoch=args.freeze_epochs, verbose=0 if args.quiet else 1)]
+    history = model.fit(train.images, train.labels, epochs=args.freeze_epochs + args.epochs,
+                        **fit_args)
+    return model, history, [
+        {"name": "head", "first_epoch": 0, "epochs": args.freeze_epochs},
+        {"name": "gradual unfreezing", "first_epoch": args.freeze_epochs, "epochs": args.epochs}]
 
 
 def _train_val(args, size):
