@@ -50,9 +50,30 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
     # that step twice to create the slots, most of a small head's fit time.
     head.optimizer.build(head.trainable_variables)
     validation_data = None if validation is None else _xy(validation, None)
-    head.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-             verbose=verbose, callbacks=callbacks)
+    train = _tf_dataset(x, y, batch_size, shuffle=True)
+    if train is not None:
+        validation_data = validation_data and _tf_dataset(*validation_data, batch_size, shuffle=False)
+        head.fit(train, epochs=epochs, validation_data=validation_data, verbose=verbose,
+                 callbacks=callbacks, shuffle=False)  # the pipeline shuffles
+    else:
+        head.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                 verbose=verbose, callbacks=callbacks)
     return head
+
+
+def _tf_dataset(x, y, batch_size, shuffle):
+    """On TensorFlow, arrays as a plain tf.data pipeline, batched as `fit`
+    batches them (reshuffled each epoch, last batch partial): Keras's array
+    adapter makes iterators at ~35 ms each, four per epoch, half of a small
+    head's fit time. `None` on the other backends."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        data = data.shuffle(len(x), reshuffle_each_iteration=True)
+    return data.batch(batch_size)
 
 
 class _SklearnHead:
