@@ -77,20 +77,18 @@ def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
     family = registry.family_of_constructor(name)
     size = _small_size(family)
     with _structure_only():
-        _check_constructor(name, family, size)
-
-
-def _check_constructor(name, family, size):
-    source = factory.resolve(name.lower(), (size, size, 3), weights=None)
+        source = factory.resolve(name.lower(), (size, size, 3), weights=None)
+        backbone = factory.build_backbone(source)
+        # Each block is a feature tap (the one before the top, here).
+        tap = factory.build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
     assert source.family is family
     # A built keras.applications model is recognised by its name, too.
     assert registry.family_of_model(source.model) is family
-    backbone = factory.build_backbone(source)
     # The registry's facts (the `keras-transfer backbones` table) are true.
     variant = family.models[name]
     assert (source.model.count_params(), len(backbone.blocks)) == (variant.parameters, variant.blocks)
-    # The feature tap exists: the backbone ends in a pooled rank-2 embedding.
-    assert len(backbone.output.shape) == 2
+    # The feature taps exist: pooled rank-2 embeddings.
+    assert len(backbone.output.shape) == 2 and len(tap.output.shape) == 2
     # Blocks cover every weighted layer exactly once, from stem to top.
     order = {layer.name: i for i, layer in enumerate(backbone.layers)}
     covered = [n for _, names in backbone.blocks for n in names]
@@ -100,9 +98,6 @@ def _check_constructor(name, family, size):
     firsts = [min(order[n] for n in names) for _, names in backbone.blocks]
     lasts = [max(order[n] for n in names) for _, names in backbone.blocks]
     assert firsts == sorted(firsts) and lasts == sorted(lasts)
-    # Each block is a feature tap (the one before the top, here).
-    tap = factory.build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
-    assert len(tap.output.shape) == 2
     # Built-in preprocessing is never applied twice.
     if family.preprocessing == "builtin":
         assert source.preprocessing == "none"
