@@ -6,6 +6,7 @@ from keras_transfer import (
     heads,
     hub,
     image_folder,
+    precision,
     layers,
     optimizers,
     regularizers,

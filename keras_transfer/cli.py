@@ -28,6 +28,7 @@ import numpy as np
 
 import keras_transfer as kt
 from keras_transfer import backbones as registry
+from keras_transfer import precision
 from keras_transfer import report
 from keras_transfer.image_folder import ImageFolder, read_image
 
@@ -351,12 +352,9 @@ def _backbone_kwargs(pairs):
     return kwargs
 
 
-def _mixed_precision(enabled):
-    if not enabled:
-        return
-    gpu = any(d.startswith(("gpu", "cuda")) for d in keras.distribution.list_devices())
-    # float16 needs loss scaling, which compile adds; bfloat16 has float32's range.
-    keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
+def _mixed_precision(value):
+    # The whole run (extraction, head, fine-tuning) follows one policy.
+    keras.mixed_precision.set_global_policy(precision.resolve(value))
 
 
 def _check_positive(args, *names):
@@ -468,7 +466,9 @@ def _parser():
     split.add_argument("--val-dir", metavar="DIR")
     sub.add_argument("--out", metavar="RUN_DIR")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
-    sub.add_argument("--mixed-precision", action="store_true")
+    sub.add_argument("--mixed-precision", nargs="?", const="auto", default="auto",
+                     choices=("auto",) + precision.POLICIES,
+                     help="dtype policy; auto: bfloat16 or float16 on a GPU, float32 on CPU")
     sub.add_argument("--seed", type=int, default=0)
 
     sub = command("extract", extract, "Extract features of DATA_DIR to a feature store.")

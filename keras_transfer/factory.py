@@ -15,6 +15,7 @@ import keras
 from keras_transfer import backbones as registry
 from keras_transfer import freezing
 from keras_transfer import hub
+from keras_transfer import precision
 from keras_transfer import regularizers
 from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
@@ -56,6 +57,7 @@ def transfer(
     fusion="concat",
     backbone_kwargs=None,
     regularization=None,
+    mixed_precision="auto",
     name=None,
 ):
     """Rewires a pretrained backbone for fine-tuning or feature extraction.
@@ -116,6 +118,12 @@ def transfer(
             or for the `HubLayer` of a handle (`output_key="features"`).
         regularization: `"l2sp"` or a `kt.regularizers.L2SP`: fine-tuning
             pulls the backbone toward its pretrained weights, not toward 0.
+        mixed_precision: `"auto"` (bfloat16 on TPUs and Ampere or newer
+            GPUs, float16 with loss scaling on older GPUs, float32 on CPU; a
+            global policy the program set wins), a policy name
+            (`"float32"`, `"mixed_bfloat16"`, `"mixed_float16"`), or `None`
+            (the global policy). The preprocessing, the classifier's logits
+            and so the loss stay float32. See `kt.precision`.
         name: the model's name.
 
     Returns:
@@ -127,27 +135,12 @@ def transfer(
     if not sources:
         raise ValueError("`backbone` is an empty list. Received: backbone=[]")
     shape = _check_input_shape(input_shape)
-    resolved = [
-        resolve(source, shape, weights, dict(backbone_kwargs or {})) for source in sources
-    ]
-    if shape is None:
-        shape = tuple(resolved[0].model.input_shape[1:3]) + (3,)
-    inputs = keras.Input(shape, name="image")
-    features = []
-    for index, source in enumerate(resolved):
-        suffix = "" if len(resolved) == 1 else f"_{index}"
-        mode = source.preprocessing if preprocessing == "auto" else preprocessing
-        x = ImagePreprocessing(mode, name=f"preprocessing{suffix}")(inputs)
-        if augmentation is not None:
-            x = _augmentation(augmentation, suffix)(x)
-        net = build_backbone(source, feature_layer, pooling, bn, name=f"backbone{suffix}")
-        features.append(net(x))
-    x = features[0] if len(features) == 1 else FeatureFusion(fusion, name="fusion")(features)
-    head_layers = _head(num_classes, head, transfer_matrix, inf_normalize, dropout,
-                        classifier_activation, pooling)
-    if head_layers:
-        x = keras.Sequential(head_layers, name="head")(x)
-    model = keras.Model(inputs, x, name=name or f"transfer_{resolved[0].label.lower()}")
+    policy = precision.resolve(mixed_precision)
+    with precision.policy_scope(policy):
+        model = _assemble(sources, shape, weights, dict(backbone_kwargs or {}), preprocessing,
+                          augmentation, feature_layer, pooling, bn, fusion, policy, name,
+                          _head(num_classes, head, transfer_matrix, inf_normalize, dropout,
+                                classifier_activation, pooling))
     if strategy == "feature_extraction":
         freezing.freeze(model)
     else:
@@ -155,6 +148,30 @@ def transfer(
     if regularization is not None:
         regularization.attach(model)
     return model
+
+
+def _assemble(sources, shape, weights, kwargs, preprocessing, augmentation, feature_layer,
+              pooling, bn, fusion, policy, name, head_layers):
+    resolved = [resolve(source, shape, weights, kwargs) for source in sources]
+    for source in resolved:
+        precision.apply(source.model, policy)  # a model built before the scope
+    if shape is None:
+        shape = tuple(resolved[0].model.input_shape[1:3]) + (3,)
+    inputs = keras.Input(shape, name="image")
+    features = []
+    for index, source in enumerate(resolved):
+        suffix = "" if len(resolved) == 1 else f"_{index}"
+        mode = source.preprocessing if preprocessing == "auto" else preprocessing
+        # Mean subtraction in bfloat16 would round pixels to whole numbers.
+        x = ImagePreprocessing(mode, dtype="float32", name=f"preprocessing{suffix}")(inputs)
+        if augmentation is not None:
+            x = _augmentation(augmentation, suffix)(x)
+        net = build_backbone(source, feature_layer, pooling, bn, name=f"backbone{suffix}")
+        features.append(net(x))
+    x = features[0] if len(features) == 1 else FeatureFusion(fusion, name="fusion")(features)
+    if head_layers:
+        x = keras.Sequential(head_layers, name="head")(x)
+    return keras.Model(inputs, x, name=name or f"transfer_{resolved[0].label.lower()}")
 
 
 # --- Resolution: one function per source type --------------------------------
@@ -169,7 +186,8 @@ def _from_hub(backbone, input_shape, weights, kwargs):
             )
         layer = backbone
     elif hub.is_handle(backbone):
-        layer = hub.HubLayer(backbone, **{"name": "hub", **kwargs})  # output_key=, ...
+        # A SavedModel computes in its own dtype, float32 for TF-Hub's models.
+        layer = hub.HubLayer(backbone, **{"name": "hub", "dtype": "float32", **kwargs})
     else:
         return None
     if weights is None:

@@ -7,8 +7,18 @@ the backbone's architecture and weights, the preprocessing, the layers and
 pooling, the input size and the data), a SHA-256 per file, and whether the
 store is complete. Every file is written to a temporary name and renamed.
 An interrupted extraction resumes from the last complete shard.
+
+Sharded extraction: `extract_features(..., shard=(index, count))` writes
+rows `[index * N // count, (index + 1) * N // count)` as a part store,
+`part-<index>-of-<count>/`, inside the store directory, so N processes or
+machines write one store without touching each other's files. The parts
+join into the store's `manifest.json` (`Features.merge`, or on load) once
+all are complete, with the same key, and cover the rows without a gap or
+an overlap.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -20,7 +30,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import factory, freezing
+from keras_transfer import factory, freezing, precision
 from keras_transfer.image_folder import read_image
 from keras_transfer.layers import ImagePreprocessing
 from keras_transfer.weights import _atomic_write
@@ -79,6 +89,8 @@ class Features:
         if path.suffix == ".npz":
             return _read_npz(path)
         manifest = _read_manifest(path)
+        if manifest is None and _part_dirs(path):
+            manifest = _merge_parts(path)  # parts not merged yet: join them here
         if manifest is None:
             raise FileNotFoundError(
                 f"No feature store at {str(path)!r} (no manifest.json). Received: "
@@ -91,6 +103,37 @@ class Features:
                 "with the same arguments to resume it."
             )
         return _load_shards(path, manifest, mmap=mmap)
+
+    @classmethod
+    def merge(cls, path):
+        """Joins the parts of a sharded extraction into one store.
+
+        Checks that every part is present and complete, that all have the
+        same key (backbone, weights, layers, data), and that their row
+        ranges cover the data with no gap or overlap; raises a `ValueError`
+        that lists every fault. Then writes the store's `manifest.json`,
+        whose shards are the parts' files (nothing is copied), and loads it.
+
+        Example:
+
+        >>> import tempfile
+        >>> net = keras_transfer.transfer("mobilenet", None, weights=None,
+        ...                               input_shape=(32, 32, 3))
+        >>> images, store = np.zeros((6, 32, 32, 3), "uint8"), tempfile.mkdtemp()
+        >>> for index in range(2):  # on N machines: one index each
+        ...     part = keras_transfer.extract_features(
+        ...         net, images, cache=store, shard=(index, 2), progress=False)
+        >>> len(part), len(keras_transfer.Features.merge(store))
+        (3, 6)
+
+        Args:
+            path: the store directory the parts were written in.
+        """
+        path = pathlib.Path(path)
+        manifest = _merge_parts(path)
+        text = json.dumps(manifest, indent=1, default=str).encode()
+        _atomic_write(path / "manifest.json", lambda handle: handle.write(text))
+        return _load_shards(path, manifest, mmap=True)
 
 
 def extract_features(
@@ -108,6 +151,8 @@ def extract_features(
     input_shape=None,
     weights="imagenet",
     shard_size=SHARD_SIZE,
+    shard=None,
+    mixed_precision="auto",
 ):
     """Runs a frozen backbone over data in batches and returns its features.
 
@@ -138,13 +183,21 @@ def extract_features(
         fusion: `FeatureFusion` mode for a list of backbones.
         input_shape, weights: passed to `transfer()` when it builds the model.
         shard_size: rows per shard of a sharded store.
+        shard: `(index, count)`: extract only part `index` of `count` of
+            the data (arrays or a directory) into `cache`, a directory that
+            all parts share; returns that part's features. The last part to
+            finish merges the store (see `Features.merge`).
+        mixed_precision: as for `transfer()`; "auto" is bfloat16 or float16
+            on a GPU, float32 on CPU. Features are stored as `dtype`.
 
     Returns:
         A `Features`.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
-    models = _feature_models(backbone_or_model, layers, pooling, input_shape, weights)
+    shard = _check_shard(shard, cache)
+    policy = precision.resolve(mixed_precision)
+    models = _feature_models(backbone_or_model, layers, pooling, input_shape, weights, policy)
     source = _DataSource(data, batch_size, models[0][1].input_shape[1:])
     key = {
         "models": [_model_key(model) for _, model in models],
@@ -154,14 +207,19 @@ def extract_features(
         "dtype": dtype,
         "data": source.fingerprint(),
     }
+    if policy != "float32":  # float32 stores keep the ids they had
+        key["policy"] = policy
     key["id"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    if shard is not None:
+        return _extract_part(models, source, key, pathlib.Path(cache), shard, dtype, progress,
+                             fusion, layers, shard_size, overwrite)
     if cache is not None and str(cache).endswith(".npz"):
         cached = _read_npz(pathlib.Path(cache)) if pathlib.Path(cache).exists() else None
         if cached is not None:
             _check_key(cached.manifest.get("key", {}), key, cache, overwrite)
             if cached.manifest.get("key", {}).get("id") == key["id"]:
                 return cached
-        result = _run(models, source, None, 0, dtype, progress, fusion, layers)
+        result = _run(models, source, None, 0, None, dtype, progress, fusion, layers)
         result.manifest = {"format": FORMAT, "key": key, "complete": True, "rows": len(result)}
         _write_npz(pathlib.Path(cache), result)
         return result
@@ -172,7 +230,8 @@ def extract_features(
         if writer.complete:
             return _load_shards(writer.path, writer.manifest, mmap=True)
         start = writer.rows
-    result = _run(models, source, writer, start, dtype, progress, fusion, layers, shard_size)
+    result = _run(models, source, writer, start, None, dtype, progress, fusion, layers,
+                  shard_size)
     if writer is not None:
         writer.finish(source.class_names)
         return _load_shards(writer.path, writer.manifest, mmap=True)
@@ -180,10 +239,134 @@ def extract_features(
     return result
 
 
+def _check_shard(shard, cache):
+    if shard is None:
+        return None
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise ValueError(
+            "`shard` must be a pair (index, count) of ints with 0 <= index < count. "
+            f"Received: shard={shard!r}"
+        )
+    if cache is None or str(cache).endswith(".npz"):
+        raise ValueError(
+            "`shard` writes one part of a store directory that all parts share: "
+            f"pass cache=<directory>. Received: cache={cache!r}"
+        )
+    return tuple(shard)
+
+
+def _extract_part(models, source, key, root, shard, dtype, progress, fusion, layers,
+                  shard_size, overwrite):
+    index, count = shard
+    total = source.size()
+    if total is None:
+        raise ValueError(
+            "`shard` splits data of known size: an array or a directory. Shard a "
+            "stream yourself (`dataset.shard(count, index)`) and give each part its "
+            f"own cache. Received: data of type {type(source.data).__name__}"
+        )
+    begin, end = index * total // count, (index + 1) * total // count
+    writer = _StoreWriter(root / _part_name(index, count), key, overwrite=overwrite)
+    writer.manifest["part"] = {"index": index, "count": count, "start": begin, "stop": end,
+                               "total": total}
+    if not writer.complete:
+        # Rows [begin, end) of the data; an interrupted part resumes.
+        _run(models, source, writer, begin + writer.rows, end, dtype, progress, fusion, layers,
+             shard_size)
+        writer.manifest["part"]["skipped"] = len(source.skipped)
+        writer.finish(source.class_names)
+    parts = _part_dirs(root)
+    if len(parts) == count and all(
+            (_read_manifest(p) or {}).get("complete") for p in parts.values()):
+        try:
+            Features.merge(root)  # the last part to finish; a fault is raised on load
+        except ValueError:
+            pass
+    return _load_shards(writer.path, writer.manifest, mmap=True)
+
+
+def _part_name(index, count):
+    return f"part-{index:05d}-of-{count:05d}"
+
+
+def _part_dirs(root):
+    """{part directory name: path} of the parts in a store directory."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.glob("part-*-of-*")) if p.is_dir()}
+
+
+def _merge_parts(root):
+    """The manifest that joins a store's parts; a `ValueError` lists faults."""
+    parts = {name: _read_manifest(path) for name, path in _part_dirs(root).items()}
+    if not parts:
+        raise FileNotFoundError(
+            f"No parts of a sharded extraction in {str(root)!r} (no part-*-of-* "
+            f"folders). Received: path={str(root)!r}"
+        )
+    faults = []
+    described = {}
+    for name, manifest in parts.items():
+        if manifest is None or "part" not in manifest:
+            faults.append(f"{name}: no manifest (its extraction has not started)")
+        elif not manifest.get("complete"):
+            faults.append(f"{name}: incomplete ({manifest['rows']} rows of "
+                          f"{manifest['part']['stop'] - manifest['part']['start']})")
+        else:
+            described[name] = manifest
+    counts = {m["part"]["count"] for m in described.values()}
+    if len(counts) > 1:
+        faults.append(f"parts of different splits: counts {sorted(counts)}")
+    count = max(counts | {len(parts)})
+    missing = [_part_name(i, count) for i in range(count) if _part_name(i, count) not in parts]
+    if missing:
+        faults.append(f"missing parts: {missing}")
+    ids = collections.defaultdict(list)
+    for name, manifest in described.items():
+        ids[manifest["key"]["id"]].append(name)
+    if len(ids) > 1:
+        faults.append("parts made with different settings (backbone, weights, layers or "
+                      f"data): {dict(ids)}")
+    ordered = sorted(described.items(), key=lambda item: item[1]["part"]["start"])
+    position = 0
+    for name, manifest in ordered:
+        part = manifest["part"]
+        if part["start"] > position:
+            faults.append(f"gap: rows {position}..{part['start']} are in no part")
+        elif part["start"] < position:
+            faults.append(f"overlap: {name} starts at row {part['start']}, before row "
+                          f"{position} where the part before it ends")
+        if manifest["rows"] + part.get("skipped", 0) != part["stop"] - part["start"]:
+            faults.append(f"{name}: {manifest['rows']} rows for range "
+                          f"{part['start']}..{part['stop']}")
+        position = max(position, part["stop"])
+    totals = {m["part"]["total"] for m in described.values()}
+    if described and (len(totals) > 1 or position != max(totals)):
+        faults.append(f"the parts end at row {position}, the data has {sorted(totals)} rows")
+    if faults:
+        raise ValueError(
+            f"Cannot merge the sharded feature store at {str(root)!r}: "
+            + "; ".join(faults) + ". Run the missing or failed parts with the same arguments."
+        )
+    first = ordered[0][1]
+    shards = [
+        {"rows": shard["rows"], "files": {
+            set_name: dict(entry, file=f"{name}/{entry['file']}")
+            for set_name, entry in shard["files"].items()}}
+        for name, manifest in ordered for shard in manifest["shards"]
+    ]
+    return {"format": FORMAT, "key": first["key"], "complete": True,
+            "rows": sum(m["rows"] for _, m in ordered), "shards": shards,
+            "class_names": first.get("class_names"), "parts": len(ordered)}
+
+
 # --- Models -------------------------------------------------------------------
 
 
-def _feature_models(backbone_or_model, layers, pooling, input_shape, weights):
+def _feature_models(backbone_or_model, layers, pooling, input_shape, weights, policy):
     """[(label, frozen feature model with one output per layer)]."""
     items = backbone_or_model if isinstance(backbone_or_model, (list, tuple)) else [backbone_or_model]
     taps = list(layers) if isinstance(layers, (list, tuple)) else [layers or "last_conv"]
@@ -192,13 +375,16 @@ def _feature_models(backbone_or_model, layers, pooling, input_shape, weights):
         if isinstance(item, keras.Model) and layers is None and len(item.output.shape) == 2:
             label, model = item.name, item  # already a feature model
         else:
-            source = factory.resolve(item, factory._check_input_shape(input_shape), weights)
-            shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
-            inputs = keras.Input(shape, name="image")
-            x = ImagePreprocessing(source.preprocessing, name="preprocessing")(inputs)
-            backbone = factory.build_backbone(source, taps, pooling, separate=True)
-            freezing.freeze(backbone)
-            label, model = source.label.lower(), keras.Model(inputs, backbone(x))
+            with precision.policy_scope(policy):
+                source = factory.resolve(item, factory._check_input_shape(input_shape), weights)
+                precision.apply(source.model, policy)
+                shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
+                inputs = keras.Input(shape, name="image")
+                x = ImagePreprocessing(source.preprocessing, dtype="float32",
+                                       name="preprocessing")(inputs)
+                backbone = factory.build_backbone(source, taps, pooling, separate=True)
+                freezing.freeze(backbone)
+                label, model = source.label.lower(), keras.Model(inputs, backbone(x))
         models.append((label if len(items) == 1 else f"{index}_{label}", model))
     return models
 
@@ -316,33 +502,53 @@ class _DataSource:
             return {"kind": "array", "count": len(self.images), "sha256": digest.hexdigest()[:16]}
         return {"kind": type(self.data).__name__, "count": None, "sha256": None}
 
-    def batches(self, start=0):
-        """Yields `(images, labels)` from row `start` on."""
+    def size(self):
+        """Rows in the data, or `None` for a stream."""
         if getattr(self, "paths", None) is not None:
-            yield from self._directory_batches(start)
+            return len(self.paths)
+        return None if self.images is None else len(self.images)
+
+    def batches(self, start=0, stop=None):
+        """Yields `(images, labels)` for rows `start` to `stop` (a stream: from
+        `start` on)."""
+        if getattr(self, "paths", None) is not None:
+            yield from self._directory_batches(start, stop)
         elif self.images is not None:
-            for i in range(start, len(self.images), self.batch_size):
-                labels = None if self.labels is None else self.labels[i:i + self.batch_size]
-                yield self.images[i:i + self.batch_size], labels
+            stop = len(self.images) if stop is None else stop
+            for i in range(start, stop, self.batch_size):
+                j = min(i + self.batch_size, stop)
+                yield self.images[i:j], None if self.labels is None else self.labels[i:j]
         else:
             yield from self._stream_batches(start)
 
-    def _directory_batches(self, start):
+    def _directory_batches(self, start, stop):
+        # Threads decode (PIL releases the GIL) the next batch while the
+        # model runs on this one. Pixels stay uint8: a quarter of float32's
+        # bytes reach the device, and the model casts them there.
         size = self.image_shape[:2]
-        images, labels = [], []
-        for path, label in zip(self.paths[start:], self.path_labels[start:]):
+        paths, labels = self.paths[start:stop], self.path_labels[start:stop]
+        chunks = (range(i, min(i + self.batch_size, len(paths)))
+                  for i in range(0, len(paths), self.batch_size))
+        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            pending = collections.deque()
+            for rows in chunks:
+                pending.append((rows, [pool.submit(read_image, paths[r], size) for r in rows]))
+                if len(pending) < 2:
+                    continue
+                yield from self._collect(*pending.popleft(), paths, labels)
+            while pending:
+                yield from self._collect(*pending.popleft(), paths, labels)
+
+    def _collect(self, rows, futures, paths, labels):
+        images, kept = [], []
+        for row, future in zip(rows, futures):
             try:
-                pixels = read_image(path, size)
+                images.append(future.result())
+                kept.append(labels[row])
             except Exception as error:  # PIL raises many types for bad files
-                self.skipped.append(f"{path.name} ({type(error).__name__})")
-                continue
-            images.append(pixels.astype("float32"))
-            labels.append(label)
-            if len(images) == self.batch_size:
-                yield np.stack(images), np.array(labels)
-                images, labels = [], []
+                self.skipped.append(f"{paths[row].name} ({type(error).__name__})")
         if images:
-            yield np.stack(images), np.array(labels)
+            yield np.stack(images), np.array(kept)
 
     def _stream_batches(self, start):
         seen = 0
@@ -374,16 +580,16 @@ class _DataSource:
 # --- Running and writing ------------------------------------------------------------
 
 
-def _run(models, source, writer, start, dtype, progress, fusion, layers, shard_size=SHARD_SIZE):
+def _run(models, source, writer, start, stop, dtype, progress, fusion, layers,
+         shard_size=SHARD_SIZE):
     names = _set_names(models, layers)
     chunks, label_chunks = {}, []
     buffered = 0
-    total = len(source.images) if source.images is not None else (
-        len(source.paths) if getattr(source, "paths", None) is not None else None)
+    total = source.size() if stop is None else stop
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     done, began = start, time.perf_counter()
     full = None
-    for images, labels in source.batches(start):
+    for images, labels in source.batches(start, stop):
         # A short last batch is padded to the first batch's size, so the
         # compiled predict function is reused instead of traced again.
         full = full or len(images)
