@@ -6,9 +6,10 @@ from keras_transfer import (
     heads,
     hub,
     image_folder,
-    precision,
     layers,
+    multi_worker,
     optimizers,
+    precision,
     regularizers,
     report,
     schedules,
@@ -29,3 +30,5 @@ from keras_transfer.weights import (
 )
 
 __version__ = "0.1.0.dev0"
+
+multi_worker.patch()  # Keras 3 + MultiWorkerMirroredStrategy (TensorFlow backend)
