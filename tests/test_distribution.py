@@ -7,7 +7,6 @@ policy, and must end where one device ends.
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys

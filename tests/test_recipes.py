@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
-from tests.conftest import as_numpy, pixels, tiny_backbone
+from tests.conftest import BACKEND, as_numpy, pixels, tiny_backbone
 
 X = pixels(16)
 Y = np.arange(16) % 2
@@ -95,3 +95,31 @@ def test_lr_find_plot_and_bad_input():
     model.compile("adam", LOSS)
     with pytest.raises(ValueError, match="Received: start=1, end=0.1"):
         kt.lr_find(model, (X, Y), start=1, end=0.1)
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras's PyTorch trainer allows only "
+                    "steps_per_execution=1; the torch test below checks that")
+def test_tune_steps_per_execution_batches_a_tiny_step_and_restores_state():
+    # A step of a few microseconds: Keras's per-step Python dominates, so it
+    # takes many steps per execution to bring the host under 5%.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    x, y = np.random.default_rng(0).random((256, 4)), np.zeros((256, 2))
+    before = [as_numpy(v) for v in model.weights]
+    steps = kt.recipes.tune_steps_per_execution(model, x, y, batch_size=4)
+    assert 4 <= steps <= 64 and model.steps_per_execution == steps
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, as_numpy(new))
+    assert int(as_numpy(model.optimizer.iterations)) == 0
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # runs with the new count
+    assert np.isfinite(history.history["loss"][0])
+    with pytest.raises(ValueError, match=r"Received: target=1.5"):
+        kt.recipes.tune_steps_per_execution(model, x, y, target=1.5)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch backend's rule")
+def test_tune_steps_per_execution_is_one_on_torch():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    assert kt.recipes.tune_steps_per_execution(model, np.zeros((8, 4)), np.zeros((8, 2))) == 1

@@ -1,0 +1,145 @@
+"""CPU figures of the speed issue, all ratios from one run.
+
+1. `fit` throughput of a `transfer()` model against the same model written
+   by hand (the Keras transfer-learning guide's), both strategies; the bar
+   is within 3% (ratio >= 0.97).
+2. Feature extraction into an on-disk store (`extract_features(cache=...)`,
+   first run, nothing cached) against plain `model.predict` of the same
+   feature model over the same uint8 images; the bar is >= 1.0.
+3. `mixed_precision="auto"` against float32: "auto" must pick float32 on a
+   CPU, so the ratio is 1 within noise; mixed_bfloat16, which "auto" avoids
+   there, is printed for scale.
+
+Same backbone everywhere (MobileNetV2, alpha 0.35, random weights: speed
+does not depend on their values); runs alternate to share the machine's
+noise, and each figure is the median of `--repeats` runs.
+
+    KERAS_BACKEND=jax python bench/cpu.py [--image-size 96] [--repeats 5]
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+import keras_transfer as kt
+
+
+def guide_model(size, trainable):
+    """The Keras transfer-learning guide's model, written by hand."""
+    base = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None,
+                                          input_shape=(size, size, 3))
+    base.trainable = trainable
+    if trainable:  # the guide's fine-tuning: BatchNorm stays frozen
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def kt_model(size, trainable, mixed_precision="auto", num_classes=2):
+    return kt.transfer(keras.applications.MobileNetV2, num_classes, weights=None,
+                       input_shape=(size, size, 3), backbone_kwargs={"alpha": 0.35},
+                       strategy="fine_tune" if trainable else "feature_extraction",
+                       mixed_precision=mixed_precision)
+
+
+def fit_rate(model, x, y, batch_size, epochs=2):
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # compile, warm up
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    return epochs * len(x) / (time.perf_counter() - start)
+
+
+def alternate(runs, repeats):
+    """{name: median of repeats}, the runs interleaved."""
+    rates = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            rates[name].append(run())
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def compiled(model):
+    model.compile(keras.optimizers.Adam(1e-4),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    size, batch = args.image_size, args.batch_size
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (args.images, size, size, 3)).astype("uint8")
+    y = rng.integers(0, 2, args.images)
+    print(f"backend {keras.backend.backend()}, device {kt.precision.accelerator()[0]}, "
+          f"{args.images} uint8 images of {size} px, batch {batch}, median of "
+          f"{args.repeats} alternating runs")
+    figures = {}
+
+    for strategy, trainable in (("feature_extraction", False), ("fine_tune", True)):
+        models = {"guide": compiled(guide_model(size, trainable)),
+                  "transfer": compiled(kt_model(size, trainable))}
+        assert len(models["guide"].trainable_weights) == len(models["transfer"].trainable_weights)
+        rates = alternate({name: lambda m=m: fit_rate(m, x, y, batch)
+                           for name, m in models.items()}, args.repeats)
+        figures[f"fit_{strategy}"] = rates["transfer"] / rates["guide"]
+        print(f"1. fit, {strategy:>18}: hand-written {rates['guide']:7.1f} img/s, "
+              f"transfer() {rates['transfer']:7.1f} img/s, ratio {figures[f'fit_{strategy}']:.3f}")
+
+    features = kt_model(size, False, num_classes=None)
+    features.predict(x[:batch], batch_size=batch, verbose=0)  # compile both paths
+    kt.extract_features(features, x[:batch], batch_size=batch, progress=False)
+
+    def predict():
+        start = time.perf_counter()
+        features.predict(x, batch_size=batch, verbose=0)
+        return len(x) / (time.perf_counter() - start)
+
+    def store():
+        with tempfile.TemporaryDirectory() as cache:
+            start = time.perf_counter()
+            kt.extract_features(features, x, batch_size=batch, cache=cache, progress=False)
+            return len(x) / (time.perf_counter() - start)
+
+    rates = alternate({"predict": predict, "store": store}, args.repeats)
+    figures["extract_store_vs_predict"] = rates["store"] / rates["predict"]
+    print(f"2. extraction: model.predict {rates['predict']:7.1f} img/s, extract_features "
+          f"into a store {rates['store']:7.1f} img/s, ratio {figures['extract_store_vs_predict']:.3f}")
+
+    policies = {"float32": "float32", "auto": "auto", "mixed_bfloat16": "mixed_bfloat16"}
+    models = {name: compiled(kt_model(size, True, policy)) for name, policy in policies.items()}
+    print(f"   'auto' resolves to {kt.precision.resolve('auto')!r} here")
+    rates = alternate({name: lambda m=m: fit_rate(m, x, y, batch)
+                       for name, m in models.items()}, args.repeats)
+    figures["auto_vs_float32"] = rates["auto"] / rates["float32"]
+    figures["bfloat16_vs_float32"] = rates["mixed_bfloat16"] / rates["float32"]
+    print(f"3. fine-tuning fit: float32 {rates['float32']:7.1f} img/s, auto "
+          f"{rates['auto']:7.1f} img/s (ratio {figures['auto_vs_float32']:.3f}); "
+          f"mixed_bfloat16 {rates['mixed_bfloat16']:7.1f} img/s "
+          f"(ratio {figures['bfloat16_vs_float32']:.3f}, what 'auto' avoids on CPU)")
+
+    bars = {"fit_feature_extraction": 0.97, "fit_fine_tune": 0.97,
+            "extract_store_vs_predict": 1.0, "auto_vs_float32": 0.97}
+    for name, bar in bars.items():
+        print(f"   {name}: {figures[name]:.3f} {'meets' if figures[name] >= bar else 'misses'} "
+              f"the {bar} bar")
+    print(json.dumps({"backend": keras.backend.backend(), **figures}))
+
+
+if __name__ == "__main__":
+    main()
