@@ -200,7 +200,7 @@ def extract_features(
     models = _feature_models(backbone_or_model, layers, pooling, input_shape, weights, policy)
     source = _DataSource(data, batch_size, models[0][1].input_shape[1:])
     key = {
-        "models": [_model_key(model) for _, model in models],
+        "models": [_model_key(model, cache is not None) for _, model in models],
         "layers": layers if layers is not None else "last_conv",
         "pooling": pooling,
         "fusion": fusion if len(models) > 1 else None,
@@ -389,9 +389,11 @@ def _feature_models(backbone_or_model, layers, pooling, input_shape, weights, po
     return models
 
 
-def _model_key(model):
+def _model_key(model, hash_weights=True):
+    # Hashing a ResNet50's 100 MB of weights takes longer than extracting a
+    # few thousand images on a GPU: it is done only for a store to protect.
     digest = hashlib.sha256()
-    for weight in model.weights:
+    for weight in model.weights if hash_weights else []:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     # Layer types and weight shapes, in order: stable across sessions, where
     # Keras's auto-generated layer names are not.
@@ -401,7 +403,7 @@ def _model_key(model):
     ])
     return {
         "architecture": hashlib.sha256(architecture.encode()).hexdigest()[:16],
-        "weights": digest.hexdigest()[:16],
+        "weights": digest.hexdigest()[:16] if hash_weights else None,
         "input_shape": list(model.input_shape[1:]),
         "preprocessing": [layer.mode for layer in model.layers if hasattr(layer, "mode")],
     }
