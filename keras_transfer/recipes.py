@@ -121,8 +121,8 @@ def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, pr
 
     Keras runs callbacks, the progress bar and the data iterator's Python
     once per execution. A step takes `compute + overhead / n` at
-    `steps_per_execution=n`: two short `fit` runs, at 1 and at `probe`,
-    give both terms, and the smallest `n` with
+    `steps_per_execution=n`: two short `fit` runs of `3 * probe` batches,
+    at 1 and at `probe`, timed between batch ends, give both terms, and the smallest `n` with
     `overhead / n <= target * step` is chosen. The model's weights, BatchNorm
     statistics and optimizer state are put back afterwards. On the PyTorch
     backend, which allows only 1, it returns 1 without measuring.
@@ -137,8 +137,8 @@ def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, pr
 
     Args:
         model: a compiled model.
-        x, y: training data, as for `fit` (arrays are cut to `probe`
-            batches).
+        x, y: training data, as for `fit` (arrays are cut to `3 * probe`
+            batches; at least `2 * probe`).
         batch_size: the batch size training will use.
         target: the largest share of the step the host may take.
         probe: steps per execution of the second run.
@@ -158,19 +158,25 @@ def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, pr
         model.optimizer.build(model.trainable_variables)
     state = model.variables + model.optimizer.variables
     saved = [keras.ops.convert_to_numpy(v) for v in state]
+    # Three executions at `probe` steps each; the first (it compiles) and
+    # fit's own set-up fall outside the timed span, between batch ends.
+    steps = 3 * probe
     if isinstance(x, np.ndarray):
-        rows = probe * batch_size
-        x, y = x[:rows], None if y is None else y[:rows]
-        fit_args = dict(x=x, y=y, batch_size=batch_size)
+        rows = steps * batch_size
+        fit_args = dict(x=x[:rows], y=None if y is None else y[:rows], batch_size=batch_size)
+        steps = min(steps, math.ceil(len(x) / batch_size))
     else:
-        fit_args = dict(x=x, y=y, steps_per_epoch=probe)
+        fit_args = dict(x=x, y=y, steps_per_epoch=steps)
     seconds = {}
-    for steps in (1, probe):
-        _set_steps_per_execution(model, steps)
-        model.fit(epochs=1, verbose=0, shuffle=False, **fit_args)  # compiles
-        start = time.perf_counter()
-        model.fit(epochs=1, verbose=0, shuffle=False, **fit_args)
-        seconds[steps] = (time.perf_counter() - start) / probe
+    for count in (1, probe):
+        _set_steps_per_execution(model, count)
+        ends = _BatchEnds()
+        model.fit(epochs=1, verbose=0, shuffle=False, callbacks=[ends], **fit_args)
+        if len(ends.times) < 2:
+            raise ValueError(
+                f"tune_steps_per_execution needs at least {2 * probe} batches of data. "
+                f"Received: {steps} batches of {batch_size}")
+        seconds[count] = (ends.times[-1] - ends.times[0]) / (steps - count)
     overhead = max(seconds[1] - seconds[probe], 0.0) * probe / (probe - 1)
     compute = max(seconds[1] - overhead, 1e-9)
     chosen = min(max(math.ceil(overhead * (1 - target) / (target * compute)), 1), max_steps)
@@ -178,6 +184,15 @@ def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, pr
         variable.assign(value)
     _set_steps_per_execution(model, chosen)
     return chosen
+
+
+class _BatchEnds(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
 
 
 def _set_steps_per_execution(model, steps):

@@ -21,8 +21,9 @@ import sys
 MODE, OUT = sys.argv[1], sys.argv[2]
 if MODE == "data_parallel":
     os.environ["KERAS_BACKEND"] = "jax"
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_force_host_platform_device_count=2")
+    # First: XLA stops reading flags at a malformed one.
+    os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=2 "
+                               + os.environ.get("XLA_FLAGS", ""))
 else:
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import tensorflow as tf
