@@ -27,7 +27,10 @@ def _run(mode, out, env=None, timeout=240):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _check_trained_like_one_device(before, one, many):
+def _check_two_devices(mode, out):
+    assert _run(mode, out)["replicas"] == 2
+    before, one, many = (dict(np.load(out / name)) for name in
+                         ("before_0.npz", "one_device.npz", f"{mode}_0.npz"))
     assert set(one) == set(many)
     for path in one:
         np.testing.assert_allclose(many[path], one[path], rtol=1e-5, atol=1e-6, err_msg=path)
@@ -41,18 +44,12 @@ def _check_trained_like_one_device(before, one, many):
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute: runs in the TF process")
 def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
-    assert _run("mirrored", tmp_path)["replicas"] == 2
-    load = lambda name: dict(np.load(tmp_path / name))  # noqa: E731
-    _check_trained_like_one_device(load("before_0.npz"), load("one_device.npz"),
-                                   load("mirrored_0.npz"))
+    _check_two_devices("mirrored", tmp_path)
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution on JAX: runs in the JAX process")
 def test_jax_data_parallel_on_two_host_devices_matches_one_device(tmp_path):
-    assert _run("data_parallel", tmp_path)["replicas"] == 2
-    load = lambda name: dict(np.load(tmp_path / name))  # noqa: E731
-    _check_trained_like_one_device(load("before_0.npz"), load("one_device.npz"),
-                                   load("data_parallel_0.npz"))
+    _check_two_devices("data_parallel", tmp_path)
 
 
 def _free_port():
