@@ -1,9 +1,11 @@
 """`BackboneModel`: a functional backbone that knows its blocks and BN policy."""
 
 import keras
+import numpy as np
 from keras.src.models.functional import Functional
 
 from keras_transfer.hub import HubLayer
+from keras_transfer.regularizers import StartingPoint, candidate_variables
 
 BN_POLICIES = ("inference", "train_affine", "train")
 
@@ -24,7 +26,9 @@ class BackboneModel(keras.Model):
       `"train_affine"` its gamma and beta still train. A `HubLayer` follows
       the same rule, since its BatchNorm is inside its graph.
 
-    Both the blocks and the policy are saved with the model.
+    Both the blocks and the policy are saved with the model, and so is an
+    L2-SP starting point: as arrays in the weights file beside the
+    variables, not in the JSON config.
 
     Args:
         inputs, outputs: as for a functional `keras.Model`.
@@ -54,6 +58,26 @@ class BackboneModel(keras.Model):
         config = super().get_config()
         config.update({"blocks": self.blocks, "bn": self.bn})
         return config
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        variables = candidate_variables(self)
+        held = [i for i, v in enumerate(variables) if isinstance(v.regularizer, StartingPoint)]
+        if held:
+            store["l2sp_index"] = np.array(held, "int64")
+            store["l2sp_alpha"] = np.array([variables[i].regularizer.alpha for i in held])
+            for i in held:
+                store[f"l2sp_start_{i}"] = variables[i].regularizer.start
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        super().load_own_variables({k: store[k] for k in keys if not k.startswith("l2sp_")})
+        if "l2sp_index" not in keys:
+            return
+        variables = candidate_variables(self)
+        for i, alpha in zip(np.asarray(store["l2sp_index"]), np.asarray(store["l2sp_alpha"])):
+            variables[i].regularizer = StartingPoint(float(alpha),
+                                                     np.asarray(store[f"l2sp_start_{i}"]))
 
 
 def _with_policy(op, training, bn):

@@ -13,24 +13,28 @@ Exit codes: 0 success; 2 bad arguments or data (one line says what to fix;
 
 import argparse
 import ast
-import contextlib
 import json
-import os
 import pathlib
-import shutil
 import sys
-import tempfile
 import time
 import traceback
+import zipfile
 
 import keras
 import numpy as np
 
 import keras_transfer as kt
+from keras_transfer import _io
 from keras_transfer import backbones as registry
 from keras_transfer import precision
 from keras_transfer import report
-from keras_transfer.image_folder import ImageFolder, read_image
+from keras_transfer.image_folder import (
+    MAX_IMAGE_SIZE,
+    ImageFolder,
+    image_files,
+    read_image,
+    split_folders,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STRATEGIES = ("feature_extraction", "fine_tune", "gradual")
@@ -78,7 +82,8 @@ def fit(args):
     if args.freeze_epochs < 0:
         raise UsageError(f"--freeze-epochs must be at least 0. Received: {args.freeze_epochs}")
     report.check_plotting()  # before training, not after
-    out = _output_dir(args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}", args.overwrite)
+    out = report.output_dir(args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}",
+                            args.overwrite, inputs=[args.data_dir, args.val_dir])
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     _mixed_precision(args.mixed_precision)
@@ -106,7 +111,7 @@ def fit(args):
         wall_time_s=round(time.perf_counter() - start, 2),
     )
     config = _run_config(args, names)
-    with _staging(out, args.overwrite) as stage:
+    with report.staging(out, args.overwrite) as stage:
         model.save(stage / "model.keras")
         report.write_json(stage / "config.json", config)
         report.write_json(stage / "metrics.json", result)
@@ -118,9 +123,12 @@ def fit(args):
 def evaluate(args):
     """Evaluates a run's model (or a `.keras` file) on DATA_DIR."""
     model, config, model_path = _load_model(args.model)
+    out = report.output_dir(args.out or model_path.parent / "evaluation", args.overwrite,
+                            inputs=[args.data_dir])
     data = pathlib.Path(args.data_dir)
-    if (data / "val").is_dir() and (data / "train").is_dir():
-        data = data / "val"
+    splits = split_folders(data) if data.is_dir() else {}
+    if splits:
+        data = splits.get("val", splits.get("validation", splits.get("test", data)))
     size = tuple(model.input_shape[1:3])
     names = config.get("class_names")
     folder = _image_folder(data, size, names, args)
@@ -130,8 +138,7 @@ def evaluate(args):
     result = _evaluate(model, folder, args.batch_size)
     result.update(data_dir=str(data), images=len(folder.labels), skipped_files=folder.skipped,
                   wall_time_s=round(time.perf_counter() - start, 2))
-    out = _output_dir(args.out or model_path.parent / "evaluation", args.overwrite)
-    with _staging(out, args.overwrite) as stage:
+    with report.staging(out, args.overwrite) as stage:
         report.write_json(stage / "metrics.json", result)
         report.plot_confusion(result["confusion_matrix"], names, stage / "confusion.png")
     print(f"accuracy {result['accuracy']:.4f} on {len(folder.labels)} images of {data}")
@@ -143,11 +150,11 @@ def predict(args):
     """Prints the top classes of each image."""
     _check_positive(args, "top_k")
     model, config, _ = _load_model(args.model)
-    names = config.get("class_names") or [str(i) for i in range(model.output.shape[-1])]
+    names = config.get("class_names") or [str(i) for i in range(_outputs(model))]
     paths = []
     for item in map(pathlib.Path, args.images):
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+            paths += image_files(item)
         elif item.is_file():
             paths.append(item)
         else:
@@ -166,6 +173,11 @@ def predict(args):
     if not images:
         raise UsageError(f"No image to predict on. Received: {args.images}")
     probabilities = np.asarray(model.predict(np.stack(images), batch_size=args.batch_size, verbose=0))
+    if (probabilities.min() < 0 or probabilities.max() > 1
+            or not np.allclose(probabilities.sum(-1), 1, atol=1e-3)):
+        # Logits (a model written by plain Keras): report probabilities.
+        probabilities = np.asarray(keras.ops.convert_to_numpy(
+            keras.ops.softmax(probabilities.astype("float32"), axis=-1)))
     k = min(args.top_k, probabilities.shape[-1])
     rows = []
     for path, p in zip(kept, probabilities):
@@ -183,17 +195,29 @@ def predict(args):
 
 
 def extract(args):
-    """Extracts features to a store (resumable; reused when the key matches)."""
+    """Extracts features to a store (resumable; reused when the key matches).
+    A root of split folders (`train/`, `val/`) gives one store per split."""
     _check_positive(args, "batch_size", "image_size")
+    root, out = pathlib.Path(args.data_dir), pathlib.Path(args.out)
+    splits = split_folders(root) if root.is_dir() else {}
+    if _io.is_inside(out, root) or _io.is_inside(root, out):
+        raise UsageError(f"--out may not hold or lie inside the data {str(root)!r}. "
+                         f"Received: --out={str(out)!r}")
+    classes = {name: sorted(p.name for p in path.iterdir()
+                            if p.is_dir() and not p.name.startswith("."))
+               for name, path in splits.items()}
+    if len({tuple(c) for c in classes.values()}) > 1:
+        raise UsageError(f"The split folders of {str(root)!r} hold different classes: {classes}")
     size = (args.image_size, args.image_size)
     features = kt.transfer(args.backbone, weights=_weights(args.weights), input_shape=size + (3,),
                            backbone_kwargs=_backbone_kwargs(args.backbone_arg),
                            feature_layer=args.layer, pooling=args.pooling)
-    result = kt.extract_features(features, args.data_dir, batch_size=args.batch_size,
-                                 cache=args.out, progress=not args.quiet,
-                                 overwrite=args.overwrite)
-    print(f"{len(result)} x {result.x.shape[-1]} features of {args.backbone} "
-          f"({len(result.class_names or [])} classes) in {args.out}")
+    for data, cache in [(path, out / name) for name, path in splits.items()] or [(root, out)]:
+        result = kt.extract_features(features, data, batch_size=args.batch_size,
+                                     cache=cache, progress=not args.quiet,
+                                     overwrite=args.overwrite)
+        print(f"{len(result)} x {result.x.shape[-1]} features of {args.backbone} "
+              f"({len(result.class_names or [])} classes) in {cache}")
 
 
 def backbones(args):
@@ -298,41 +322,35 @@ def _load_model(path):
     if not model_path.is_file():
         raise FileNotFoundError(f"No model at {str(model_path)!r}: pass a run directory "
                                 f"written by `keras-transfer fit` or a .keras file. Received: {str(path)!r}")
+    if not zipfile.is_zipfile(model_path):
+        raise UsageError(f"{str(model_path)!r} is not a Keras model file (a .keras archive). "
+                         f"Received: {str(path)!r}")
     config_path = model_path.parent / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    return keras.saving.load_model(model_path), config, model_path
+    config = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+            if not isinstance(config, dict):
+                raise ValueError(f"a {type(config).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UsageError(f"The run's {str(config_path)!r} is damaged ({error}): restore it, "
+                             "or pass the .keras file of a folder without one") from error
+    model = keras.saving.load_model(model_path)
+    names = config.get("class_names")
+    if names is not None and len(names) != _outputs(model):
+        raise UsageError(f"{str(config_path)!r} names {len(names)} classes but the model has "
+                         f"{_outputs(model)} outputs: the config belongs to another model")
+    return model, config, model_path
+
+
+def _outputs(model):
+    return int(model.outputs[0].shape[-1])
 
 
 def _check_classes(model, names):
-    outputs = model.output.shape[-1]
+    outputs = _outputs(model)
     if outputs != len(names):
         raise UsageError(f"The model has {outputs} classes but the data has {len(names)}: {names}")
-
-
-def _output_dir(path, overwrite):
-    path = pathlib.Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already holds files (an earlier run?): pass "
-                              "--overwrite to replace it, or choose another --out")
-    return path
-
-
-@contextlib.contextmanager
-def _staging(out, overwrite):
-    """Writes a run into a hidden sibling folder, then renames it into place:
-    an interrupted run never leaves a half-written report."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = pathlib.Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
-        yield stage
-        if out.exists():
-            if not overwrite and any(out.iterdir()):
-                raise FileExistsError(f"{str(out)!r} appeared during the run; kept it")
-            shutil.rmtree(out)
-        os.replace(stage, out)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage)
 
 
 def _weights(value):
@@ -362,6 +380,9 @@ def _check_positive(args, *names):
         value = getattr(args, name)
         if value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1. Received: {value}")
+    if "image_size" in names and args.image_size > MAX_IMAGE_SIZE:
+        raise UsageError(f"--image-size must be at most {MAX_IMAGE_SIZE} pixels. "
+                         f"Received: {args.image_size}")
 
 
 def _run_config(args, class_names):

@@ -69,10 +69,7 @@ def run(data=None, weights=None, backbone="mobilenet_v2", backbone_kwargs=None,
     Returns:
         `{strategy: {"accuracy", "seconds"}}`.
     """
-    out = pathlib.Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{str(out)!r} already holds files: pass overwrite=True "
-                              "(--overwrite) or choose another output directory")
+    out = report.output_dir(out, overwrite, inputs=[data], argument="out")
     if epochs is not None and epochs < 1:
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     keras.utils.set_random_seed(seed)
@@ -95,11 +92,11 @@ def run(data=None, weights=None, backbone="mobilenet_v2", backbone_kwargs=None,
     print(f"{'strategy':<26} {'accuracy':>8} {'seconds':>8}")
     for strategy, row in results.items():
         print(f"{strategy:<26} {row['accuracy']:>8.3f} {row['seconds']:>8.1f}")
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_json(out / "results.json", {"task": task.name, "results": results,
-                                             "backend": keras.backend.backend()})
-    report.plot_bars({k: v["accuracy"] for k, v in results.items()}, out / "comparison.png",
-                     title=f"{task.name}: held-out accuracy")
+    with report.staging(out, overwrite) as stage:
+        report.write_json(stage / "results.json", {"task": task.name, "results": results,
+                                                   "backend": keras.backend.backend()})
+        report.plot_bars({k: v["accuracy"] for k, v in results.items()},
+                         stage / "comparison.png", title=f"{task.name}: held-out accuracy")
     print(f"written: {out / 'results.json'}, {out / 'comparison.png'}")
     return results
 

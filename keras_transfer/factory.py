@@ -11,6 +11,7 @@ import dataclasses
 import functools
 
 import keras
+import numpy as np
 
 from keras_transfer import backbones as registry
 from keras_transfer import freezing
@@ -129,6 +130,8 @@ def transfer(
     Returns:
         A functional `keras.Model`.
     """
+    if isinstance(num_classes, np.integer):
+        num_classes = int(num_classes)
     _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head)
     regularization = regularizers.get(regularization)
     sources = backbone if isinstance(backbone, (list, tuple)) else [backbone]
@@ -242,14 +245,24 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
         build_shape = (size, size, 3)
     else:
         build_shape = tuple(input_shape[:2]) + (3,)
-        if family and min(s for s in build_shape[:2] if s) < family.min_size:
+        sides = [s for s in build_shape[:2] if s is not None]  # None: any size
+        if family and sides and min(sides) < family.min_size:
             raise ValueError(
                 f"{label} needs inputs of at least {family.min_size}x{family.min_size} "
                 f"pixels. Received: input_shape={tuple(input_shape)}"
             )
     from_file = weights not in ("imagenet", None)
-    model = backbone(include_top=False, weights=None if from_file else weights,
-                     input_shape=build_shape, **kwargs)
+    try:
+        model = backbone(include_top=False, weights=None if from_file else weights,
+                         input_shape=build_shape, **kwargs)
+    except (TypeError, ValueError) as error:
+        if not kwargs:
+            raise
+        # A misspelt or mistyped constructor argument fails deep inside Keras.
+        raise ValueError(
+            f"{label} refused `backbone_kwargs` ({type(error).__name__}: {error}). "
+            f"Received: backbone_kwargs={kwargs!r}"
+        ) from error
     if from_file:
         load_weights_file(model, weights)
     return Source(model, family, _preprocessing_mode(family), label)
@@ -511,9 +524,12 @@ def _check_input_shape(input_shape):
     if input_shape is None:
         return None
     shape = tuple(input_shape)
-    if len(shape) != 3 or shape[-1] not in (1, 3):
+    if len(shape) != 3 or shape[-1] not in (1, 3) or not all(
+            side is None or (isinstance(side, (int, np.integer)) and not isinstance(side, bool)
+                             and side > 0) for side in shape[:2]):
         raise ValueError(
-            "`input_shape` must be (height, width, channels) with 1 (grayscale) or "
-            f"3 (RGB) channels. Received: input_shape={input_shape!r}"
+            "`input_shape` must be (height, width, channels): positive sizes (or None "
+            "for a model that takes any size) and 1 (grayscale) or 3 (RGB) channels. "
+            f"Received: input_shape={input_shape!r}"
         )
-    return shape
+    return tuple(None if side is None else int(side) for side in shape)

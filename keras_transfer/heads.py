@@ -5,6 +5,7 @@ import keras
 import numpy as np
 
 from keras_transfer.features import Features
+from keras_transfer.labels import check_labels
 from keras_transfer.layers import InfNormalize
 
 _NORMALIZE = (None, "inf", "l2")
@@ -34,7 +35,7 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
         The trained head (a `keras.Model` taking features, giving logits),
         with its `History` as `.history`.
     """
-    x, y = _xy(features, labels)
+    x, y = _xy(features, labels, num_classes=num_classes)
     inputs = keras.Input(x.shape[1:])
     h = inputs
     for width in hidden or []:
@@ -49,7 +50,7 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
     # Built here, not inside the first traced step: TensorFlow would trace
     # that step twice to create the slots, most of a small head's fit time.
     head.optimizer.build(head.trainable_variables)
-    validation_data = None if validation is None else _xy(validation, None)
+    validation_data = None if validation is None else _xy(validation, None, num_classes=num_classes)
     train = _tf_dataset(x, y, batch_size, shuffle=True)
     if train is not None:
         validation_data = validation_data and _tf_dataset(*validation_data, batch_size, shuffle=False)
@@ -96,7 +97,16 @@ class _SklearnHead:
         return x
 
     def fit(self, features, labels=None):
-        x, y = _xy(features, labels)
+        names = getattr(features, "class_names", None)
+        x, y = _xy(features, labels, num_classes=len(names) if names else None)
+        # The classifier's rows are the classes it saw: every class in
+        # 0..K-1 needs examples, or attach_head would number them wrongly.
+        missing = sorted(set(range(len(names) if names else int(y.max()) + 1)) - set(y.tolist()))
+        if missing:
+            raise ValueError(
+                f"`labels` must hold every class from 0 to K-1, each with examples. "
+                f"Received: no examples of class(es) {missing[:10]}"
+            )
         self.estimator.fit(self._transform(x, fit=True), y)
         return self
 
@@ -196,7 +206,7 @@ def attach_head(feature_model, head):
     return keras.Model(feature_model.input, out, name="attached")
 
 
-def _xy(features, labels, need_labels=True):
+def _xy(features, labels, need_labels=True, num_classes=None):
     if isinstance(features, Features):
         x, y = features.x, features.labels if labels is None else labels
     elif isinstance(features, tuple) and len(features) == 2:
@@ -215,7 +225,7 @@ def _xy(features, labels, need_labels=True):
         if need_labels:
             raise ValueError("Labels are needed: pass `labels`, or Features with labels.")
         return x, None
-    y = np.asarray(y)
+    y = check_labels(y, num_classes, argument="labels")
     if len(y) != len(x):
         raise ValueError(
             f"Labels do not match the features. Received: {len(x)} feature rows and "

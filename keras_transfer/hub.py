@@ -11,10 +11,11 @@ import os
 import shutil
 import sys
 import types
-import uuid
 
 import keras
 from keras.src.saving import serialization_lib
+
+from keras_transfer import _io
 
 _URL_PREFIXES = ("http://", "https://", "gs://")
 # The marker file of the TF1 Hub format (hub.Module), beside saved_model.pb.
@@ -391,7 +392,7 @@ def resolve(handle):
     return handle
 
 
-def export(model, filepath, input_shape=None, overwrite=True):
+def export(model, filepath, input_shape=None, overwrite=False):
     """Writes a Keras model as a TF2 reusable SavedModel (TF-Hub's format).
 
     The SavedModel has `__call__(inputs, training=False)`, traced for both
@@ -414,16 +415,23 @@ def export(model, filepath, input_shape=None, overwrite=True):
         filepath: the directory to write.
         input_shape: the input shape without the batch axis; `None`s make a
             size free (`(None, None, 3)`). Defaults to the model's own.
-        overwrite: replace an existing directory.
+        overwrite: replace an existing SavedModel at `filepath`. Anything
+            else there is never replaced.
     """
     _check_backend("hub.export")
     tf = _tensorflow()
     filepath = os.fspath(filepath)
-    if os.path.exists(filepath) and not overwrite:
-        raise FileExistsError(
-            f"{filepath!r} exists. Pass overwrite=True to replace it. Received: "
-            "overwrite=False"
-        )
+    if os.path.exists(filepath):
+        if not os.path.isfile(os.path.join(filepath, "saved_model.pb")):
+            raise FileExistsError(
+                f"{filepath!r} exists and is not a SavedModel: it is never replaced. "
+                f"Choose another path. Received: filepath={filepath!r}"
+            )
+        if not overwrite:
+            raise FileExistsError(
+                f"{filepath!r} holds a SavedModel. Pass overwrite=True to replace it. "
+                "Received: overwrite=False"
+            )
     shape = tuple(model.input_shape[1:] if input_shape is None else input_shape)
     spec = tf.TensorSpec((None,) + shape, tf.float32, name="inputs")
     root = tf.__internal__.tracking.AutoTrackable()
@@ -437,16 +445,10 @@ def export(model, filepath, input_shape=None, overwrite=True):
     for training in (False, True):
         call.get_concrete_function(spec, training=training)
     root.__call__ = call
-    temporary = f"{filepath}.tmp-{uuid.uuid4().hex}"
+    temporary = _io.staging_dir(filepath)
     try:
-        tf.saved_model.save(root, temporary)
-        if os.path.exists(filepath):
-            old = f"{filepath}.old-{uuid.uuid4().hex}"
-            os.replace(filepath, old)
-            os.replace(temporary, filepath)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temporary, filepath)
+        tf.saved_model.save(root, str(temporary))
+        _io.replace_dir(temporary, filepath)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 

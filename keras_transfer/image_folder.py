@@ -57,29 +57,9 @@ class ImageFolder:
             ValueError: no class sub-folders, an empty class, a class the
                 model does not know, or no image that decodes.
         """
-        root = pathlib.Path(root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"No image directory at {str(root)!r}. Received: {str(root)!r}")
-        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not found:
-            raise ValueError(
-                f"{str(root)!r} has no class sub-folders (one folder of images per class). "
-                f"Received: {sorted(p.name for p in root.iterdir())[:10]}"
-            )
-        class_names = list(class_names) if class_names is not None else found
-        unknown = sorted(set(found) - set(class_names))
-        if unknown:
-            raise ValueError(
-                f"{str(root)!r} holds classes the model does not know: {unknown}. "
-                f"Allowed: {class_names}"
-            )
-        files = []
-        for name in found:
-            paths = sorted(p for p in (root / name).rglob("*")
-                           if p.is_file() and not p.name.startswith("."))
-            if not paths:
-                raise ValueError(f"Class folder {str(root / name)!r} is empty. Received: 0 files")
-            files += [(path, class_names.index(name)) for path in paths]
+        image_size = check_image_size(image_size)
+        class_names, paths, labels = scan(root, class_names, argument="root")
+        files = list(zip(paths, labels))
         bar = keras.utils.Progbar(len(files), unit_name="image") if progress else None
         images, labels, paths, skipped = [], [], [], []
         # Threads decode in parallel: PIL releases the GIL while it decodes.
@@ -103,8 +83,9 @@ class ImageFolder:
         """`(train, val)` from `root/train` and `root/val` (or `validation`),
         from `root` and `val_dir`, or from `root` split `val_split` per class."""
         root = pathlib.Path(root)
-        if val_dir is None and (root / "train").is_dir():
-            val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
+        splits = split_folders(root) if val_dir is None and root.is_dir() else {}
+        if splits:
+            val_dir = splits.get("val", splits.get("validation"))
             if val_dir is None:
                 raise ValueError(f"{str(root)!r} has train/ but no val/ folder: add one, or "
                                  "give the train folder and a validation split")
@@ -136,9 +117,111 @@ class ImageFolder:
         return ImageFolder(self.images[mask], self.labels[mask], self.class_names, paths, self.skipped)
 
 
+SPLITS = ("train", "val", "validation", "test")
+# Larger images take gigabytes each to decode and resize; no backbone in the
+# registry takes more than 600 px.
+MAX_IMAGE_SIZE = 4096
+
+
+def image_files(directory):
+    """The files under `directory`, sorted, skipping hidden files and any
+    file inside a hidden folder (`.ipynb_checkpoints`, `.git`, ...)."""
+    directory = pathlib.Path(directory)
+    return sorted(
+        path for path in directory.rglob("*")
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    )
+
+
+def split_folders(root):
+    """`{split: path}` when `root` holds split folders (`train/`, `val/`, ...)
+    of class folders; `{}` when its sub-folders are the classes."""
+    root = pathlib.Path(root)
+    folders = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    if "train" in folders and set(folders) <= set(SPLITS) and any(
+            p.is_dir() and not p.name.startswith(".") for p in folders["train"].iterdir()):
+        return folders
+    return {}
+
+
+def scan(root, class_names=None, argument="data"):
+    """The one reading of a class-per-folder directory, used by `ImageFolder`,
+    `extract_features` and the command line.
+
+    Classes are the visible sub-folders of `root`, sorted; hidden folders and
+    files are skipped; every file below a class folder (at any depth) is one
+    image of that class. A root of split folders (`train/`, `val/`) is
+    refused: pass one split.
+
+    Args:
+        root: the directory.
+        class_names: the classes expected, in label order; a sub-folder
+            outside them is an error. Default: the sub-folders, sorted.
+        argument: the argument's name, for error messages.
+
+    Returns:
+        `(class_names, paths, labels)`.
+    """
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"No image directory at {str(root)!r}. Received: {argument}={str(root)!r}")
+    splits = split_folders(root)
+    if splits:
+        raise ValueError(
+            f"`{argument}` directory {str(root)!r} holds split folders {sorted(splits)}, each "
+            f"of class folders: pass one split, e.g. {argument}={str(root / 'train')!r}. "
+            f"Received: {argument}={str(root)!r}"
+        )
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise ValueError(
+            f"`{argument}` directory {str(root)!r} has no class sub-folders (one folder of "
+            f"images per class). Received: {sorted(p.name for p in root.iterdir())[:10]}"
+        )
+    class_names = list(class_names) if class_names is not None else found
+    unknown = sorted(set(found) - set(class_names))
+    if unknown:
+        raise ValueError(
+            f"{str(root)!r} holds classes the model does not know: {unknown}. "
+            f"Allowed: {class_names}"
+        )
+    paths, labels = [], []
+    for name in found:
+        files = image_files(root / name)
+        if not files:
+            raise ValueError(f"Class folder {str(root / name)!r} is empty. Received: 0 files")
+        paths += files
+        labels += [class_names.index(name)] * len(files)
+    return class_names, paths, labels
+
+
+def check_image_size(size, argument="image_size"):
+    """`(height, width)` of positive ints no larger than `MAX_IMAGE_SIZE`."""
+    size = tuple(size)
+    if len(size) != 2 or not all(
+            isinstance(v, (int, np.integer)) and 1 <= v <= MAX_IMAGE_SIZE for v in size):
+        raise ValueError(
+            f"`{argument}` must be (height, width), each from 1 to {MAX_IMAGE_SIZE} pixels. "
+            f"Received: {argument}={size!r}"
+        )
+    return tuple(int(v) for v in size)
+
+
 def read_image(path, size):
-    """One file as a `uint8` RGB array of `size` `(height, width)`."""
-    from PIL import Image
+    """One file as a `uint8` RGB array of `size` `(height, width)`.
+
+    The EXIF orientation is applied (a phone photo taken upright reads
+    upright), and 16-bit images are scaled to 8 bits, not clipped.
+    """
+    from PIL import Image, ImageOps
 
     with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):  # 16-bit PNG or TIFF ("I;16", or "I" holding 16 bits)
+            array = np.asarray(image, dtype="float64")
+            if image.mode.startswith("I;16") or array.max() > 255:
+                array = array / 257.0
+            image = Image.fromarray(np.clip(np.round(array), 0, 255).astype("uint8"), "L")
         return np.asarray(image.convert("RGB").resize(tuple(size)[::-1], Image.BILINEAR))

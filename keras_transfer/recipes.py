@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_transfer import freezing, precision
+from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
 from keras_transfer.schedules import OneCycle
 
@@ -69,6 +70,14 @@ def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, bas
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: schedule={schedule!r}")
+    for name, value in (("base_lr", base_lr), ("lr_mult", lr_mult)):
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+            raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
+    if isinstance(train, list):
+        raise ValueError(
+            "`train` must be a tuple (images, labels), a tf.data.Dataset or a PyDataset. "
+            f"Received: a list of {len(train)} items; pass tuple(train)"
+        )
     if not (base_lr > 0 and lr_mult >= 1):
         raise ValueError(
             "`base_lr` must be > 0 and `lr_mult` >= 1. Received: "
@@ -76,6 +85,9 @@ def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, bas
         )
     freezing.blocks_of(model)  # fails early, and clearly, without blocks
     x, y = train if isinstance(train, tuple) else (train, None)
+    if y is not None:
+        # One output is a binary (sigmoid) head: labels 0 and 1.
+        y = check_labels(y, max(int(model.outputs[0].shape[-1]), 2), argument="train")
     steps = steps_per_epoch or _steps_per_epoch(x, y, batch_size)
     compile_args = _compile_args(model)
     if steps_per_execution != "auto":

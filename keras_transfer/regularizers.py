@@ -38,6 +38,8 @@ class StartingPoint(keras.regularizers.Regularizer):
         return ops.multiply(0.5 * self.alpha, ops.sum(ops.square(ops.subtract(x, start))))
 
     def get_config(self):
+        # Never serialised with a model: BackboneModel saves `start` as an
+        # array in the weights file.
         return {"alpha": self.alpha, "start": self.start.tolist()}
 
 
@@ -100,14 +102,21 @@ class L2SP:
                 "built by keras_transfer.transfer(). Received: model "
                 f"{getattr(model, 'name', model)!r} with no BackboneModel inside."
             )
-        inside = {id(v) for backbone in backbones for v in _candidates(backbone)}
+        inside = {id(v) for backbone in backbones for v in candidate_variables(backbone)}
+        # The head's penalty goes on its layers too, so it is in their saved
+        # config; the backbone's starting point is saved by BackboneModel.
+        owners = {id(v): layer for layer in model._flatten_layers(include_self=True)
+                  for v in layer._trainable_variables}
         count = 0
-        for variable in _candidates(model):
+        for variable in candidate_variables(model):
             if id(variable) in inside:
                 variable.regularizer = StartingPoint(
                     self.alpha, keras.ops.convert_to_numpy(variable))
             elif variable.path.endswith("kernel") and self.beta:
                 variable.regularizer = HalfL2(self.beta)
+                owner = owners.get(id(variable))
+                if hasattr(owner, "kernel_regularizer"):
+                    owner.kernel_regularizer = variable.regularizer
             else:
                 continue
             count += 1
@@ -129,7 +138,7 @@ def get(identifier):
     )
 
 
-def _candidates(layer):
+def candidate_variables(layer):
     """Every variable that can train, frozen or not (no BN statistics)."""
     seen, out = set(), []
     for sub in layer._flatten_layers(include_self=True):

@@ -1,11 +1,87 @@
 """A run's report: accuracy, per-class precision and recall, the confusion
 matrix, and the plots the command line writes."""
 
+import contextlib
 import json
+import pathlib
+import shutil
 
 import numpy as np
 
-from keras_transfer.weights import _atomic_write
+from keras_transfer import _io
+from keras_transfer._io import atomic_write
+
+# What `fit`, `evaluate` and `demo` write: a folder holding only these (and at
+# least one report) is a run, the only kind `overwrite` may replace.
+RUN_FILES = frozenset({"model.keras", "config.json", "metrics.json", "curves.png",
+                       "confusion.png", "evaluation", "results.json", "comparison.png"})
+_REPORTS = ("metrics.json", "results.json")
+
+
+def is_run(path):
+    """Whether `path` is a run directory that keras-transfer wrote."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir() if not p.name.startswith(".")}
+    return names <= RUN_FILES and any(name in names for name in _REPORTS)
+
+
+def output_dir(out, overwrite, inputs=(), argument="--out"):
+    """Checks a run's output directory before any work is done.
+
+    It may not be the current directory or a parent of it, nor hold or lie
+    inside the input data. An existing non-empty one needs `overwrite`, and
+    even then only a run (see `is_run`) is replaced.
+    """
+    out = pathlib.Path(out)
+    if _io.is_inside(pathlib.Path.cwd(), out):
+        raise ValueError(
+            f"{argument} may not be the current directory or a folder above it: a run "
+            f"replaces its folder. Received: {argument}={str(out)!r}"
+        )
+    for data in inputs:
+        if data is not None and (_io.is_inside(out, data) or _io.is_inside(data, out)):
+            raise ValueError(
+                f"{argument} may not hold or lie inside the input data {str(data)!r}. "
+                f"Received: {argument}={str(out)!r}"
+            )
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(
+            f"{argument} must be a directory; {str(out)!r} is a file. Received: "
+            f"{argument}={str(out)!r}"
+        )
+    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{str(out)!r} already holds files (an earlier run?): pass --overwrite to "
+                f"replace it, or choose another {argument}"
+            )
+        if not is_run(out):
+            found = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+            raise FileExistsError(
+                f"{str(out)!r} is not a keras-transfer run (it holds {found[:5]}): "
+                "--overwrite replaces only a folder that a run wrote. Choose another "
+                f"{argument}. Received: {argument}={str(out)!r}"
+            )
+    return out
+
+
+@contextlib.contextmanager
+def staging(out, overwrite):
+    """Writes a run into a hidden sibling folder, then swaps it into place:
+    an interrupted run never leaves a half-written report, and the old run
+    is deleted only once the new one is in place."""
+    out = pathlib.Path(out)
+    stage = _io.staging_dir(out)
+    try:
+        yield stage
+        if out.exists():
+            output_dir(out, overwrite)  # it may have changed during the run
+        _io.replace_dir(stage, out)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage)
 
 
 def classification_report(y_true, y_pred, class_names):
@@ -48,7 +124,7 @@ def classification_report(y_true, y_pred, class_names):
 
 def write_json(path, data):
     """Writes `data` as indented JSON, atomically."""
-    _atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=_plain).encode()))
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, default=_plain).encode()))
 
 
 def plot_curves(history, phases, path):
@@ -109,7 +185,7 @@ def plot_bars(values, path, title="validation accuracy"):
 
 
 def _save(fig, path):
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
 def check_plotting():

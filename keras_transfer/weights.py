@@ -9,10 +9,12 @@ checked, so a failed import leaves the model as it was.
 import dataclasses
 import os
 import pathlib
-import tempfile
+import zipfile
 
 import keras
 import numpy as np
+
+from keras_transfer._io import atomic_write
 
 _MATCHES = ("auto", "name", "order")
 
@@ -110,7 +112,7 @@ def save_weights_npz(model, path, layers=None):
         for layer, weights in table.items()
         for index, (variable, value) in enumerate(weights)
     }
-    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
     return int(sum(value.size for value in arrays.values()))
 
 
@@ -127,10 +129,10 @@ def load_weights_npz(model, path, match="auto", skip_mismatch=True, verbose=Fals
             for key in data.files:
                 layer, _, variable = key.rsplit("/", 2)
                 table.setdefault(layer, []).append((variable, data[key]))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(
             f"Could not read weights from {str(path)!r}: not a valid .npz written "
-            f"by save_weights_npz ({error})."
+            f"by save_weights_npz ({type(error).__name__}: {error or 'empty file'})."
         ) from error
     return _assign(model, table, match, skip_mismatch, verbose)
 
@@ -144,7 +146,22 @@ def load_legacy_h5(model, path, match="name", skip_mismatch=True, verbose=False)
 
     Returns:
         A `TransferReport`.
+
+    Raises:
+        ValueError: the file is not HDF5 weights, or no layer of it fits
+            `model` (another architecture): nothing is assigned.
     """
+    report = _load_legacy_h5(model, path, match, skip_mismatch, verbose)
+    if not report.transferred:
+        raise ValueError(
+            f"No weights of {str(path)!r} fit the model {model.name!r} (another "
+            f"architecture?), matching by {match!r}: nothing was loaded. "
+            + report.summary()
+        )
+    return report
+
+
+def _load_legacy_h5(model, path, match, skip_mismatch, verbose=False):
     import h5py
 
     path = _existing_file(path, "path")
@@ -190,11 +207,11 @@ def load_weights_file(model, path):
                 f"weights={str(path)!r} does not fit this backbone: {error}"
             ) from error
     elif name.endswith((".h5", ".hdf5")):
-        report = load_legacy_h5(model, path, match="name", skip_mismatch=True)
+        report = _load_legacy_h5(model, path, match="name", skip_mismatch=True)
         if report.missing or not report.transferred:
             # keras.applications' own weight files pair layers by order.
             try:
-                order = load_legacy_h5(model, path, match="order", skip_mismatch=False)
+                order = _load_legacy_h5(model, path, match="order", skip_mismatch=False)
             except ValueError:
                 order = None
             if order is not None and not order.missing:
@@ -330,18 +347,3 @@ def _existing_file(path, argument):
             f"No weights file at {str(path)!r}. Received: {argument}={str(path)!r}"
         )
     return path
-
-
-def _atomic_write(path, write):
-    """Writes through `write(handle)` to a temporary file, then renames it."""
-    path = pathlib.Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

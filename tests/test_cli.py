@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import keras_transfer as kt
 from keras_transfer import cli
 from tests.conftest import BACKEND, ROOT, runs_once_in, subprocess_env
 
@@ -157,6 +158,7 @@ def test_an_existing_run_is_refused_unless_overwrite(photos, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "model.keras").write_text("an earlier run")
+    (out / "metrics.json").write_text("{}")  # a run is recognised by its report
     assert "--overwrite" in _bad(capsys, "fit", photos, *FIT, "--out", out)
     assert (out / "model.keras").read_text() == "an earlier run"  # nothing lost
     assert cli.main(["fit", str(photos), *FIT, "--epochs", "1", "--out", str(out),
@@ -170,3 +172,86 @@ def test_bad_input_in_a_real_subprocess(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("keras-transfer fit: error: No image")
     assert "Traceback" not in result.stderr
+
+
+# --- Never delete what it did not write; exit 2 for what the user can fix ------------
+
+
+def _tree(root):
+    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else None)
+                  for p in root.rglob("*"))
+
+
+def test_overwrite_never_replaces_the_current_directory_or_the_data(run, tmp_path, monkeypatch,
+                                                                     capsys):
+    # Run in a temporary directory: on the old code this emptied the cwd.
+    photos = _folder(tmp_path / "work" / "photos", 4)
+    (tmp_path / "work" / "notes.txt").write_text("mine")
+    before = _tree(tmp_path)
+    monkeypatch.chdir(tmp_path / "work")
+    for out in (".", "..", "photos", "photos/red", tmp_path / "work"):
+        err = _bad(capsys, "fit", "photos", *FIT, "--epochs", "1", "--out", out, "--overwrite")
+        assert "--out may not" in err and "Received: --out=" in err
+    assert "input data" in _bad(capsys, "evaluate", run[0], photos, "--out", photos,
+                                "--overwrite")
+    assert _tree(tmp_path) == before
+
+
+def test_overwrite_replaces_only_a_run(photos, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    (out / "metrics.json").write_text("{}")
+    err = _bad(capsys, "fit", photos, *FIT, "--epochs", "1", "--out", out, "--overwrite")
+    assert "is not a keras-transfer run" in err and "notes.txt" in err
+    assert (out / "notes.txt").read_text() == "keep"
+
+
+def test_errors_the_user_can_fix_exit_2(photos, run, tmp_path, capsys):
+    out, _ = run
+    err = _bad(capsys, "fit", photos, *FIT, "--backbone-arg", "alpah=0.35")
+    assert "refused `backbone_kwargs`" in err and "alpah" in err
+    assert "--image-size must be at most 4096 pixels. Received: 100000" in _bad(
+        capsys, "fit", photos, *FIT[:-4], "--image-size", "100000")
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a model")
+    assert "is not a Keras model file" in _bad(capsys, "predict", fake, photos / "val")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "model.keras").write_bytes((out / "model.keras").read_bytes())
+    (copy / "config.json").write_text('{"class_names": ["a", "b"]')
+    assert "config.json' is damaged" in _bad(capsys, "predict", copy, photos / "val")
+    (copy / "config.json").write_text('{"class_names": ["a", "b"]}')
+    err = _bad(capsys, "predict", copy, photos / "val")
+    assert "names 2 classes but the model has 3 outputs" in err
+
+
+def test_predict_takes_a_plain_keras_model_and_upright_phone_photos(tmp_path, capsys):
+    """A Sequential written by plain Keras, giving logits: class 0 scores red
+    on top and blue below (the photo upright), class 1 red on the left and
+    blue on the right (the photo as stored, lying on its side). The JPEG's
+    EXIF turns it upright."""
+    from tests.test_image_folder import _oriented_jpeg
+
+    dense = keras.layers.Dense(2)
+    model = keras.Sequential([keras.Input((8, 4, 3)), keras.layers.Flatten(), dense])
+    kernel = np.zeros((8, 4, 3, 2), "float32")
+    kernel[:4, :, 0, 0] = kernel[4:, :, 2, 0] = 1.0
+    kernel[:, :2, 0, 1] = kernel[:, 2:, 2, 1] = 1.0
+    dense.set_weights([kernel.reshape(-1, 2) / 255.0, np.zeros(2, "float32")])
+    model.save(tmp_path / "plain.keras")
+    _oriented_jpeg(tmp_path / "phone.jpg")
+    assert cli.main(["predict", str(tmp_path / "plain.keras"), str(tmp_path / "phone.jpg"),
+                     "--json", "--top-k", "2"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert [t["class"] for t in top] == ["0", "1"]  # class indices as names; upright
+    assert sum(t["probability"] for t in top) == pytest.approx(1.0, abs=1e-3)  # softmax
+
+
+def test_extract_reads_a_split_root_by_class(photos, tmp_path, capsys):
+    out = tmp_path / "features"
+    assert cli.main(["extract", str(photos), *FIT, "--out", str(out), "--quiet"]) == 0
+    for split, count in (("train", 24), ("val", 12)):
+        feats = kt.Features.load(out / split)
+        assert feats.class_names == sorted(COLORS) and len(feats) == count
+        assert sorted(set(feats.labels.tolist())) == [0, 1, 2]

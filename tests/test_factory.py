@@ -143,6 +143,10 @@ def test_grayscale_input_repeats_the_channel():
         ({"bn": "frozen"}, ValueError, "Received: bn='frozen'"),
         ({"backbone": 42}, TypeError, "Received: backbone=42"),
         ({"weights": "/nonexistent/w.h5"}, FileNotFoundError, "/nonexistent/w.h5"),
+        ({"input_shape": (0, 0, 3)}, ValueError, r"positive sizes.*Received: input_shape=\(0, 0"),
+        ({"backbone_kwargs": {"alpha": "0.35"}}, ValueError,
+         r"MobileNet refused `backbone_kwargs`.*Received: backbone_kwargs=\{'alpha': '0.35'\}"),
+        ({"backbone_kwargs": {"alpah": 0.35}}, ValueError, "refused `backbone_kwargs`.*alpah"),
     ],
 )
 def test_bad_input_says_what_was_received(kwargs, error, message):
@@ -170,3 +174,9 @@ def test_a_built_sequential_backbone_is_accepted():
     model = kt.transfer(backbone, 2, preprocessing="unit", strategy="fine_tune")
     assert [name for name, _ in model.get_layer("backbone").blocks] == ["conv_a", "conv_b"]
     assert tuple(model.output.shape) == (None, 2)
+
+
+def test_numpy_class_counts_and_free_input_sizes_are_accepted():
+    model = kt.transfer("mobilenet", np.int64(3), weights=None, input_shape=(None, None, 3))
+    assert tuple(model.output.shape) == (None, 3)
+    assert tuple(model.input_shape) == (None, None, None, 3)

@@ -268,3 +268,185 @@ def test_two_processes_extract_one_store_concurrently(tmp_path):
     np.testing.assert_allclose(merged.x, expected.x, rtol=1e-5, atol=1e-6)
     assert merged.labels.tolist() == [0] * 5 + [1] * 5
     assert merged.class_names == ["ants", "bees"] and merged.manifest["parts"] == 2
+
+
+# --- A store answers only for the data it was made from (issue: data path) ----------
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return self.x[4 * i:4 * i + 4], self.y[4 * i:4 * i + 4]
+
+
+def _streams():
+    import tensorflow as tf
+
+    return {
+        "tf.data": lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
+        "PyDataset": _Batches,
+        "generator": lambda x, y: ((x[i:i + 3], y[i:i + 3]) for i in range(0, 10, 3)),
+    }
+
+
+@pytest.mark.parametrize("suffix", ["", ".npz"])
+def test_a_store_never_answers_for_another_stream(tmp_path, suffix):
+    model = _feature_model()
+    other = X[::-1].copy()
+    for name, stream in _streams().items():
+        cache = tmp_path / f"{name}{suffix}"
+        first = kt.extract_features(model, stream(X, Y), cache=cache, shard_size=4,
+                                    progress=False)
+        counter = _Counting(model, forbid=True)  # the same rows, batched alike or not
+        hit = kt.extract_features(model, _streams()["generator"](X, Y), cache=cache,
+                                  progress=False)
+        np.testing.assert_array_equal(np.asarray(hit.x), np.asarray(first.x))
+        for images, labels in ((other, Y), (X, 1 - Y)):
+            with pytest.raises(ValueError, match="made from other data"):
+                kt.extract_features(model, stream(images, labels), cache=cache, progress=False)
+        del model.predict_on_batch, counter
+        fresh = kt.extract_features(model, stream(other, 1 - Y), cache=cache, overwrite=True,
+                                    progress=False)
+        np.testing.assert_allclose(np.asarray(fresh.x), model.predict(other, verbose=0),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        assert np.asarray(fresh.labels).tolist() == (1 - Y).tolist(), name
+
+
+def test_a_longer_or_shorter_stream_is_not_answered_by_the_store(tmp_path):
+    model = _feature_model()
+    kt.extract_features(model, ((X[i:i + 5], Y[i:i + 5]) for i in (0, 5)),
+                        cache=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match="rows from 10 on"):
+        kt.extract_features(model, iter([(X, Y), (X[:2], Y[:2])]), cache=tmp_path / "s",
+                            progress=False)
+    with pytest.raises(ValueError, match="rows 0..10"):
+        kt.extract_features(model, iter([(X[:6], Y[:6])]), cache=tmp_path / "s",
+                            progress=False)
+
+
+def test_every_row_of_an_array_is_in_the_key(tmp_path):
+    model = _feature_model()
+    images = pixels(130)  # the old key sampled every other row of these
+    kt.extract_features(model, images, cache=tmp_path / "s", batch_size=64, progress=False)
+    changed = images.copy()
+    changed[1] += 1.0
+    with pytest.raises(ValueError, match="differ in: data"):
+        kt.extract_features(model, changed, cache=tmp_path / "s", batch_size=64, progress=False)
+
+
+def _class_folder(root, classes):
+    from PIL import Image
+
+    for index, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            image = pixels(1, seed=10 * index + i)[0].astype("uint8")
+            Image.fromarray(image).save(root / name / f"{name}{i}.png")
+
+
+def test_a_folder_key_covers_class_names_and_relative_paths(tmp_path):
+    model = _feature_model()
+    photos = tmp_path / "photos"
+    _class_folder(photos, ["a", "b"])
+    first = kt.extract_features(model, photos, cache=tmp_path / "s", progress=False)
+    (photos / "b").rename(photos / "bees")  # renamed class
+    with pytest.raises(ValueError, match="differ in: data"):
+        kt.extract_features(model, photos, cache=tmp_path / "s", progress=False)
+    renamed = kt.extract_features(model, photos, cache=tmp_path / "s", overwrite=True,
+                                  progress=False)
+    assert renamed.class_names == ["a", "bees"]
+    (photos / "a").rename(photos / "swap")  # swapped classes
+    (photos / "bees").rename(photos / "a")
+    (photos / "swap").rename(photos / "bees")
+    with pytest.raises(ValueError, match="differ in: data"):
+        kt.extract_features(model, photos, cache=tmp_path / "s", progress=False)
+    swapped = kt.extract_features(model, photos, cache=tmp_path / "s", overwrite=True,
+                                  progress=False)
+    # The same images, now under the other label.
+    np.testing.assert_allclose(np.asarray(swapped.x)[:2], np.asarray(first.x)[2:], rtol=1e-5)
+    assert swapped.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_save_replaces_a_store_atomically_and_never_appends(tmp_path):
+    feats = kt.extract_features(_feature_model(), (X, Y), progress=False)
+    for path in (tmp_path / "dir", tmp_path / "f.npz"):
+        feats.save(path)
+        feats.save(path)
+        kt.Features.load(path).save(path)
+        loaded = kt.Features.load(path)
+        assert len(loaded) == 10 and loaded.labels.tolist() == Y.tolist()
+        np.testing.assert_array_equal(np.asarray(loaded.x), feats.x)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "f.npz"]  # no leftovers
+
+
+def test_nothing_the_library_did_not_write_is_deleted_or_mixed(tmp_path):
+    model = _feature_model()
+    orphan = tmp_path / "orphan"  # shards without a manifest: not ours to delete
+    orphan.mkdir()
+    (orphan / "shard_00000_0.npy").write_bytes(b"a user's file")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    for path in (orphan, mine):
+        with pytest.raises(FileExistsError, match="not a feature store.*Nothing in it"):
+            kt.extract_features(model, X, cache=path, overwrite=True, progress=False)
+        with pytest.raises(FileExistsError, match="not a sharded feature store.*Nothing in it"):
+            kt.extract_features(model, X, cache=path, shard=(0, 2), progress=False)
+    feats = kt.extract_features(model, X, progress=False)
+    for path in (mine, tmp_path / "photo.npz"):
+        if path.suffix:
+            path.write_bytes(b"not a store")
+        with pytest.raises(FileExistsError, match="is not a feature store: not replaced"):
+            feats.save(path)
+    assert (orphan / "shard_00000_0.npy").read_bytes() == b"a user's file"
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert (tmp_path / "photo.npz").read_bytes() == b"not a store"
+
+
+def test_labels_must_be_integer_valued(tmp_path):
+    model = _feature_model()
+    feats = kt.extract_features(model, (X, Y.astype("float32")), progress=False)
+    assert feats.labels.dtype == np.int64 and feats.labels.tolist() == Y.tolist()
+    fractions = Y + 0.9
+    with pytest.raises(ValueError, match=r"integer class indices.*Received: data\[0\]=0.9"):
+        kt.extract_features(model, (X, fractions), progress=False)
+    with pytest.raises(ValueError, match="integer class indices.*dtype <U"):
+        kt.extract_features(model, (X, np.array(["ant", "bee"] * 5)), progress=False)
+    with pytest.raises(ValueError, match="not one-hot rows"):
+        kt.extract_features(model, (X, np.eye(2)[Y]), progress=False)
+    with pytest.raises(ValueError, match="0 or more. Received: labels from -1"):
+        kt.extract_features(model, iter([(X, Y - 1)]), progress=False)
+
+
+def test_damaged_store_files_name_the_file(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.npz' is not a feature store .npz"):
+        kt.Features.load(tmp_path / "empty.npz")
+    kt.extract_features(_feature_model(), X, cache=tmp_path / "s", progress=False)
+    manifest = tmp_path / "s" / "manifest.json"
+    text = manifest.read_text()
+    for damaged in (text[: len(text) // 2], "[]", json.dumps({"key": {}})):
+        manifest.write_text(damaged)
+        with pytest.raises(ValueError, match=r"manifest '.*manifest.json' is damaged"):
+            kt.Features.load(tmp_path / "s")
+    for outside in ("/etc/passwd", "../secret.npy"):
+        entry = json.loads(text)
+        entry["shards"][0]["files"]["features"]["file"] = outside
+        manifest.write_text(json.dumps(entry))
+        with pytest.raises(ValueError, match="names a file outside the store; refused"):
+            kt.Features.load(tmp_path / "s")
+
+
+def test_an_unwritable_npz_cache_fails_before_the_extraction(tmp_path):
+    model = _feature_model()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    _Counting(model, forbid=True)
+    with pytest.raises(PermissionError, match="not writable. Received: cache="):
+        kt.extract_features(model, X, cache=blocker / "f.npz", progress=False)

@@ -63,3 +63,18 @@ def test_bad_input_to_heads():
         SVMHead(normalize="max")
     with pytest.raises(TypeError, match="non-linear kernel"):
         kt.attach_head(kt.transfer(tiny_backbone(top=False)), SVMHead(kernel="rbf").fit(F, LABELS))
+
+
+def test_labels_are_checked_before_a_head_learns_a_class_that_does_not_exist():
+    with pytest.raises(ValueError, match=r"no examples of class\(es\) \[1\]"):
+        LogisticHead().fit(F, np.where(LABELS == 1, 3, LABELS))  # 0, 2, 3: no 1
+    feats = kt.Features({"features": F}, LABELS, class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"in \[0, 2\). Received: labels from 0 to 2"):
+        LogisticHead().fit(feats)
+    with pytest.raises(ValueError, match=r"in \[0, 2\). Received: labels from 0 to 2"):
+        fit_head(F, 2, labels=LABELS, epochs=1)
+    with pytest.raises(ValueError, match="dtype <U"):
+        SVMHead().fit(F, LABELS.astype(str))
+    with pytest.raises(ValueError, match="not one-hot rows"):
+        fit_head(F, 3, labels=np.eye(3)[LABELS], epochs=1)
+    assert LogisticHead().fit(F, LABELS.astype("float64")).evaluate(F, LABELS) > 0.75

@@ -335,8 +335,17 @@ def test_export_writes_a_reusable_saved_model_of_a_keras_model(tmp_path):
     path = tmp_path / "exported"
     kt.hub.export(model, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # nothing half-written
+    with pytest.raises(FileExistsError, match="holds a SavedModel. Pass overwrite=True"):
+        kt.hub.export(model, path)  # the default never replaces
     with pytest.raises(FileExistsError, match="overwrite=False"):
         kt.hub.export(model, path, overwrite=False)
+    kt.hub.export(model, path, overwrite=True)  # a SavedModel may be replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "photo.jpg").write_bytes(b"keep")
+    with pytest.raises(FileExistsError, match="is not a SavedModel: it is never replaced"):
+        kt.hub.export(model, mine, overwrite=True)
+    assert (mine / "photo.jpg").read_bytes() == b"keep"
     layer = kt.hub.HubLayer(path, trainable=True)
     assert len(layer.trainable_weights) == len(model.trainable_weights) == 4
     assert len(layer.weights) == len(model.weights) == 6

@@ -55,7 +55,7 @@ import keras_transfer  # registers the layers; no custom_objects needed
 model = keras.saving.load_model(sys.argv[1])
 data = np.load(sys.argv[2])
 out = model.predict([data["a"], data["b"]], verbose=0)
-np.testing.assert_allclose(out, data["expected"], rtol=1e-5, atol=1e-6)
+np.testing.assert_allclose(out, data["expected"], rtol=1e-5, atol=1e-5)  # two backends, float32
 print("loaded under", keras.backend.backend())
 """
 

@@ -62,3 +62,27 @@ def test_bad_input():
         kt.transfer(tiny_backbone(), 2, regularization="l1")
     with pytest.raises(ValueError, match="no BackboneModel inside"):
         kt.regularizers.L2SP().attach(tiny_backbone())
+
+
+def test_l2sp_survives_save_and_load_as_weights_not_json(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = kt.transfer(tiny_backbone(), 2, strategy="fine_tune", preprocessing="tf",
+                        regularization=kt.regularizers.L2SP(alpha=0.5, beta=0.25))
+    for variable in model.trainable_variables:  # away from the start: every term counts
+        variable.assign(as_numpy(variable) + 0.1)
+    before = sorted(float(as_numpy(loss)) for loss in model.losses)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    after = sorted(float(as_numpy(loss)) for loss in loaded.losses)
+    assert len(after) == len(before) > 1 and min(before) > 0
+    np.testing.assert_allclose(after, before, rtol=1e-6)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        config = archive.read("config.json")
+    assert b"start" not in config and len(config) < 20_000  # the anchors are weights
+    # And it still pulls toward the pretrained weights, not toward the loaded ones.
+    conv = loaded.get_layer("backbone").get_layer("conv0")
+    np.testing.assert_allclose(conv.kernel.regularizer.start,
+                               as_numpy(model.get_layer("backbone").get_layer("conv0").kernel) - 0.1,
+                               rtol=1e-6)

@@ -91,6 +91,26 @@ def test_missing_and_corrupt_files_are_reported(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="not a valid .npz"):
         kt.load_weights_npz(tiny_backbone(), bad)
+    bad.write_bytes(b"")
+    with pytest.raises(ValueError, match="not a valid .npz.*EOFError"):
+        kt.load_weights_npz(tiny_backbone(), bad)
+
+
+def test_legacy_h5_into_another_architecture_is_an_error(tmp_path):
+    import h5py
+
+    # A Keras 2 style file whose layers match nothing in the target.
+    with h5py.File(tmp_path / "k2.h5", "w") as handle:
+        group = handle.create_group("other_layer")
+        group.attrs["weight_names"] = [b"other_layer/kernel:0"]
+        group.create_dataset("other_layer/kernel:0", data=np.ones((3, 3)))
+        handle.attrs["layer_names"] = [b"other_layer"]
+    target = tiny_backbone(name="target")
+    before = [as_numpy(w).copy() for w in target.weights]
+    with pytest.raises(ValueError, match="No weights of .*k2.h5' fit the model 'target'"):
+        kt.load_legacy_h5(target, tmp_path / "k2.h5")
+    for weight, value in zip(target.weights, before):
+        np.testing.assert_array_equal(as_numpy(weight), value)
 
 
 @pytest.mark.shared_data

@@ -1,0 +1,61 @@
+"""The one check of class labels, shared by extraction, heads and recipes."""
+
+import numpy as np
+
+
+def check_labels(labels, num_classes=None, argument="labels"):
+    """Integer class labels `(N,)` as int64, or a `ValueError` that says why not.
+
+    Accepts integer arrays and integer-valued floats (`1.0`), shaped `(N,)`
+    or `(N, 1)`. Refuses strings, one-hot rows, fractions (`1.9` is not
+    truncated to `1`), negatives, and, given `num_classes`, labels outside
+    `[0, num_classes)`.
+
+    Example:
+
+    >>> keras_transfer.labels.check_labels([0.0, 2.0, 1.0], num_classes=3).tolist()
+    [0, 2, 1]
+
+    Args:
+        labels: the labels.
+        num_classes: the number of classes, or `None` (any non-negative).
+        argument: the argument's name, for error messages.
+    """
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim == 2 and array.shape[1] > 1:
+        raise ValueError(
+            f"`{argument}` must be integer class indices, not one-hot rows. Received: "
+            f"{argument} of shape {array.shape}; pass {argument}.argmax(-1)"
+        )
+    if array.ndim != 1:
+        raise ValueError(
+            f"`{argument}` must be a 1D array of class indices. Received: {argument} of "
+            f"shape {array.shape}"
+        )
+    if array.dtype.kind not in "biuf":
+        sample = array[:3].tolist()
+        raise ValueError(
+            f"`{argument}` must be integer class indices. Received: {argument} of dtype "
+            f"{array.dtype} ({sample}...); map class names to 0..num_classes-1 first"
+        )
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise ValueError(
+                f"`{argument}` must be integer class indices; integer-valued floats such "
+                f"as 1.0 are accepted. Received: {argument}[{int(np.argmax(bad))}]="
+                f"{array[np.argmax(bad)].item()!r}"
+            )
+    array = array.astype("int64")
+    if len(array):
+        low, high = int(array.min()), int(array.max())
+        limit = num_classes if num_classes is not None else None
+        if low < 0 or (limit is not None and high >= limit):
+            allowed = f"[0, {limit})" if limit is not None else "0 or more"
+            raise ValueError(
+                f"`{argument}` must be class indices in {allowed}. Received: labels from "
+                f"{low} to {high}"
+            )
+    return array
