@@ -31,8 +31,9 @@ import keras_transfer as kt
 
 def guide_model(size, trainable):
     """The Keras transfer-learning guide's model, written by hand."""
-    base = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None,
-                                          input_shape=(size, size, 3))
+    base = keras.applications.MobileNetV2(
+        alpha=0.35, include_top=False, weights=None, input_shape=(size, size, 3)
+    )
     base.trainable = trainable
     if trainable:  # the guide's fine-tuning: BatchNorm stays frozen
         for layer in base.layers:
@@ -47,10 +48,15 @@ def guide_model(size, trainable):
 
 
 def kt_model(size, trainable, mixed_precision="auto", num_classes=2):
-    return kt.transfer(keras.applications.MobileNetV2, num_classes, weights=None,
-                       input_shape=(size, size, 3), backbone_kwargs={"alpha": 0.35},
-                       strategy="fine_tune" if trainable else "feature_extraction",
-                       mixed_precision=mixed_precision)
+    return kt.transfer(
+        keras.applications.MobileNetV2,
+        num_classes,
+        weights=None,
+        input_shape=(size, size, 3),
+        backbone_kwargs={"alpha": 0.35},
+        strategy="fine_tune" if trainable else "feature_extraction",
+        mixed_precision=mixed_precision,
+    )
 
 
 class _EpochTimes(keras.callbacks.Callback):
@@ -80,8 +86,9 @@ def alternate(runs, repeats):
 
 
 def compiled(model):
-    model.compile(keras.optimizers.Adam(1e-4),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return model
 
 
@@ -96,20 +103,27 @@ def main():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, size, size, 3)).astype("uint8")
     y = rng.integers(0, 2, args.images)
-    print(f"backend {keras.backend.backend()}, device {kt.precision.accelerator()[0]}, "
-          f"{args.images} uint8 images of {size} px, batch {batch}, median of "
-          f"{args.repeats} alternating runs")
+    print(
+        f"backend {keras.backend.backend()}, device {kt.precision.accelerator()[0]}, "
+        f"{args.images} uint8 images of {size} px, batch {batch}, median of "
+        f"{args.repeats} alternating runs"
+    )
     figures = {}
 
     for strategy, trainable in (("feature_extraction", False), ("fine_tune", True)):
-        models = {"guide": compiled(guide_model(size, trainable)),
-                  "transfer": compiled(kt_model(size, trainable))}
+        models = {
+            "guide": compiled(guide_model(size, trainable)),
+            "transfer": compiled(kt_model(size, trainable)),
+        }
         assert len(models["guide"].trainable_weights) == len(models["transfer"].trainable_weights)
-        rates = alternate({name: lambda m=m: fit_rate(m, x, y, batch)
-                           for name, m in models.items()}, args.repeats)
+        rates = alternate(
+            {name: lambda m=m: fit_rate(m, x, y, batch) for name, m in models.items()}, args.repeats
+        )
         figures[f"fit_{strategy}"] = rates["transfer"] / rates["guide"]
-        print(f"1. fit, {strategy:>18}: hand-written {rates['guide']:7.1f} img/s, "
-              f"transfer() {rates['transfer']:7.1f} img/s, ratio {figures[f'fit_{strategy}']:.3f}")
+        print(
+            f"1. fit, {strategy:>18}: hand-written {rates['guide']:7.1f} img/s, "
+            f"transfer() {rates['transfer']:7.1f} img/s, ratio {figures[f'fit_{strategy}']:.3f}"
+        )
 
     features = kt_model(size, False, num_classes=None)
     features.predict(x[:batch], batch_size=batch, verbose=0)  # compile both paths
@@ -128,27 +142,38 @@ def main():
 
     rates = alternate({"predict": predict, "store": store}, args.repeats)
     figures["extract_store_vs_predict"] = rates["store"] / rates["predict"]
-    print(f"2. extraction: model.predict {rates['predict']:7.1f} img/s, extract_features "
-          f"into a store {rates['store']:7.1f} img/s, ratio {figures['extract_store_vs_predict']:.3f}")
+    print(
+        f"2. extraction: model.predict {rates['predict']:7.1f} img/s, extract_features "
+        f"into a store {rates['store']:7.1f} img/s, ratio {figures['extract_store_vs_predict']:.3f}"
+    )
 
     policies = {"float32": "float32", "auto": "auto", "mixed_bfloat16": "mixed_bfloat16"}
     # The frozen strategy's fit: the backbone's forward pass, where the policy acts.
     models = {name: compiled(kt_model(size, False, policy)) for name, policy in policies.items()}
     print(f"   'auto' resolves to {kt.precision.resolve('auto')!r} here")
-    rates = alternate({name: lambda m=m: fit_rate(m, x, y, batch)
-                       for name, m in models.items()}, args.repeats)
+    rates = alternate(
+        {name: lambda m=m: fit_rate(m, x, y, batch) for name, m in models.items()}, args.repeats
+    )
     figures["auto_vs_float32"] = rates["auto"] / rates["float32"]
     figures["bfloat16_vs_float32"] = rates["mixed_bfloat16"] / rates["float32"]
-    print(f"3. feature-extraction fit: float32 {rates['float32']:7.1f} img/s, auto "
-          f"{rates['auto']:7.1f} img/s (ratio {figures['auto_vs_float32']:.3f}); "
-          f"mixed_bfloat16 {rates['mixed_bfloat16']:7.1f} img/s "
-          f"(ratio {figures['bfloat16_vs_float32']:.3f}, what 'auto' avoids on CPU)")
+    print(
+        f"3. feature-extraction fit: float32 {rates['float32']:7.1f} img/s, auto "
+        f"{rates['auto']:7.1f} img/s (ratio {figures['auto_vs_float32']:.3f}); "
+        f"mixed_bfloat16 {rates['mixed_bfloat16']:7.1f} img/s "
+        f"(ratio {figures['bfloat16_vs_float32']:.3f}, what 'auto' avoids on CPU)"
+    )
 
-    bars = {"fit_feature_extraction": 0.97, "fit_fine_tune": 0.97,
-            "extract_store_vs_predict": 1.0, "auto_vs_float32": 0.97}
+    bars = {
+        "fit_feature_extraction": 0.97,
+        "fit_fine_tune": 0.97,
+        "extract_store_vs_predict": 1.0,
+        "auto_vs_float32": 0.97,
+    }
     for name, bar in bars.items():
-        print(f"   {name}: {figures[name]:.3f} {'meets' if figures[name] >= bar else 'misses'} "
-              f"the {bar} bar")
+        print(
+            f"   {name}: {figures[name]:.3f} {'meets' if figures[name] >= bar else 'misses'} "
+            f"the {bar} bar"
+        )
     print(json.dumps({"backend": keras.backend.backend(), **figures}))
 
 

@@ -33,8 +33,11 @@ SIZE = 224
 
 
 def backbone():
-    return kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35),
-                       weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3))
+    return kt.transfer(
+        functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+        weights=str(WEIGHTS),
+        input_shape=(SIZE, SIZE, 3),
+    )
 
 
 def head(width):
@@ -44,18 +47,22 @@ def head(width):
 
 
 def compile_(model):
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
 def guide_frozen_phase(epochs, batch_size):
     """(a): images are decoded once (as the guide's cached tf.data would be);
     the frozen backbone runs on every batch of every epoch."""
+
     def load(split):
         data = keras.utils.image_dataset_from_directory(
-            DATA / split, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False)
+            DATA / split, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False
+        )
         xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in data])
         return np.concatenate(xs), np.concatenate(ys)
 
@@ -64,8 +71,14 @@ def guide_frozen_phase(epochs, batch_size):
     features = backbone()
     inputs = keras.Input((SIZE, SIZE, 3))
     model = compile_(keras.Model(inputs, head(features.output.shape[-1])(features(inputs))))
-    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0,
-              validation_data=(x_val, y_val))
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        verbose=0,
+        validation_data=(x_val, y_val),
+    )
     accuracy = model.evaluate(x_val, y_val, verbose=0)[1]
     return time.perf_counter() - start, accuracy
 
@@ -74,14 +87,23 @@ def cached(epochs, batch_size, store):
     """(b) and (c): extract (or hit the store), then train the head."""
     start = time.perf_counter()
     features = backbone()
-    train = kt.extract_features(features, DATA / "train", batch_size=100,
-                                cache=store / "train", progress=False)
-    val = kt.extract_features(features, DATA / "val", batch_size=100,
-                              cache=store / "val", progress=False)
+    train = kt.extract_features(
+        features, DATA / "train", batch_size=100, cache=store / "train", progress=False
+    )
+    val = kt.extract_features(
+        features, DATA / "val", batch_size=100, cache=store / "val", progress=False
+    )
     # The same head as (a) (dropout 0.2, then Dense; Adam 1e-3), validated
     # every epoch, trained by the library's own fit_head.
-    model = kt.heads.fit_head(train, 2, epochs=epochs, validation=val, batch_size=batch_size,
-                              learning_rate=1e-3, dropout=0.2)
+    model = kt.heads.fit_head(
+        train,
+        2,
+        epochs=epochs,
+        validation=val,
+        batch_size=batch_size,
+        learning_rate=1e-3,
+        dropout=0.2,
+    )
     accuracy = model.evaluate(np.asarray(val.x), val.labels, verbose=0)[1]
     return time.perf_counter() - start, accuracy
 
@@ -107,8 +129,10 @@ def main():
     print(f"(a) Keras-guide frozen phase : {wall_a:6.1f} s, val acc {acc_a:.3f}")
     print(f"(b) extract once + head      : {wall_b:6.1f} s, val acc {acc_b:.3f}")
     print(f"(c) cache hit + head         : {wall_c:6.1f} s, val acc {acc_c:.3f}")
-    print(f"speed-up a/b {wall_a / wall_b:.1f}x (bar 5x), a/c {wall_a / wall_c:.1f}x (bar 20x); "
-          f"accuracy b-a {100 * (acc_b - acc_a):+.1f} points (bar >= -1)")
+    print(
+        f"speed-up a/b {wall_a / wall_b:.1f}x (bar 5x), a/c {wall_a / wall_c:.1f}x (bar 20x); "
+        f"accuracy b-a {100 * (acc_b - acc_a):+.1f} points (bar >= -1)"
+    )
 
 
 if __name__ == "__main__":

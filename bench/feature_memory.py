@@ -37,16 +37,22 @@ def main():
     rows = []
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as store:
-            out = subprocess.run([sys.executable, "-c", CHILD, str(n), store + "/s"],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(n), store + "/s"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             size, peak, wall = out.stdout.split()[-3:]
             rows.append((int(size), float(peak), float(wall)))
     print(f"backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}")
     for size, peak, wall in rows:
         print(f"{size:>7} images: peak RSS {peak:7.0f} MB, {wall:6.1f} s, {size / wall:6.0f} img/s")
     growth = rows[-1][1] / rows[0][1]
-    print(f"peak RSS ratio {rows[-1][0] // rows[0][0]}x the images: {growth:.2f}x "
-          f"(bar: under 2048 MB and not growing with the image count)")
+    print(
+        f"peak RSS ratio {rows[-1][0] // rows[0][0]}x the images: {growth:.2f}x "
+        f"(bar: under 2048 MB and not growing with the image count)"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def rate(run, images, repeats):
 def plain_extraction(constructor, x_device, repeats):
     import jax
 
-    model = constructor(include_top=False, weights=None, pooling="avg",
-                        input_shape=x_device.shape[1:])
+    model = constructor(
+        include_top=False, weights=None, pooling="avg", input_shape=x_device.shape[1:]
+    )
     step = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
     tv = [v.value for v in model.trainable_variables]
     ntv = [v.value for v in model.non_trainable_variables]
@@ -69,26 +70,36 @@ def plain_extraction(constructor, x_device, repeats):
 
 
 def plain_fine_tuning(constructor, x_device, y_device, repeats):
-    base = constructor(include_top=False, weights=None, pooling="avg",
-                       input_shape=x_device.shape[1:])
+    base = constructor(
+        include_top=False, weights=None, pooling="avg", input_shape=x_device.shape[1:]
+    )
     model = keras.Sequential([base, keras.layers.Dense(1000, dtype="float32")])
-    model.compile(keras.optimizers.Adam(1e-4),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return rate(lambda: model.train_on_batch(x_device, y_device), len(x_device), repeats)
 
 
 def kt_extraction(constructor, x_host, batch, repeats):
     features = kt.transfer(constructor, None, weights=None, input_shape=x_host.shape[1:])
-    run = lambda: kt.extract_features(features, x_host, batch_size=batch,  # noqa: E731
-                                      progress=False).x
+    run = lambda: (
+        kt.extract_features(
+            features,
+            x_host,
+            batch_size=batch,  # noqa: E731
+            progress=False,
+        ).x
+    )
     return rate(run, len(x_host), repeats)
 
 
 def kt_fine_tuning(constructor, x_host, y_host, batch):
-    model = kt.transfer(constructor, 1000, strategy="fine_tune", weights=None,
-                        input_shape=x_host.shape[1:])
-    model.compile(keras.optimizers.Adam(1e-4),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = kt.transfer(
+        constructor, 1000, strategy="fine_tune", weights=None, input_shape=x_host.shape[1:]
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x_host[:batch], y_host[:batch], batch_size=batch, verbose=0)  # compile
     start = time.perf_counter()
     model.fit(x_host, y_host, batch_size=batch, epochs=1, verbose=0, shuffle=False)
@@ -162,14 +173,26 @@ def main():
         constructor = getattr(keras.applications, model_name)
         reference = plain_extraction(constructor, x_device, args.steps)
         ours = kt_extraction(constructor, x_host, batch, 1)
-        emit(model=model_name, task="extraction", plain_keras_device_resident=reference,
-             kt_extract_features_host_uint8=ours, ratio=ours / reference, goal=0.90)
+        emit(
+            model=model_name,
+            task="extraction",
+            plain_keras_device_resident=reference,
+            kt_extract_features_host_uint8=ours,
+            ratio=ours / reference,
+            goal=0.90,
+        )
         plain = plain_fine_tuning(constructor, x_device, y_device, args.steps)
         fit = kt_fine_tuning(constructor, x_host, y_host, batch)
         torch_rate, torch_note = torch_fine_tuning(model_name, size, batch, args.steps)
-        record = dict(model=model_name, task="fine_tuning", plain_keras_train_on_batch=plain,
-                      kt_transfer_fit_host_uint8=fit, ratio_vs_plain_keras=fit / plain,
-                      pytorch_eager=torch_rate, pytorch_note=torch_note)
+        record = dict(
+            model=model_name,
+            task="fine_tuning",
+            plain_keras_train_on_batch=plain,
+            kt_transfer_fit_host_uint8=fit,
+            ratio_vs_plain_keras=fit / plain,
+            pytorch_eager=torch_rate,
+            pytorch_note=torch_note,
+        )
         if torch_rate:
             record.update(ratio_vs_pytorch_eager=fit / torch_rate, goal=1.0)
         if peak and model_name in FLOP_PER_IMAGE:

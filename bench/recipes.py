@@ -47,7 +47,8 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 def load(split):
     data = keras.utils.image_dataset_from_directory(
-        DATA / split, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False)
+        DATA / split, image_size=(SIZE, SIZE), batch_size=64, shuffle=False, verbose=False
+    )
     xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in data])
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -58,8 +59,9 @@ def augmentation():
 
 def plain_base():
     """keras.applications.MobileNetV2 with the exported ImageNet weights."""
-    base = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), alpha=0.35,
-                                          include_top=False, weights=None)
+    base = keras.applications.MobileNetV2(
+        input_shape=(SIZE, SIZE, 3), alpha=0.35, include_top=False, weights=None
+    )
     kt.load_legacy_h5(base, WEIGHTS)
     return base
 
@@ -77,8 +79,15 @@ def plain_model(base):
 
 def _fit(model, data, epochs, initial_epoch=0):
     (x, y), (xv, yv) = data
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, initial_epoch=initial_epoch,
-              validation_data=(xv, yv), verbose=0)
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        validation_data=(xv, yv),
+        verbose=0,
+    )
     return model.evaluate(xv, yv, verbose=0)[1]
 
 
@@ -98,8 +107,9 @@ def plain_recipe(data, frozen, frozen_epochs, tuned, tuned_epochs, frozen_layers
 
 
 def recipe_a(data):
-    return plain_recipe(data, keras.optimizers.Adam(1e-4), 10,
-                        keras.optimizers.RMSprop(1e-5), 10, frozen_layers=100)
+    return plain_recipe(
+        data, keras.optimizers.Adam(1e-4), 10, keras.optimizers.RMSprop(1e-5), 10, frozen_layers=100
+    )
 
 
 def recipe_b(data):
@@ -107,16 +117,22 @@ def recipe_b(data):
 
 
 def kt_model(strategy):
-    return kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35), 2,
-                       weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3), strategy=strategy,
-                       augmentation=augmentation())
+    return kt.transfer(
+        functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+        2,
+        weights=str(WEIGHTS),
+        input_shape=(SIZE, SIZE, 3),
+        strategy=strategy,
+        augmentation=augmentation(),
+    )
 
 
 def recipe_c(data, **kwargs):
     (x, y), (xv, yv) = data
     model = kt_model("fine_tune")
-    history = kt.fine_tune(model, (x, y), validation_data=(xv, yv), batch_size=BATCH,
-                           verbose=0, **kwargs)
+    history = kt.fine_tune(
+        model, (x, y), validation_data=(xv, yv), batch_size=BATCH, verbose=0, **kwargs
+    )
     CURVES.append(history.history["val_accuracy"])
     head = history.history["val_accuracy"][history.phases[0]["epochs"] - 1]
     return head, model.evaluate(xv, yv, verbose=0)[1]
@@ -135,17 +151,30 @@ def recipe_d(data, epochs=8, start_epoch=5):
     (x, y), (xv, yv) = data
     model = kt_model("feature_extraction")
     model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
-    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, validation_data=(xv, yv),
-                        verbose=0, callbacks=[kt.callbacks.GradualUnfreezing(
-                            start_epoch=start_epoch, max_blocks=2, lr_factor=0.1, verbose=0)])
+    history = model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        validation_data=(xv, yv),
+        verbose=0,
+        callbacks=[
+            kt.callbacks.GradualUnfreezing(
+                start_epoch=start_epoch, max_blocks=2, lr_factor=0.1, verbose=0
+            )
+        ],
+    )
     CURVES.append(history.history["val_accuracy"])
     return history.history["val_accuracy"][start_epoch - 1], model.evaluate(xv, yv, verbose=0)[1]
 
 
 def recipe_e(data):
     (x, y), (xv, yv) = data
-    features = kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35),
-                           weights=str(WEIGHTS), input_shape=(SIZE, SIZE, 3))
+    features = kt.transfer(
+        functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+        weights=str(WEIGHTS),
+        input_shape=(SIZE, SIZE, 3),
+    )
     train = kt.extract_features(features, (x, y), progress=False)
     val = kt.extract_features(features, (xv, yv), progress=False)
     head = kt.heads.LogisticHead().fit(train)
@@ -171,13 +200,18 @@ def recipe_g(data, taps=("block_13_expand_relu", "block_16_project_BN", "out_rel
     train, mirrored, val = extract(x), extract(x[:, :, ::-1]), extract(xv)
     best = 0.0
     for chosen in ([2], [1, 2], [0, 2], [0, 1, 2]):
-        a = np.concatenate([np.concatenate([train[i] for i in chosen], 1),
-                            np.concatenate([mirrored[i] for i in chosen], 1)])
+        a = np.concatenate(
+            [
+                np.concatenate([train[i] for i in chosen], 1),
+                np.concatenate([mirrored[i] for i in chosen], 1),
+            ]
+        )
         b = np.concatenate([val[i] for i in chosen], 1)
         scale = StandardScaler().fit(a)
         for c in (0.01, 0.1, 1.0):
-            fitted = LogisticRegression(C=c, max_iter=3000).fit(scale.transform(a),
-                                                                np.concatenate([y, y]))
+            fitted = LogisticRegression(C=c, max_iter=3000).fit(
+                scale.transform(a), np.concatenate([y, y])
+            )
             best = max(best, float(fitted.score(scale.transform(b), yv)))
     return None, best
 
@@ -194,34 +228,46 @@ def step_cost(data, steps=5):
         model.train_on_batch(x[:BATCH], y[:BATCH])  # compile
         start = time.perf_counter()
         for i in range(steps):
-            model.train_on_batch(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+            model.train_on_batch(x[i * BATCH : (i + 1) * BATCH], y[i * BATCH : (i + 1) * BATCH])
         times[name] = (time.perf_counter() - start) / steps
     return times
 
 
 CURVES = []  # per-epoch validation accuracy of the keras-transfer recipes
-RECIPES = {"a": recipe_a, "b": recipe_b, "c": recipe_c, "c2": recipe_c2, "d": recipe_d,
-           "e": recipe_e, "g": recipe_g}
-NAMES = {"a": "TF tutorial (plain Keras)", "b": "Keras guide (plain Keras)",
-         "c": "kt.fine_tune defaults", "c2": "kt.fine_tune, long head phase",
-         "d": "GradualUnfreezing", "e": "logistic probe",
-         "g": "best linear read-out (ceiling)"}
+RECIPES = {
+    "a": recipe_a,
+    "b": recipe_b,
+    "c": recipe_c,
+    "c2": recipe_c2,
+    "d": recipe_d,
+    "e": recipe_e,
+    "g": recipe_g,
+}
+NAMES = {
+    "a": "TF tutorial (plain Keras)",
+    "b": "Keras guide (plain Keras)",
+    "c": "kt.fine_tune defaults",
+    "c2": "kt.fine_tune, long head phase",
+    "d": "GradualUnfreezing",
+    "e": "logistic probe",
+    "g": "best linear read-out (ceiling)",
+}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=list(RECIPES) + ["f"])
-    parser.add_argument("--no-plain", action="store_true",
-                        help="skip (a) and (b), the slow plain-Keras baselines")
+    parser.add_argument(
+        "--no-plain", action="store_true", help="skip (a) and (b), the slow plain-Keras baselines"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     if not DATA.is_dir() or not WEIGHTS.is_file():
         raise SystemExit(f"needs {DATA} and {WEIGHTS}")
     data = load("train"), load("val")
     results = {}
-    for key in [k for k in RECIPES if k in args.only
-                and not (args.no_plain and k in ("a", "b"))]:
+    for key in [k for k in RECIPES if k in args.only and not (args.no_plain and k in ("a", "b"))]:
         runs = []
         for seed in args.seeds:
             keras.utils.clear_session()
@@ -229,13 +275,18 @@ def main():
             start = time.perf_counter()
             CURVES.clear()
             first, final = RECIPES[key](data)
-            runs.append({"seed": seed, "first_phase": first, "final": float(final),
-                         "wall": time.perf_counter() - start,
-                         "val_curve": [round(float(a), 3) for c in CURVES for a in c]})
+            runs.append(
+                {
+                    "seed": seed,
+                    "first_phase": first,
+                    "final": float(final),
+                    "wall": time.perf_counter() - start,
+                    "val_curve": [round(float(a), 3) for c in CURVES for a in c],
+                }
+            )
             print(f"  ({key}) seed {seed}: {runs[-1]}", flush=True)
         results[key] = runs
-    print(f"\nbackend {keras.backend.backend()}, {SIZE} px, batch {BATCH}, "
-          f"seeds {args.seeds}")
+    print(f"\nbackend {keras.backend.backend()}, {SIZE} px, batch {BATCH}, seeds {args.seeds}")
     print(f"{'recipe':34s} {'first phase':>11s} {'val acc':>8s} {'(min-max)':>13s} {'wall s':>7s}")
     summary = {}
     for key, runs in results.items():
@@ -244,13 +295,17 @@ def main():
         wall = float(np.mean([r["wall"] for r in runs]))
         summary[key] = {"acc": float(np.mean(finals)), "wall": wall}
         first = f"{np.mean(firsts):.3f}" if firsts else "-"
-        print(f"({key:2s}) {NAMES[key]:29s} {first:>11s} {np.mean(finals):8.3f} "
-              f"({min(finals):.3f}-{max(finals):.3f}) {wall:7.1f}")
+        print(
+            f"({key:2s}) {NAMES[key]:29s} {first:>11s} {np.mean(finals):8.3f} "
+            f"({min(finals):.3f}-{max(finals):.3f}) {wall:7.1f}"
+        )
     if "f" in args.only:
         keras.utils.clear_session()
         cost = step_cost(data)
-        print(f"(f) step time, head-only phase {cost['head_only']:.3f} s vs full fine-tuning "
-              f"{cost['full']:.3f} s: ratio {cost['head_only'] / cost['full']:.2f} (bar < 1)")
+        print(
+            f"(f) step time, head-only phase {cost['head_only']:.3f} s vs full fine-tuning "
+            f"{cost['full']:.3f} s: ratio {cost['head_only'] / cost['full']:.2f} (bar < 1)"
+        )
         summary["f"] = cost
     for key in [k for k in ("c", "c2", "d") if k in results]:
         curve = np.mean([r["val_curve"] for r in results[key]], axis=0)
@@ -259,14 +314,17 @@ def main():
         best_plain = max(summary[k]["acc"] for k in "abe")
         for key in [k for k in ("c", "c2", "d") if k in summary]:
             s = summary[key]
-            print(f"bar ({key}): acc {s['acc']:.3f} >= 0.93: {s['acc'] >= 0.93}; "
-                  f"wall {s['wall']:.0f} s <= (a) {summary['a']['wall']:.0f} s "
-                  f"(ratio {s['wall'] / summary['a']['wall']:.2f}): "
-                  f"{s['wall'] <= summary['a']['wall']}; above best of a, b, e "
-                  f"({best_plain:.3f}): {s['acc'] > best_plain}")
+            print(
+                f"bar ({key}): acc {s['acc']:.3f} >= 0.93: {s['acc'] >= 0.93}; "
+                f"wall {s['wall']:.0f} s <= (a) {summary['a']['wall']:.0f} s "
+                f"(ratio {s['wall'] / summary['a']['wall']:.2f}): "
+                f"{s['wall'] <= summary['a']['wall']}; above best of a, b, e "
+                f"({best_plain:.3f}): {s['acc'] > best_plain}"
+            )
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({"runs": results, "summary": summary},
-                                                      indent=1))
+        pathlib.Path(args.json).write_text(
+            json.dumps({"runs": results, "summary": summary}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -32,13 +32,19 @@ def main(argv=None):
         return 1
     out = pathlib.Path(args.out or tempfile.mkdtemp(prefix="kt-features-"))
     size = (args.image_size, args.image_size, 3)
-    model = kt.transfer(keras.applications.MobileNet, weights=str(WEIGHTS), input_shape=size,
-                        backbone_kwargs={"alpha": 0.25}, pooling="avg")  # frozen
+    model = kt.transfer(
+        keras.applications.MobileNet,
+        weights=str(WEIGHTS),
+        input_shape=size,
+        backbone_kwargs={"alpha": 0.25},
+        pooling="avg",
+    )  # frozen
     train = kt.extract_features(model, DATA / "train", batch_size=100, cache=out / "train.npz")
     val = kt.extract_features(model, DATA / "val", batch_size=100, cache=out / "val.npz")
     svm = kt.heads.SVMHead(C=0.1, normalize="inf").fit(train)
-    print(f"features {train.x.shape} saved to {out}; SVM validation accuracy "
-          f"{svm.evaluate(val):.3f}")
+    print(
+        f"features {train.x.shape} saved to {out}; SVM validation accuracy {svm.evaluate(val):.3f}"
+    )
     return 0
 
 

@@ -37,28 +37,45 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     size = (args.image_size, args.image_size)
     train, val = (kt.ImageFolder.load(DATA / split, size) for split in ("train", "val"))
-    model = kt.transfer(keras.applications.MobileNetV2, num_classes=2, weights=str(WEIGHTS),
-                        backbone_kwargs={"alpha": 0.35}, input_shape=size + (3,),
-                        augmentation=[keras.layers.RandomFlip("horizontal"),
-                                      keras.layers.RandomRotation(0.1)])
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = kt.transfer(
+        keras.applications.MobileNetV2,
+        num_classes=2,
+        weights=str(WEIGHTS),
+        backbone_kwargs={"alpha": 0.35},
+        input_shape=size + (3,),
+        augmentation=[keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1)],
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     fit = dict(validation_data=(val.images, val.labels), batch_size=32, verbose=2)
     model.fit(train.images, train.labels, epochs=args.epochs, **fit)
 
     kt.unfreeze(model, blocks=args.blocks, bn="inference")  # takes effect without a recompile
     model.optimizer.learning_rate = 1e-4
     kt.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
-    model.fit(train.images, train.labels, epochs=args.epochs + args.fine_tune_epochs,
-              initial_epoch=args.epochs, **fit)
+    model.fit(
+        train.images,
+        train.labels,
+        epochs=args.epochs + args.fine_tune_epochs,
+        initial_epoch=args.epochs,
+        **fit,
+    )
     accuracy = model.evaluate(val.images, val.labels, verbose=0)[1]
 
     path = pathlib.Path(tempfile.mkdtemp(prefix="kt-finetune-")) / "model.keras"
     model.save(path)
-    same = np.allclose(keras.saving.load_model(path).predict(val.images[:8], verbose=0),
-                       model.predict(val.images[:8], verbose=0), atol=1e-5)
-    print(f"fine-tuned validation accuracy {accuracy:.3f}; reloaded from {path.name}: "
-          f"same predictions {same}")
+    same = np.allclose(
+        keras.saving.load_model(path).predict(val.images[:8], verbose=0),
+        model.predict(val.images[:8], verbose=0),
+        atol=1e-5,
+    )
+    print(
+        f"fine-tuned validation accuracy {accuracy:.3f}; reloaded from {path.name}: "
+        f"same predictions {same}"
+    )
     return 0
 
 

@@ -31,8 +31,11 @@ def network(num_classes, name):
 
 
 def compiled(model):
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -54,8 +57,12 @@ def main(argv=None):
     print(f"saved {count:,} source parameters to {path}")
 
     rng = np.random.default_rng(0)
-    idx = np.concatenate([rng.choice(np.flatnonzero(y == c), args.target_per_class, replace=False)
-                          for c in range(5, 10)])
+    idx = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(y == c), args.target_per_class, replace=False)
+            for c in range(5, 10)
+        ]
+    )
     test = np.setdiff1d(np.flatnonzero(target), idx)
     results = {}
     for init in ("scratch", "npz"):
@@ -65,8 +72,10 @@ def main(argv=None):
             print(kt.load_weights_npz(student, path).summary())
         student.fit(x[idx], y[idx] - 5, epochs=args.epochs, validation_split=0.2, verbose=0)
         results[init] = student.evaluate(x[test], y[test] - 5, verbose=0)[1]
-    print(f"target test accuracy: from scratch {results['scratch']:.3f}, "
-          f"initialised from .npz {results['npz']:.3f}")
+    print(
+        f"target test accuracy: from scratch {results['scratch']:.3f}, "
+        f"initialised from .npz {results['npz']:.3f}"
+    )
     return 0
 
 

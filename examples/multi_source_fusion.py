@@ -27,15 +27,27 @@ def probe_scores(image_size=224, fusion="concat"):
     """Validation accuracy of a logistic probe on each source and the fusion."""
     shape = (image_size, image_size, 3)
     sources = [
-        kt.transfer(functools.partial(keras.applications.MobileNetV2, alpha=0.35), input_shape=shape,
-                    weights=str(WEIGHTS / "mobilenet_v2_0.35_224_teachable_machine_export.h5")),
-        kt.transfer(functools.partial(keras.applications.MobileNet, alpha=0.25), input_shape=shape,
-                    weights=str(WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5")),
+        kt.transfer(
+            functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+            input_shape=shape,
+            weights=str(WEIGHTS / "mobilenet_v2_0.35_224_teachable_machine_export.h5"),
+        ),
+        kt.transfer(
+            functools.partial(keras.applications.MobileNet, alpha=0.25),
+            input_shape=shape,
+            weights=str(WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"),
+        ),
     ]
-    train, val = (kt.extract_features(sources, DATA / split, batch_size=64, fusion=fusion,
-                                      progress=False) for split in ("train", "val"))
-    return {name: kt.heads.LogisticHead().fit(train.features[name], train.labels)
-            .evaluate(val.features[name], val.labels) for name in train.features}
+    train, val = (
+        kt.extract_features(sources, DATA / split, batch_size=64, fusion=fusion, progress=False)
+        for split in ("train", "val")
+    )
+    return {
+        name: kt.heads.LogisticHead()
+        .fit(train.features[name], train.labels)
+        .evaluate(val.features[name], val.labels)
+        for name in train.features
+    }
 
 
 def main(argv=None):
@@ -50,8 +62,10 @@ def main(argv=None):
     for name, score in scores.items():
         print(f"{name:<16} validation accuracy {score:.3f}")
     best_single = max(v for k, v in scores.items() if k != "fused")
-    print(f"fusion {'beats' if scores['fused'] > best_single else 'does not beat'} the better "
-          f"source: {scores['fused']:.3f} vs {best_single:.3f}")
+    print(
+        f"fusion {'beats' if scores['fused'] > best_single else 'does not beat'} the better "
+        f"source: {scores['fused']:.3f} vs {best_single:.3f}"
+    )
     return 0
 
 

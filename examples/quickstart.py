@@ -39,26 +39,38 @@ def main(argv=None):
     size = (args.image_size, args.image_size)
     train, val = (
         keras.utils.image_dataset_from_directory(
-            DATA / split, image_size=size, batch_size=args.batch_size,
-            shuffle=split == "train", seed=0, verbose=False,
+            DATA / split,
+            image_size=size,
+            batch_size=args.batch_size,
+            shuffle=split == "train",
+            seed=0,
+            verbose=False,
         )
         for split in ("train", "val")
     )
     model = kt.transfer(
-        keras.applications.MobileNetV2, num_classes=2, weights=str(WEIGHTS),
-        backbone_kwargs={"alpha": 0.35}, input_shape=size + (3,),
-        strategy="feature_extraction", transfer_matrix=128, inf_normalize=True,
+        keras.applications.MobileNetV2,
+        num_classes=2,
+        weights=str(WEIGHTS),
+        backbone_kwargs={"alpha": 0.35},
+        input_shape=size + (3,),
+        strategy="feature_extraction",
+        transfer_matrix=128,
+        inf_normalize=True,
         classifier_activation="softmax",
     )
     kt.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
 
     start = time.perf_counter()
     model.fit(train, validation_data=val, epochs=args.epochs, verbose=2)
     loss, accuracy = model.evaluate(val, verbose=0)
-    print(f"validation accuracy {accuracy:.3f} after {args.epochs} epochs "
-          f"({time.perf_counter() - start:.0f} s, backend {keras.backend.backend()})")
+    print(
+        f"validation accuracy {accuracy:.3f} after {args.epochs} epochs "
+        f"({time.perf_counter() - start:.0f} s, backend {keras.backend.backend()})"
+    )
     return 0
 
 

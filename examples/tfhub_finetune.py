@@ -39,14 +39,17 @@ def export_hub_mobilenet(path):
 
     Returns the Keras model it exported.
     """
-    backbone = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None,
-                                              pooling="avg", input_shape=(224, 224, 3))
+    backbone = keras.applications.MobileNetV2(
+        alpha=0.35, include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3)
+    )
     kt.load_legacy_h5(backbone, WEIGHTS)
-    hub_style = keras.Sequential([
-        keras.Input((None, None, 3)),
-        keras.layers.Rescaling(2.0, offset=-1.0),  # Hub's [0, 1] to MobileNet's [-1, 1]
-        backbone,
-    ])
+    hub_style = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(2.0, offset=-1.0),  # Hub's [0, 1] to MobileNet's [-1, 1]
+            backbone,
+        ]
+    )
     kt.hub.export(hub_style, path)
     return hub_style
 
@@ -57,8 +60,11 @@ def main(argv=None):
     parser.add_argument("--freeze-epochs", type=int, default=2, help="epochs of the head alone")
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--handle", help="a TF-Hub handle or SavedModel directory of an image "
-                        "feature vector (default: export MobileNetV2-0.35 and use that)")
+    parser.add_argument(
+        "--handle",
+        help="a TF-Hub handle or SavedModel directory of an image "
+        "feature vector (default: export MobileNetV2-0.35 and use that)",
+    )
     args = parser.parse_args(argv)
     if keras.backend.backend() != "tensorflow":
         print("TF-Hub models need KERAS_BACKEND=tensorflow")
@@ -78,8 +84,12 @@ def main(argv=None):
     size = (args.image_size, args.image_size)
     train, val = (
         keras.utils.image_dataset_from_directory(
-            DATA / split, image_size=size, batch_size=args.batch_size,
-            shuffle=split == "train", seed=0, verbose=False,
+            DATA / split,
+            image_size=size,
+            batch_size=args.batch_size,
+            shuffle=split == "train",
+            seed=0,
+            verbose=False,
         )
         for split in ("train", "val")
     )
@@ -88,9 +98,16 @@ def main(argv=None):
     kt.trainable_summary(model)
 
     start = time.perf_counter()
-    history = kt.fine_tune(model, train, validation_data=val, epochs=args.epochs,
-                           freeze_epochs=args.freeze_epochs, base_lr=2e-3, lr_mult=20,
-                           verbose=2)
+    history = kt.fine_tune(
+        model,
+        train,
+        validation_data=val,
+        epochs=args.epochs,
+        freeze_epochs=args.freeze_epochs,
+        base_lr=2e-3,
+        lr_mult=20,
+        verbose=2,
+    )
     accuracy = history.history["val_accuracy"]
     for phase in history.phases:
         last = phase["first_epoch"] + phase["epochs"] - 1
@@ -102,8 +119,9 @@ def main(argv=None):
     # The graph comes from the handle, not the file: loading needs safe_mode=False.
     reloaded = keras.models.load_model(path, safe_mode=False)
     images, _ = next(iter(val))
-    same = np.allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0),
-                       atol=1e-5)
+    same = np.allclose(
+        reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5
+    )
     print(f"reloaded from {path.name}: same predictions {same}")
     return 0
 

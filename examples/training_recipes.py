@@ -41,8 +41,9 @@ def source_network():
 
 def target_model(source):
     # The source saw pixels / 255: the "unit" preprocessing, inside the model.
-    return kt.transfer(source, 5, preprocessing="unit",
-                       regularization=kt.regularizers.L2SP(alpha=1e-3, beta=1e-4))
+    return kt.transfer(
+        source, 5, preprocessing="unit", regularization=kt.regularizers.L2SP(alpha=1e-3, beta=1e-4)
+    )
 
 
 def main(argv=None):
@@ -62,8 +63,9 @@ def main(argv=None):
     source.fit(x[y < 5] / 255, y[y < 5], epochs=args.source_epochs, batch_size=32, verbose=0)
 
     rng = np.random.default_rng(0)
-    train = np.concatenate([rng.choice(np.flatnonzero(y == c), args.per_class, replace=False)
-                            for c in range(5, 10)])
+    train = np.concatenate(
+        [rng.choice(np.flatnonzero(y == c), args.per_class, replace=False) for c in range(5, 10)]
+    )
     test = np.setdiff1d(np.flatnonzero(y >= 5), train)
     data, held_out = (x[train], y[train] - 5), (x[test], y[test] - 5)
 
@@ -72,29 +74,48 @@ def main(argv=None):
     before = [w.copy() for w in model.get_weights()]
     found = kt.lr_find(model, data, start=1e-5, end=1.0, steps=40, batch_size=16)
     unchanged = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    print(f"lr_find: suggestion {found.suggestion:.1e} over {len(found.losses)} steps; "
-          f"weights restored: {unchanged}")
+    print(
+        f"lr_find: suggestion {found.suggestion:.1e} over {len(found.losses)} steps; "
+        f"weights restored: {unchanged}"
+    )
 
-    history = kt.fine_tune(model, data, validation_data=held_out, epochs=args.epochs,
-                           freeze_epochs=3, base_lr=1e-2, batch_size=16,
-                           verbose=0)
+    history = kt.fine_tune(
+        model,
+        data,
+        validation_data=held_out,
+        epochs=args.epochs,
+        freeze_epochs=3,
+        base_lr=1e-2,
+        batch_size=16,
+        verbose=0,
+    )
     fine_tuned = history.history["val_accuracy"][-1]
-    print(f"fine_tune: phases {[p['name'] for p in history.phases]}, "
-          f"held-out accuracy {fine_tuned:.3f}")
+    print(
+        f"fine_tune: phases {[p['name'] for p in history.phases]}, "
+        f"held-out accuracy {fine_tuned:.3f}"
+    )
 
     keras.utils.set_random_seed(0)
     model = target_model(source)
     model.compile(keras.optimizers.Adam(3e-3), LOSS, metrics=["accuracy"])
-    history = model.fit(*data, validation_data=held_out, epochs=args.epochs + 3, batch_size=16,
-                        verbose=0, callbacks=[
-                            kt.callbacks.GradualUnfreezing(start_epoch=3, lr_factor=0.5,
-                                                           verbose=0),
-                            keras.callbacks.ReduceLROnPlateau("loss", patience=1)])
+    history = model.fit(
+        *data,
+        validation_data=held_out,
+        epochs=args.epochs + 3,
+        batch_size=16,
+        verbose=0,
+        callbacks=[
+            kt.callbacks.GradualUnfreezing(start_epoch=3, lr_factor=0.5, verbose=0),
+            keras.callbacks.ReduceLROnPlateau("loss", patience=1),
+        ],
+    )
     gradual = history.history["val_accuracy"][-1]
     kt.trainable_summary(model)
     print(f"GradualUnfreezing: held-out accuracy {gradual:.3f}")
-    print(f"target held-out accuracy with {args.per_class} images per class: "
-          f"fine_tune {fine_tuned:.3f}, gradual unfreezing {gradual:.3f}")
+    print(
+        f"target held-out accuracy with {args.per_class} images per class: "
+        f"fine_tune {fine_tuned:.3f}, gradual unfreezing {gradual:.3f}"
+    )
     return 0
 
 

@@ -47,8 +47,11 @@ def main(argv=None):
     extractor = keras.Model(inputs, features)
     classifier = keras.layers.Dense(10)
     model = keras.Model(inputs, classifier(features))
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.fit(x_source, y_source, epochs=args.epochs, batch_size=32, verbose=0)
 
     f_source = np.asarray(extractor.predict(x_source, verbose=0))
@@ -61,8 +64,10 @@ def main(argv=None):
     coral = kt.layers.TransferMatrix.from_features(f_target, f_source, method="coral", ridge=1.0)
     source_acc = model.evaluate(x_source, y_source, verbose=0)[1]
     print(f"source domain accuracy {source_acc:.3f}")
-    print(f"shifted target: no adaptation {accuracy(f_target):.3f}, "
-          f"TransferMatrix (CORAL) {accuracy(keras.ops.convert_to_numpy(coral(f_target))):.3f}")
+    print(
+        f"shifted target: no adaptation {accuracy(f_target):.3f}, "
+        f"TransferMatrix (CORAL) {accuracy(keras.ops.convert_to_numpy(coral(f_target))):.3f}"
+    )
     return 0
 
 

@@ -40,9 +40,7 @@ class BackboneModel(keras.Model):
     def __init__(self, *args, blocks=None, bn="inference", **kwargs):
         super().__init__(*args, **kwargs)
         if bn not in BN_POLICIES:
-            raise ValueError(
-                f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}"
-            )
+            raise ValueError(f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}")
         self.bn = bn
         self.blocks = [[name, list(layers)] for name, layers in blocks or []]
 
@@ -76,15 +74,18 @@ class BackboneModel(keras.Model):
             return
         variables = candidate_variables(self)
         for i, alpha in zip(np.asarray(store["l2sp_index"]), np.asarray(store["l2sp_alpha"])):
-            variables[i].regularizer = StartingPoint(float(alpha),
-                                                     np.asarray(store[f"l2sp_start_{i}"]))
+            variables[i].regularizer = StartingPoint(
+                float(alpha), np.asarray(store[f"l2sp_start_{i}"])
+            )
 
 
 def _with_policy(op, training, bn):
     def call(*args, **kwargs):
         if "training" in getattr(op, "_call_context_args", ()) and training is not None:
             # A Hub model's BatchNorm is in its graph: one flag for all of it.
-            frozen_stats = isinstance(op, (keras.layers.BatchNormalization, HubLayer)) and bn != "train"
+            frozen_stats = (
+                isinstance(op, (keras.layers.BatchNormalization, HubLayer)) and bn != "train"
+            )
             kwargs["training"] = bool(training) and op.trainable and not frozen_stats
         return op(*args, **kwargs)
 

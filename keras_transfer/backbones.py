@@ -43,137 +43,199 @@ class Family:
 
 # EfficientNet and EfficientNetV2 name their layers alike.
 _EFFICIENTNET_BLOCKS = (
-    (r"^(rescaling|normalization)(_\d+)?$", "stem"), (r"^stem_", "stem"),
-    (r"^block(\d)", r"block\1"), (r"^top_", "top"),
+    (r"^(rescaling|normalization)(_\d+)?$", "stem"),
+    (r"^stem_", "stem"),
+    (r"^block(\d)", r"block\1"),
+    (r"^top_", "top"),
 )
 
 FAMILIES = (
     Family(
-        "convnext", "convnext",
-        {"ConvNeXtTiny": Variant(224, 27_820_128, 5),
-         "ConvNeXtSmall": Variant(224, 49_454_688, 5),
-         "ConvNeXtBase": Variant(224, 87_566_464, 5),
-         "ConvNeXtLarge": Variant(224, 196_230_336, 5),
-         "ConvNeXtXLarge": Variant(224, 348_147_968, 5)},
-        "builtin", 32,
+        "convnext",
+        "convnext",
+        {
+            "ConvNeXtTiny": Variant(224, 27_820_128, 5),
+            "ConvNeXtSmall": Variant(224, 49_454_688, 5),
+            "ConvNeXtBase": Variant(224, 87_566_464, 5),
+            "ConvNeXtLarge": Variant(224, 196_230_336, 5),
+            "ConvNeXtXLarge": Variant(224, 348_147_968, 5),
+        },
+        "builtin",
+        32,
         ((r"_(prestem_normalization|stem)$", "stem"), (r"_stage_(\d)_", r"stage_\1")),
         r"^convnext_",
     ),
     Family(
-        "densenet", "densenet",
-        {"DenseNet121": Variant(224, 7_037_504, 5),
-         "DenseNet169": Variant(224, 12_642_880, 5),
-         "DenseNet201": Variant(224, 18_321_984, 5)},
-        "torch", 32,
-        ((r"^(conv1|pool1)_", "stem"), (r"^(?:conv|pool)(\d)_", r"conv\1"),
-         (r"^(bn|relu)$", "conv5")),
+        "densenet",
+        "densenet",
+        {
+            "DenseNet121": Variant(224, 7_037_504, 5),
+            "DenseNet169": Variant(224, 12_642_880, 5),
+            "DenseNet201": Variant(224, 18_321_984, 5),
+        },
+        "torch",
+        32,
+        (
+            (r"^(conv1|pool1)_", "stem"),
+            (r"^(?:conv|pool)(\d)_", r"conv\1"),
+            (r"^(bn|relu)$", "conv5"),
+        ),
         r"^densenet\d+$",
     ),
     Family(
-        "efficientnet", "efficientnet",
-        {"EfficientNetB0": Variant(224, 4_049_571, 9),
-         "EfficientNetB1": Variant(240, 6_575_239, 9),
-         "EfficientNetB2": Variant(260, 7_768_569, 9),
-         "EfficientNetB3": Variant(300, 10_783_535, 9),
-         "EfficientNetB4": Variant(380, 17_673_823, 9),
-         "EfficientNetB5": Variant(456, 28_513_527, 9),
-         "EfficientNetB6": Variant(528, 40_960_143, 9),
-         "EfficientNetB7": Variant(600, 64_097_687, 9)},
-        "builtin", 32,
+        "efficientnet",
+        "efficientnet",
+        {
+            "EfficientNetB0": Variant(224, 4_049_571, 9),
+            "EfficientNetB1": Variant(240, 6_575_239, 9),
+            "EfficientNetB2": Variant(260, 7_768_569, 9),
+            "EfficientNetB3": Variant(300, 10_783_535, 9),
+            "EfficientNetB4": Variant(380, 17_673_823, 9),
+            "EfficientNetB5": Variant(456, 28_513_527, 9),
+            "EfficientNetB6": Variant(528, 40_960_143, 9),
+            "EfficientNetB7": Variant(600, 64_097_687, 9),
+        },
+        "builtin",
+        32,
         _EFFICIENTNET_BLOCKS,
         r"^efficientnetb\d$",
     ),
     Family(
-        "efficientnet_v2", "efficientnet_v2",
-        {"EfficientNetV2B0": Variant(224, 5_919_312, 8),
-         "EfficientNetV2B1": Variant(240, 6_931_124, 8),
-         "EfficientNetV2B2": Variant(260, 8_769_374, 8),
-         "EfficientNetV2B3": Variant(300, 12_930_622, 8),
-         "EfficientNetV2S": Variant(384, 20_331_360, 8),
-         "EfficientNetV2M": Variant(480, 53_150_388, 9),
-         "EfficientNetV2L": Variant(480, 117_746_848, 9)},
-        "builtin", 32,
+        "efficientnet_v2",
+        "efficientnet_v2",
+        {
+            "EfficientNetV2B0": Variant(224, 5_919_312, 8),
+            "EfficientNetV2B1": Variant(240, 6_931_124, 8),
+            "EfficientNetV2B2": Variant(260, 8_769_374, 8),
+            "EfficientNetV2B3": Variant(300, 12_930_622, 8),
+            "EfficientNetV2S": Variant(384, 20_331_360, 8),
+            "EfficientNetV2M": Variant(480, 53_150_388, 9),
+            "EfficientNetV2L": Variant(480, 117_746_848, 9),
+        },
+        "builtin",
+        32,
         _EFFICIENTNET_BLOCKS,
         r"^efficientnetv2-",
     ),
     Family(
-        "inception_v3", "inception_v3",
-        {"InceptionV3": Variant(299, 21_802_784, 11)}, "tf", 75,
+        "inception_v3",
+        "inception_v3",
+        {"InceptionV3": Variant(299, 21_802_784, 11)},
+        "tf",
+        75,
         ((r"^mixed(\d+)", r"mixed\1"),),
         r"^inception_v3$",
     ),
     Family(
-        "inception_resnet_v2", "inception_resnet_v2",
+        "inception_resnet_v2",
+        "inception_resnet_v2",
         {"InceptionResNetV2": Variant(299, 54_336_736, 44)},
-        "tf", 75,
-        ((r"^(block(?:35|17|8)_\d+|mixed_\d[a-z]|conv_7b)(?:_(?:mixed|conv|ac|bn))?$",
-          r"\1"),),
+        "tf",
+        75,
+        ((r"^(block(?:35|17|8)_\d+|mixed_\d[a-z]|conv_7b)(?:_(?:mixed|conv|ac|bn))?$", r"\1"),),
         r"^inception_resnet_v2$",
     ),
     Family(
-        "xception", "xception",
-        {"Xception": Variant(299, 20_861_480, 14)}, "tf", 71,
+        "xception",
+        "xception",
+        {"Xception": Variant(299, 20_861_480, 14)},
+        "tf",
+        71,
         ((r"^(block\d+)_", r"\1"),),
         r"^xception$",
     ),
     Family(
-        "mobilenet", "mobilenet",
-        {"MobileNet": Variant(224, 3_228_864, 14)}, "tf", 32,
+        "mobilenet",
+        "mobilenet",
+        {"MobileNet": Variant(224, 3_228_864, 14)},
+        "tf",
+        32,
         ((r"^conv1", "stem"), (r"^conv_(?:dw|pw|pad)_(\d+)", r"block_\1")),
         r"^mobilenet_[\d.]+_\d+$",
     ),
     Family(
-        "mobilenet_v2", "mobilenet_v2",
-        {"MobileNetV2": Variant(224, 2_257_984, 19)}, "tf", 32,
-        ((r"^(Conv1|bn_Conv1|Conv1_relu)$", "stem"), (r"^expanded_conv_", "block_0"),
-         (r"^block_(\d+)_", r"block_\1"), (r"^(Conv_1|Conv_1_bn|out_relu)$", "top")),
+        "mobilenet_v2",
+        "mobilenet_v2",
+        {"MobileNetV2": Variant(224, 2_257_984, 19)},
+        "tf",
+        32,
+        (
+            (r"^(Conv1|bn_Conv1|Conv1_relu)$", "stem"),
+            (r"^expanded_conv_", "block_0"),
+            (r"^block_(\d+)_", r"block_\1"),
+            (r"^(Conv_1|Conv_1_bn|out_relu)$", "top"),
+        ),
         r"^mobilenetv2_",
     ),
     Family(
-        "mobilenet_v3", "mobilenet_v3",
-        {"MobileNetV3Small": Variant(224, 939_120, 13),
-         "MobileNetV3Large": Variant(224, 2_996_352, 17)}, "builtin", 32,
-        ((r"^(conv|conv_bn)$", "stem"), (r"^expanded_conv_(\d+)_", r"block_\1"),
-         (r"^expanded_conv_", "block_0"), (r"^conv_1(_bn)?$", "top")),
+        "mobilenet_v3",
+        "mobilenet_v3",
+        {
+            "MobileNetV3Small": Variant(224, 939_120, 13),
+            "MobileNetV3Large": Variant(224, 2_996_352, 17),
+        },
+        "builtin",
+        32,
+        (
+            (r"^(conv|conv_bn)$", "stem"),
+            (r"^expanded_conv_(\d+)_", r"block_\1"),
+            (r"^expanded_conv_", "block_0"),
+            (r"^conv_1(_bn)?$", "top"),
+        ),
         r"^MobilenetV3",
     ),
     Family(
-        "nasnet", "nasnet",
-        {"NASNetMobile": Variant(224, 4_269_716, 17),
-         "NASNetLarge": Variant(331, 84_916_818, 23)}, "tf", 32,
-        ((r"^stem_", "stem"), (r"_(stem_\d)$", r"cell_\1"), (r"_(reduce_\d+)$", r"cell_\1"),
-         (r"^(?:normal|adjust|separable).*_(\d+)$", r"cell_\1")),
+        "nasnet",
+        "nasnet",
+        {"NASNetMobile": Variant(224, 4_269_716, 17), "NASNetLarge": Variant(331, 84_916_818, 23)},
+        "tf",
+        32,
+        (
+            (r"^stem_", "stem"),
+            (r"_(stem_\d)$", r"cell_\1"),
+            (r"_(reduce_\d+)$", r"cell_\1"),
+            (r"^(?:normal|adjust|separable).*_(\d+)$", r"cell_\1"),
+        ),
         r"^nasnet",
     ),
     Family(
-        "resnet", "resnet",
-        {"ResNet50": Variant(224, 23_587_712, 5),
-         "ResNet101": Variant(224, 42_658_176, 5),
-         "ResNet152": Variant(224, 58_370_944, 5)},
-        "caffe", 32,
+        "resnet",
+        "resnet",
+        {
+            "ResNet50": Variant(224, 23_587_712, 5),
+            "ResNet101": Variant(224, 42_658_176, 5),
+            "ResNet152": Variant(224, 58_370_944, 5),
+        },
+        "caffe",
+        32,
         ((r"^(conv1|pool1)_", "stem"), (r"^(conv[2-5])_", r"\1")),
         r"^resnet\d+$",
     ),
     Family(
-        "resnet_v2", "resnet_v2",
-        {"ResNet50V2": Variant(224, 23_564_800, 5),
-         "ResNet101V2": Variant(224, 42_626_560, 5),
-         "ResNet152V2": Variant(224, 58_331_648, 5)}, "tf", 32,
+        "resnet_v2",
+        "resnet_v2",
+        {
+            "ResNet50V2": Variant(224, 23_564_800, 5),
+            "ResNet101V2": Variant(224, 42_626_560, 5),
+            "ResNet152V2": Variant(224, 58_331_648, 5),
+        },
+        "tf",
+        32,
         ((r"^(conv1|pool1)_", "stem"), (r"^(conv[2-5])_", r"\1"), (r"^post_", "conv5")),
         r"^resnet\d+v2$",
     ),
     Family(
-        "vgg", "vgg16",
-        {"VGG16": Variant(224, 14_714_688, 5),
-         "VGG19": Variant(224, 20_024_384, 5)}, "caffe", 32,
+        "vgg",
+        "vgg16",
+        {"VGG16": Variant(224, 14_714_688, 5), "VGG19": Variant(224, 20_024_384, 5)},
+        "caffe",
+        32,
         ((r"^(block\d)_", r"\1"),),
         r"^vgg(16|19)$",
     ),
 )
 
-_BY_CONSTRUCTOR = {
-    constructor: family for family in FAMILIES for constructor in family.models
-}
+_BY_CONSTRUCTOR = {constructor: family for family in FAMILIES for constructor in family.models}
 
 
 def _key(name):
@@ -278,19 +340,30 @@ def table():
     ['blocks', 'family', 'input_size', 'min_size', 'name', 'parameters', 'preprocessing']
     """
     return [
-        {"name": name, "family": family.name, "input_size": variant.size,
-         "min_size": family.min_size, "preprocessing": family.preprocessing,
-         "blocks": variant.blocks, "parameters": variant.parameters}
-        for family in FAMILIES for name, variant in family.models.items()
+        {
+            "name": name,
+            "family": family.name,
+            "input_size": variant.size,
+            "min_size": family.min_size,
+            "preprocessing": family.preprocessing,
+            "blocks": variant.blocks,
+            "parameters": variant.parameters,
+        }
+        for family in FAMILIES
+        for name, variant in family.models.items()
     ]
 
 
 def markdown_table():
     """`table()` as a Markdown table (the README's is generated from it)."""
-    lines = ["| backbone | family | input size | min size | preprocessing | blocks | parameters |",
-             "| --- | --- | ---: | ---: | --- | ---: | ---: |"]
+    lines = [
+        "| backbone | family | input size | min size | preprocessing | blocks | parameters |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
     for row in table():
-        lines.append(f"| `{row['name']}` | {row['family']} | {row['input_size']} | "
-                     f"{row['min_size']} | {row['preprocessing']} | {row['blocks']} | "
-                     f"{row['parameters'] / 1e6:.1f} M |")
+        lines.append(
+            f"| `{row['name']}` | {row['family']} | {row['input_size']} | "
+            f"{row['min_size']} | {row['preprocessing']} | {row['blocks']} | "
+            f"{row['parameters'] / 1e6:.1f} M |"
+        )
     return "\n".join(lines)

@@ -52,15 +52,25 @@ class GradualUnfreezing(keras.callbacks.Callback):
         verbose: 1 prints each step.
     """
 
-    def __init__(self, start_epoch=1, every=1, blocks_per_step=1, max_blocks=None,
-                 bn="inference", lr_factor=None, blocks=None, verbose=1):
+    def __init__(
+        self,
+        start_epoch=1,
+        every=1,
+        blocks_per_step=1,
+        max_blocks=None,
+        bn="inference",
+        lr_factor=None,
+        blocks=None,
+        verbose=1,
+    ):
         super().__init__()
-        for name, value, low in (("start_epoch", start_epoch, 0), ("every", every, 1),
-                                 ("blocks_per_step", blocks_per_step, 1)):
+        for name, value, low in (
+            ("start_epoch", start_epoch, 0),
+            ("every", every, 1),
+            ("blocks_per_step", blocks_per_step, 1),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(
-                    f"`{name}` must be an int >= {low}. Received: {name}={value!r}"
-                )
+                raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
         if max_blocks is not None and (not isinstance(max_blocks, int) or max_blocks < 0):
             raise ValueError(
                 f"`max_blocks` must be None or an int >= 0. Received: max_blocks={max_blocks!r}"
@@ -77,9 +87,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.max_blocks = max_blocks
         self.bn = bn
         self.lr_factor = lr_factor
-        self.blocks = None if blocks is None else [
-            [block] if isinstance(block, str) else list(block) for block in blocks
-        ]
+        self.blocks = (
+            None
+            if blocks is None
+            else [[block] if isinstance(block, str) else list(block) for block in blocks]
+        )
         self.verbose = verbose
         self._current = None
 
@@ -104,8 +116,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
         # more blocks than train yet; BlockwiseLR keeps it until they do.
         optimizer = getattr(model, "optimizer", None)
         inner = getattr(optimizer, "inner_optimizer", optimizer)
-        if getattr(model, "compiled", False) and not isinstance(
-                optimizer, BlockwiseLR) and not isinstance(inner, BlockwiseLR):
+        if (
+            getattr(model, "compiled", False)
+            and not isinstance(optimizer, BlockwiseLR)
+            and not isinstance(inner, BlockwiseLR)
+        ):
             freezing.set_multipliers(model, {})
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -118,8 +133,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if target != self._current:
             self._apply(target)
             if self.verbose and epoch > 0:
-                print(f"\nGradualUnfreezing: epoch {epoch + 1}: {target} block(s) "
-                      "of the backbone train.")
+                print(
+                    f"\nGradualUnfreezing: epoch {epoch + 1}: {target} block(s) "
+                    "of the backbone train."
+                )
 
     def _apply(self, count):
         if self.blocks is None:
@@ -127,13 +144,15 @@ class GradualUnfreezing(keras.callbacks.Callback):
             groups = None
         else:
             groups = self._groups()
-            top = groups[len(groups) - count:] if count else []
+            top = groups[len(groups) - count :] if count else []
             in_groups = {layer.name for group in groups for layer in group}
             head = [layer for layer in self.model.layers if layer.name not in in_groups]
             freezing.unfreeze(self.model, blocks=head + [l for g in top for l in g], bn=self.bn)
         if self.lr_factor is not None:
-            freezing.set_multipliers(self.model, freezing.block_multipliers(
-                self.model, factor=self.lr_factor, groups=groups))
+            freezing.set_multipliers(
+                self.model,
+                freezing.block_multipliers(self.model, factor=self.lr_factor, groups=groups),
+            )
         self._current = count
 
     def _groups(self):
@@ -147,8 +166,12 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
     def get_config(self):
         return {
-            "start_epoch": self.start_epoch, "every": self.every,
-            "blocks_per_step": self.blocks_per_step, "max_blocks": self.max_blocks,
-            "bn": self.bn, "lr_factor": self.lr_factor, "blocks": self.blocks,
+            "start_epoch": self.start_epoch,
+            "every": self.every,
+            "blocks_per_step": self.blocks_per_step,
+            "max_blocks": self.max_blocks,
+            "bn": self.bn,
+            "lr_factor": self.lr_factor,
+            "blocks": self.blocks,
             "verbose": self.verbose,
         }

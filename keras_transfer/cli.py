@@ -39,8 +39,14 @@ from keras_transfer.image_folder import (
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STRATEGIES = ("feature_extraction", "fine_tune", "gradual")
 # Errors that mean "fix your arguments or data", not "the program is broken".
-_USAGE_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
-                 PermissionError, ImportError)
+_USAGE_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    FileExistsError,
+    PermissionError,
+    ImportError,
+)
 
 
 class UsageError(Exception):
@@ -67,8 +73,11 @@ def main(argv=None):
     except Exception as error:
         if args.debug:
             traceback.print_exc()
-        print(f"keras-transfer {args.command}: unexpected failure: {type(error).__name__}: "
-              f"{error}\n(run again with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"keras-transfer {args.command}: unexpected failure: {type(error).__name__}: "
+            f"{error}\n(run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -82,18 +91,27 @@ def fit(args):
     if args.freeze_epochs < 0:
         raise UsageError(f"--freeze-epochs must be at least 0. Received: {args.freeze_epochs}")
     report.check_plotting()  # before training, not after
-    out = report.output_dir(args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}",
-                            args.overwrite, inputs=[args.data_dir, args.val_dir])
+    out = report.output_dir(
+        args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}",
+        args.overwrite,
+        inputs=[args.data_dir, args.val_dir],
+    )
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     _mixed_precision(args.mixed_precision)
     size = (args.image_size, args.image_size)
     train, val = _train_val(args, size)
     names = train.class_names
-    _say(args, f"{len(train.labels)} training and {len(val.labels)} validation images, "
-               f"{len(names)} classes: {', '.join(names)}")
-    source = dict(weights=_weights(args.weights), input_shape=size + (3,),
-                  backbone_kwargs=_backbone_kwargs(args.backbone_arg))
+    _say(
+        args,
+        f"{len(train.labels)} training and {len(val.labels)} validation images, "
+        f"{len(names)} classes: {', '.join(names)}",
+    )
+    source = dict(
+        weights=_weights(args.weights),
+        input_shape=size + (3,),
+        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+    )
     verbose = 0 if args.quiet else 2 if not sys.stdout.isatty() else 1
     callbacks = [] if args.quiet else [_Throughput(args.batch_size)]
     fit_start = time.perf_counter()
@@ -104,7 +122,9 @@ def fit(args):
     result = _evaluate(model, val, args.batch_size)
     result.update(
         history={k: [float(v) for v in values] for k, values in history.history.items()},
-        phases=phases, train_images=len(train.labels), val_images=len(val.labels),
+        phases=phases,
+        train_images=len(train.labels),
+        val_images=len(val.labels),
         skipped_files=sorted(set(train.skipped + val.skipped)),
         fit_seconds=round(fit_seconds, 2),
         images_per_s=round(epochs_run * len(train.labels) / fit_seconds, 1),
@@ -123,8 +143,9 @@ def fit(args):
 def evaluate(args):
     """Evaluates a run's model (or a `.keras` file) on DATA_DIR."""
     model, config, model_path = _load_model(args.model)
-    out = report.output_dir(args.out or model_path.parent / "evaluation", args.overwrite,
-                            inputs=[args.data_dir])
+    out = report.output_dir(
+        args.out or model_path.parent / "evaluation", args.overwrite, inputs=[args.data_dir]
+    )
     data = pathlib.Path(args.data_dir)
     splits = split_folders(data) if data.is_dir() else {}
     if splits:
@@ -136,8 +157,12 @@ def evaluate(args):
     _check_classes(model, names)
     start = time.perf_counter()
     result = _evaluate(model, folder, args.batch_size)
-    result.update(data_dir=str(data), images=len(folder.labels), skipped_files=folder.skipped,
-                  wall_time_s=round(time.perf_counter() - start, 2))
+    result.update(
+        data_dir=str(data),
+        images=len(folder.labels),
+        skipped_files=folder.skipped,
+        wall_time_s=round(time.perf_counter() - start, 2),
+    )
     with report.staging(out, args.overwrite) as stage:
         report.write_json(stage / "metrics.json", result)
         report.plot_confusion(result["confusion_matrix"], names, stage / "confusion.png")
@@ -158,7 +183,9 @@ def predict(args):
         elif item.is_file():
             paths.append(item)
         else:
-            raise FileNotFoundError(f"No image or directory at {str(item)!r}. Received: {str(item)!r}")
+            raise FileNotFoundError(
+                f"No image or directory at {str(item)!r}. Received: {str(item)!r}"
+            )
     size = tuple(model.input_shape[1:3])
     images, kept, skipped = [], [], []
     for path in paths:
@@ -168,22 +195,34 @@ def predict(args):
         except Exception as error:  # PIL raises many types for bad files
             skipped.append(f"{path.name} ({type(error).__name__})")
     if skipped:
-        print(f"warning: skipped {len(skipped)} files that are not images: {', '.join(skipped)}",
-              file=sys.stderr)
+        print(
+            f"warning: skipped {len(skipped)} files that are not images: {', '.join(skipped)}",
+            file=sys.stderr,
+        )
     if not images:
         raise UsageError(f"No image to predict on. Received: {args.images}")
-    probabilities = np.asarray(model.predict(np.stack(images), batch_size=args.batch_size, verbose=0))
-    if (probabilities.min() < 0 or probabilities.max() > 1
-            or not np.allclose(probabilities.sum(-1), 1, atol=1e-3)):
+    probabilities = np.asarray(
+        model.predict(np.stack(images), batch_size=args.batch_size, verbose=0)
+    )
+    if (
+        probabilities.min() < 0
+        or probabilities.max() > 1
+        or not np.allclose(probabilities.sum(-1), 1, atol=1e-3)
+    ):
         # Logits (a model written by plain Keras): report probabilities.
-        probabilities = np.asarray(keras.ops.convert_to_numpy(
-            keras.ops.softmax(probabilities.astype("float32"), axis=-1)))
+        probabilities = np.asarray(
+            keras.ops.convert_to_numpy(keras.ops.softmax(probabilities.astype("float32"), axis=-1))
+        )
     k = min(args.top_k, probabilities.shape[-1])
     rows = []
     for path, p in zip(kept, probabilities):
         top = np.argsort(-p)[:k]
-        rows.append({"image": str(path),
-                     "top": [{"class": names[i], "probability": round(float(p[i]), 4)} for i in top]})
+        rows.append(
+            {
+                "image": str(path),
+                "top": [{"class": names[i], "probability": round(float(p[i]), 4)} for i in top],
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -201,23 +240,37 @@ def extract(args):
     root, out = pathlib.Path(args.data_dir), pathlib.Path(args.out)
     splits = split_folders(root) if root.is_dir() else {}
     if _io.is_inside(out, root) or _io.is_inside(root, out):
-        raise UsageError(f"--out may not hold or lie inside the data {str(root)!r}. "
-                         f"Received: --out={str(out)!r}")
-    classes = {name: sorted(p.name for p in path.iterdir()
-                            if p.is_dir() and not p.name.startswith("."))
-               for name, path in splits.items()}
+        raise UsageError(
+            f"--out may not hold or lie inside the data {str(root)!r}. Received: --out={str(out)!r}"
+        )
+    classes = {
+        name: sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for name, path in splits.items()
+    }
     if len({tuple(c) for c in classes.values()}) > 1:
         raise UsageError(f"The split folders of {str(root)!r} hold different classes: {classes}")
     size = (args.image_size, args.image_size)
-    features = kt.transfer(args.backbone, weights=_weights(args.weights), input_shape=size + (3,),
-                           backbone_kwargs=_backbone_kwargs(args.backbone_arg),
-                           feature_layer=args.layer, pooling=args.pooling)
+    features = kt.transfer(
+        args.backbone,
+        weights=_weights(args.weights),
+        input_shape=size + (3,),
+        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+        feature_layer=args.layer,
+        pooling=args.pooling,
+    )
     for data, cache in [(path, out / name) for name, path in splits.items()] or [(root, out)]:
-        result = kt.extract_features(features, data, batch_size=args.batch_size,
-                                     cache=cache, progress=not args.quiet,
-                                     overwrite=args.overwrite)
-        print(f"{len(result)} x {result.x.shape[-1]} features of {args.backbone} "
-              f"({len(result.class_names or [])} classes) in {cache}")
+        result = kt.extract_features(
+            features,
+            data,
+            batch_size=args.batch_size,
+            cache=cache,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"{len(result)} x {result.x.shape[-1]} features of {args.backbone} "
+            f"({len(result.class_names or [])} classes) in {cache}"
+        )
 
 
 def backbones(args):
@@ -232,8 +285,10 @@ def backbones(args):
     header = ("name", "family", "size", "min", "preprocessing", "blocks", "parameters")
     print("  ".join(f"{h:<18}" if i < 2 else f"{h:>13}" for i, h in enumerate(header)))
     for r in rows:
-        print(f"{r['name']:<18}  {r['family']:<18}  {r['input_size']:>13}  {r['min_size']:>13}  "
-              f"{r['preprocessing']:>13}  {r['blocks']:>13}  {r['parameters']:>13,}")
+        print(
+            f"{r['name']:<18}  {r['family']:<18}  {r['input_size']:>13}  {r['min_size']:>13}  "
+            f"{r['preprocessing']:>13}  {r['blocks']:>13}  {r['parameters']:>13,}"
+        )
 
 
 def demo(args):
@@ -241,10 +296,17 @@ def demo(args):
     from keras_transfer import demo as demo_module  # its own module: the data and models
 
     demo_module.run(
-        data=args.data, weights=args.weights, backbone=args.backbone,
-        backbone_kwargs=_backbone_kwargs(args.backbone_arg), out=args.out,
-        epochs=args.epochs, image_size=args.image_size, shots=args.shots,
-        seed=args.seed, overwrite=args.overwrite, quiet=args.quiet,
+        data=args.data,
+        weights=args.weights,
+        backbone=args.backbone,
+        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+        out=args.out,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        shots=args.shots,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
     )
 
 
@@ -258,35 +320,75 @@ def _train(args, train, val, source, verbose, callbacks):
         # The frozen backbone runs once, not once per epoch: extract, then
         # train the head on the features, then put the two back together.
         features = kt.transfer(args.backbone, **source)
-        cached = [kt.extract_features(features, (d.images, d.labels), batch_size=args.batch_size,
-                                      progress=not args.quiet) for d in (train, val)]
-        head = kt.heads.fit_head(cached[0], len(names), epochs=args.epochs,
-                                 validation=cached[1], batch_size=args.batch_size,
-                                 learning_rate=args.lr, verbose=verbose, callbacks=callbacks)
-        return kt.attach_head(features, head), head.history, [
-            {"name": "head", "first_epoch": 0, "epochs": args.epochs}]
+        cached = [
+            kt.extract_features(
+                features, (d.images, d.labels), batch_size=args.batch_size, progress=not args.quiet
+            )
+            for d in (train, val)
+        ]
+        head = kt.heads.fit_head(
+            cached[0],
+            len(names),
+            epochs=args.epochs,
+            validation=cached[1],
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        return (
+            kt.attach_head(features, head),
+            head.history,
+            [{"name": "head", "first_epoch": 0, "epochs": args.epochs}],
+        )
     model = kt.transfer(args.backbone, len(names), strategy="feature_extraction", **source)
-    fit_args = dict(validation_data=(val.images, val.labels), batch_size=args.batch_size,
-                    verbose=verbose, callbacks=callbacks)
+    fit_args = dict(
+        validation_data=(val.images, val.labels),
+        batch_size=args.batch_size,
+        verbose=verbose,
+        callbacks=callbacks,
+    )
     if args.strategy == "fine_tune":
-        history = kt.fine_tune(model, (train.images, train.labels), epochs=args.epochs,
-                               freeze_epochs=args.freeze_epochs, base_lr=args.lr, **fit_args)
+        history = kt.fine_tune(
+            model,
+            (train.images, train.labels),
+            epochs=args.epochs,
+            freeze_epochs=args.freeze_epochs,
+            base_lr=args.lr,
+            **fit_args,
+        )
         return model, history, history.phases
-    model.compile(keras.optimizers.Adam(args.lr),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    fit_args["callbacks"] = callbacks + [kt.callbacks.GradualUnfreezing(
-        start_epoch=args.freeze_epochs, verbose=0 if args.quiet else 1)]
-    history = model.fit(train.images, train.labels, epochs=args.freeze_epochs + args.epochs,
-                        **fit_args)
-    return model, history, [
-        {"name": "head", "first_epoch": 0, "epochs": args.freeze_epochs},
-        {"name": "gradual unfreezing", "first_epoch": args.freeze_epochs, "epochs": args.epochs}]
+    model.compile(
+        keras.optimizers.Adam(args.lr),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    fit_args["callbacks"] = callbacks + [
+        kt.callbacks.GradualUnfreezing(
+            start_epoch=args.freeze_epochs, verbose=0 if args.quiet else 1
+        )
+    ]
+    history = model.fit(
+        train.images, train.labels, epochs=args.freeze_epochs + args.epochs, **fit_args
+    )
+    return (
+        model,
+        history,
+        [
+            {"name": "head", "first_epoch": 0, "epochs": args.freeze_epochs},
+            {
+                "name": "gradual unfreezing",
+                "first_epoch": args.freeze_epochs,
+                "epochs": args.epochs,
+            },
+        ],
+    )
 
 
 def _train_val(args, size):
-    train, val = ImageFolder.train_val(args.data_dir, size, args.val_dir, args.val_split,
-                                       args.seed, progress=not args.quiet)
+    train, val = ImageFolder.train_val(
+        args.data_dir, size, args.val_dir, args.val_split, args.seed, progress=not args.quiet
+    )
     _warn_skipped(train, args.data_dir)
     if val.skipped is not train.skipped:  # a split shares its folder's list
         _warn_skipped(val, args.val_dir or args.data_dir)
@@ -301,8 +403,11 @@ def _image_folder(root, size, class_names, args):
 
 def _warn_skipped(folder, root):
     if folder.skipped:
-        print(f"warning: skipped {len(folder.skipped)} files in {root} that are not images: "
-              f"{', '.join(folder.skipped[:10])}", file=sys.stderr)
+        print(
+            f"warning: skipped {len(folder.skipped)} files in {root} that are not images: "
+            f"{', '.join(folder.skipped[:10])}",
+            file=sys.stderr,
+        )
 
 
 def _evaluate(model, folder, batch_size):
@@ -320,11 +425,15 @@ def _load_model(path):
     path = pathlib.Path(path)
     model_path = path / "model.keras" if path.is_dir() else path
     if not model_path.is_file():
-        raise FileNotFoundError(f"No model at {str(model_path)!r}: pass a run directory "
-                                f"written by `keras-transfer fit` or a .keras file. Received: {str(path)!r}")
+        raise FileNotFoundError(
+            f"No model at {str(model_path)!r}: pass a run directory "
+            f"written by `keras-transfer fit` or a .keras file. Received: {str(path)!r}"
+        )
     if not zipfile.is_zipfile(model_path):
-        raise UsageError(f"{str(model_path)!r} is not a Keras model file (a .keras archive). "
-                         f"Received: {str(path)!r}")
+        raise UsageError(
+            f"{str(model_path)!r} is not a Keras model file (a .keras archive). "
+            f"Received: {str(path)!r}"
+        )
     config_path = model_path.parent / "config.json"
     config = {}
     if config_path.is_file():
@@ -333,13 +442,17 @@ def _load_model(path):
             if not isinstance(config, dict):
                 raise ValueError(f"a {type(config).__name__}, not an object")
         except (ValueError, UnicodeDecodeError) as error:
-            raise UsageError(f"The run's {str(config_path)!r} is damaged ({error}): restore it, "
-                             "or pass the .keras file of a folder without one") from error
+            raise UsageError(
+                f"The run's {str(config_path)!r} is damaged ({error}): restore it, "
+                "or pass the .keras file of a folder without one"
+            ) from error
     model = keras.saving.load_model(model_path)
     names = config.get("class_names")
     if names is not None and len(names) != _outputs(model):
-        raise UsageError(f"{str(config_path)!r} names {len(names)} classes but the model has "
-                         f"{_outputs(model)} outputs: the config belongs to another model")
+        raise UsageError(
+            f"{str(config_path)!r} names {len(names)} classes but the model has "
+            f"{_outputs(model)} outputs: the config belongs to another model"
+        )
     return model, config, model_path
 
 
@@ -381,8 +494,9 @@ def _check_positive(args, *names):
         if value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1. Received: {value}")
     if "image_size" in names and args.image_size > MAX_IMAGE_SIZE:
-        raise UsageError(f"--image-size must be at most {MAX_IMAGE_SIZE} pixels. "
-                         f"Received: {args.image_size}")
+        raise UsageError(
+            f"--image-size must be at most {MAX_IMAGE_SIZE} pixels. Received: {args.image_size}"
+        )
 
 
 def _run_config(args, class_names):
@@ -395,9 +509,14 @@ def _run_config(args, class_names):
         flag = "--" + key.replace("_", "-")
         values = value if isinstance(value, list) else [value]
         argv += [flag] if value is True else [x for v in values for x in (flag, str(v))]
-    return {"settings": settings, "class_names": class_names, "command": argv,
-            "backend": keras.backend.backend(), "keras": keras.__version__,
-            "keras_transfer": kt.__version__}
+    return {
+        "settings": settings,
+        "class_names": class_names,
+        "command": argv,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "keras_transfer": kt.__version__,
+    }
 
 
 def _say(args, text):
@@ -409,8 +528,10 @@ def _summary(args, result, out):
     if args.quiet:
         print(f"val accuracy {result['accuracy']:.4f}  {out}")
         return
-    print(f"\nval accuracy {result['accuracy']:.4f}   {result['val_images']} images   "
-          f"fit {result['fit_seconds']:.1f} s   {result['images_per_s']:.1f} images/s")
+    print(
+        f"\nval accuracy {result['accuracy']:.4f}   {result['val_images']} images   "
+        f"fit {result['fit_seconds']:.1f} s   {result['images_per_s']:.1f} images/s"
+    )
     _per_class_table(result)
     print(f"run written to {out}: model.keras metrics.json curves.png confusion.png config.json")
 
@@ -451,8 +572,10 @@ class _Throughput(keras.callbacks.Callback):
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog="keras-transfer", description="Transfer learning on a folder of images.",
-        epilog="Exit codes: 0 success, 2 bad arguments or data, 1 unexpected failure.")
+        prog="keras-transfer",
+        description="Transfer learning on a folder of images.",
+        epilog="Exit codes: 0 success, 2 bad arguments or data, 1 unexpected failure.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name, function, help_text):
@@ -463,23 +586,39 @@ def _parser():
         return sub
 
     def backbone_args(sub, required=True):
-        sub.add_argument("--backbone", required=required, default="mobilenet_v2",
-                         help="a registered name (see `keras-transfer backbones`)")
-        sub.add_argument("--backbone-arg", action="append", metavar="KEY=VALUE",
-                         help="constructor argument, e.g. alpha=0.35 (repeatable)")
-        sub.add_argument("--weights", default="imagenet",
-                         help="imagenet, none, or a file: .weights.h5, .keras, a Keras 2 "
-                              ".h5, or a .npz from save_weights_npz")
+        sub.add_argument(
+            "--backbone",
+            required=required,
+            default="mobilenet_v2",
+            help="a registered name (see `keras-transfer backbones`)",
+        )
+        sub.add_argument(
+            "--backbone-arg",
+            action="append",
+            metavar="KEY=VALUE",
+            help="constructor argument, e.g. alpha=0.35 (repeatable)",
+        )
+        sub.add_argument(
+            "--weights",
+            default="imagenet",
+            help="imagenet, none, or a file: .weights.h5, .keras, a Keras 2 "
+            ".h5, or a .npz from save_weights_npz",
+        )
         sub.add_argument("--image-size", type=int, default=224)
         sub.add_argument("--batch-size", type=int, default=32)
 
     sub = command("fit", fit, "Train a transfer model on DATA_DIR; write a run report.")
-    sub.add_argument("data_dir", metavar="DATA_DIR",
-                     help="one sub-folder per class, or train/ and val/")
+    sub.add_argument(
+        "data_dir", metavar="DATA_DIR", help="one sub-folder per class, or train/ and val/"
+    )
     backbone_args(sub)
     sub.add_argument("--strategy", choices=STRATEGIES, default="feature_extraction")
-    sub.add_argument("--epochs", type=int, default=10,
-                     help="epochs (after --freeze-epochs head-only ones for fine_tune and gradual)")
+    sub.add_argument(
+        "--epochs",
+        type=int,
+        default=10,
+        help="epochs (after --freeze-epochs head-only ones for fine_tune and gradual)",
+    )
     sub.add_argument("--freeze-epochs", type=int, default=1)
     sub.add_argument("--lr", type=float, default=1e-3)
     split = sub.add_mutually_exclusive_group()
@@ -487,9 +626,14 @@ def _parser():
     split.add_argument("--val-dir", metavar="DIR")
     sub.add_argument("--out", metavar="RUN_DIR")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
-    sub.add_argument("--mixed-precision", nargs="?", const="auto", default="auto",
-                     choices=("auto",) + precision.POLICIES,
-                     help="dtype policy; auto: bfloat16 or float16 on a GPU, float32 on CPU")
+    sub.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="auto",
+        default="auto",
+        choices=("auto",) + precision.POLICIES,
+        help="dtype policy; auto: bfloat16 or float16 on a GPU, float32 on CPU",
+    )
     sub.add_argument("--seed", type=int, default=0)
 
     sub = command("extract", extract, "Extract features of DATA_DIR to a feature store.")

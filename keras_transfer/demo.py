@@ -42,9 +42,19 @@ class Task:
     weights: object = None  # the pretrained backbone's, for a registered name
 
 
-def run(data=None, weights=None, backbone="mobilenet_v2", backbone_kwargs=None,
-        out="runs/demo", epochs=None, image_size=160, shots=10, seed=0, overwrite=False,
-        quiet=False):
+def run(
+    data=None,
+    weights=None,
+    backbone="mobilenet_v2",
+    backbone_kwargs=None,
+    out="runs/demo",
+    epochs=None,
+    image_size=160,
+    shots=10,
+    seed=0,
+    overwrite=False,
+    quiet=False,
+):
     """Runs the comparison, prints the accuracy table and writes a bar chart.
 
     Example (about a minute on two CPU cores; `keras-transfer demo` runs it):
@@ -78,25 +88,34 @@ def run(data=None, weights=None, backbone="mobilenet_v2", backbone_kwargs=None,
         task = digits_task(shots, epochs or 20, seed, say)
     else:
         task = photo_task(data, weights, backbone, backbone_kwargs, image_size, epochs or 6, seed)
-    say(f"{task.name}: {len(task.train[1])} labelled training images, "
-        f"{len(task.test[1])} test images, classes {task.class_names}")
+    say(
+        f"{task.name}: {len(task.train[1])} labelled training images, "
+        f"{len(task.test[1])} test images, classes {task.class_names}"
+    )
     results = {}
     for strategy in STRATEGIES:
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         accuracy = _STRATEGIES[strategy](task)
-        results[strategy] = {"accuracy": round(float(accuracy), 4),
-                             "seconds": round(time.perf_counter() - start, 1)}
+        results[strategy] = {
+            "accuracy": round(float(accuracy), 4),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         say(f"  {strategy:<26} {accuracy:.3f}  ({results[strategy]['seconds']:.0f} s)")
     print(f"\n{task.name}")
     print(f"{'strategy':<26} {'accuracy':>8} {'seconds':>8}")
     for strategy, row in results.items():
         print(f"{strategy:<26} {row['accuracy']:>8.3f} {row['seconds']:>8.1f}")
     with report.staging(out, overwrite) as stage:
-        report.write_json(stage / "results.json", {"task": task.name, "results": results,
-                                                   "backend": keras.backend.backend()})
-        report.plot_bars({k: v["accuracy"] for k, v in results.items()},
-                         stage / "comparison.png", title=f"{task.name}: held-out accuracy")
+        report.write_json(
+            stage / "results.json",
+            {"task": task.name, "results": results, "backend": keras.backend.backend()},
+        )
+        report.plot_bars(
+            {k: v["accuracy"] for k, v in results.items()},
+            stage / "comparison.png",
+            title=f"{task.name}: held-out accuracy",
+        )
     print(f"written: {out / 'results.json'}, {out / 'comparison.png'}")
     return results
 
@@ -114,17 +133,22 @@ def digits_task(shots=10, epochs=20, seed=0, say=print):
     labels = digits.target
     source = labels < 5
     rng = np.random.default_rng(seed)
-    train = np.concatenate([rng.permutation(np.flatnonzero(labels == d))[:shots]
-                            for d in range(5, 10)])
+    train = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == d))[:shots] for d in range(5, 10)]
+    )
     test = np.setdiff1d(np.flatnonzero(~source), train)
     start = time.perf_counter()
     pretrained = _digits_cnn()
-    pretrained.compile(keras.optimizers.Adam(3e-3),
-                       keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                       metrics=["accuracy"])
+    pretrained.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     pretrained.fit(images[source], labels[source], epochs=10, batch_size=64, verbose=0)
-    say(f"source: CNN pre-trained on {int(source.sum())} images of digits 0-4 "
-        f"({time.perf_counter() - start:.0f} s)")
+    say(
+        f"source: CNN pre-trained on {int(source.sum())} images of digits 0-4 "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
 
     def backbone(is_pretrained):
         model = keras.models.clone_model(pretrained)  # fresh layers for each strategy
@@ -132,23 +156,39 @@ def digits_task(shots=10, epochs=20, seed=0, say=print):
             model.set_weights(pretrained.get_weights())
         return model
 
-    return Task("digits 0-4 -> 5-9", (images[train], labels[train] - 5),
-                (images[test], labels[test] - 5), [str(d) for d in range(5, 10)],
-                backbone, {}, epochs, 8)
+    return Task(
+        "digits 0-4 -> 5-9",
+        (images[train], labels[train] - 5),
+        (images[test], labels[test] - 5),
+        [str(d) for d in range(5, 10)],
+        backbone,
+        {},
+        epochs,
+        8,
+    )
 
 
 def photo_task(data, weights, backbone, backbone_kwargs, image_size, epochs, seed):
     """A folder of photos, and a registered backbone with `weights`."""
     if weights is None:
-        raise ValueError("The photo demo needs the backbone's weights: pass --weights "
-                         "(a file, or imagenet). Received: weights=None")
+        raise ValueError(
+            "The photo demo needs the backbone's weights: pass --weights "
+            "(a file, or imagenet). Received: weights=None"
+        )
     size = (image_size, image_size)
     train, val = ImageFolder.train_val(data, size, seed=seed)
 
-    return Task(f"{pathlib.Path(data).name} ({backbone})", (train.images, train.labels),
-                (val.images, val.labels), train.class_names, lambda pretrained: backbone,
-                {"input_shape": size + (3,), "backbone_kwargs": backbone_kwargs or {}},
-                epochs, 32, weights)
+    return Task(
+        f"{pathlib.Path(data).name} ({backbone})",
+        (train.images, train.labels),
+        (val.images, val.labels),
+        train.class_names,
+        lambda pretrained: backbone,
+        {"input_shape": size + (3,), "backbone_kwargs": backbone_kwargs or {}},
+        epochs,
+        32,
+        weights,
+    )
 
 
 def _digits_cnn():
@@ -167,15 +207,21 @@ def _digits_cnn():
 
 
 def _model(task, pretrained, num_classes=True, **kwargs):
-    return kt.transfer(task.backbone(pretrained), len(task.class_names) if num_classes else None,
-                       weights=task.weights if pretrained else None, **task.transfer_kwargs,
-                       **kwargs)
+    return kt.transfer(
+        task.backbone(pretrained),
+        len(task.class_names) if num_classes else None,
+        weights=task.weights if pretrained else None,
+        **task.transfer_kwargs,
+        **kwargs,
+    )
 
 
 def _compile(model, lr=3e-3):
-    model.compile(keras.optimizers.Adam(lr),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        keras.optimizers.Adam(lr),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -199,18 +245,28 @@ def _svm(task):
 def _fine_tuning(task):
     model = _compile(_model(task, True))
     head_epochs = max(task.epochs // 3, 1)  # the same head phase as gradual unfreezing
-    kt.fine_tune(model, task.train, epochs=max(task.epochs - head_epochs, 1),
-                 freeze_epochs=head_epochs,
-                 base_lr=3e-3, batch_size=task.batch_size, verbose=0)
+    kt.fine_tune(
+        model,
+        task.train,
+        epochs=max(task.epochs - head_epochs, 1),
+        freeze_epochs=head_epochs,
+        base_lr=3e-3,
+        batch_size=task.batch_size,
+        verbose=0,
+    )
     return _accuracy(model, task)
 
 
 def _gradual(task):
     model = _compile(_model(task, True))
     start = max(task.epochs // 3, 1)
-    model.fit(*task.train, epochs=task.epochs, batch_size=task.batch_size, verbose=0,
-              callbacks=[kt.callbacks.GradualUnfreezing(start_epoch=start, lr_factor=0.5,
-                                                        verbose=0)])
+    model.fit(
+        *task.train,
+        epochs=task.epochs,
+        batch_size=task.batch_size,
+        verbose=0,
+        callbacks=[kt.callbacks.GradualUnfreezing(start_epoch=start, lr_factor=0.5, verbose=0)],
+    )
     return _accuracy(model, task)
 
 

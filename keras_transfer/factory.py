@@ -140,10 +140,29 @@ def transfer(
     shape = _check_input_shape(input_shape)
     policy = precision.resolve(mixed_precision)
     with precision.policy_scope(policy):
-        model = _assemble(sources, shape, weights, dict(backbone_kwargs or {}), preprocessing,
-                          augmentation, feature_layer, pooling, bn, fusion, policy, name,
-                          _head(num_classes, head, transfer_matrix, inf_normalize, dropout,
-                                classifier_activation, pooling))
+        model = _assemble(
+            sources,
+            shape,
+            weights,
+            dict(backbone_kwargs or {}),
+            preprocessing,
+            augmentation,
+            feature_layer,
+            pooling,
+            bn,
+            fusion,
+            policy,
+            name,
+            _head(
+                num_classes,
+                head,
+                transfer_matrix,
+                inf_normalize,
+                dropout,
+                classifier_activation,
+                pooling,
+            ),
+        )
     if strategy == "feature_extraction":
         freezing.freeze(model)
     else:
@@ -153,8 +172,21 @@ def transfer(
     return model
 
 
-def _assemble(sources, shape, weights, kwargs, preprocessing, augmentation, feature_layer,
-              pooling, bn, fusion, policy, name, head_layers):
+def _assemble(
+    sources,
+    shape,
+    weights,
+    kwargs,
+    preprocessing,
+    augmentation,
+    feature_layer,
+    pooling,
+    bn,
+    fusion,
+    policy,
+    name,
+    head_layers,
+):
     resolved = [resolve(source, shape, weights, kwargs) for source in sources]
     for source in resolved:
         precision.apply(source.model, policy)  # a model built before the scope
@@ -228,8 +260,9 @@ def _from_hub(backbone, input_shape, weights, kwargs):
 def _from_name(backbone, input_shape, weights, kwargs):
     if not isinstance(backbone, str):
         return None
-    return _from_constructor(registry.constructor(registry.resolve_name(backbone)),
-                             input_shape, weights, kwargs)
+    return _from_constructor(
+        registry.constructor(registry.resolve_name(backbone)), input_shape, weights, kwargs
+    )
 
 
 def _from_constructor(backbone, input_shape, weights, kwargs):
@@ -253,8 +286,12 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
             )
     from_file = weights not in ("imagenet", None)
     try:
-        model = backbone(include_top=False, weights=None if from_file else weights,
-                         input_shape=build_shape, **kwargs)
+        model = backbone(
+            include_top=False,
+            weights=None if from_file else weights,
+            input_shape=build_shape,
+            **kwargs,
+        )
     except (TypeError, ValueError) as error:
         if not kwargs:
             raise
@@ -330,8 +367,14 @@ def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
 # --- The backbone part ----------------------------------------------------------
 
 
-def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inference",
-                   name="backbone", separate=False):
+def build_backbone(
+    source,
+    feature_layer="last_conv",
+    pooling="avg",
+    bn="inference",
+    name="backbone",
+    separate=False,
+):
     """Cuts `source.model` at its feature tap(s), pools, and wraps the result.
 
     Several taps are concatenated, or, with `separate=True`, kept as outputs.
@@ -357,8 +400,11 @@ def build_backbone(source, feature_layer="last_conv", pooling="avg", bn="inferen
     net = BackboneModel(model.inputs, output, bn=bn, name=name)
     # A tap below the top leaves the blocks above it out of the graph.
     present = {layer.name for layer in net.layers}
-    net.blocks = [[block, [n for n in names if n in present]] for block, names in blocks
-                  if any(n in present for n in names)]
+    net.blocks = [
+        [block, [n for n in names if n in present]]
+        for block, names in blocks
+        if any(n in present for n in names)
+    ]
     return net
 
 
@@ -384,8 +430,10 @@ def _tap(model, kept, blocks, tap, last_conv):
     if tap == "last_conv":
         return last_conv.output
     if not isinstance(tap, str):
-        raise TypeError(f"`feature_layer` must be a string or a list of strings. "
-                        f"Received: feature_layer={tap!r}")
+        raise TypeError(
+            f"`feature_layer` must be a string or a list of strings. "
+            f"Received: feature_layer={tap!r}"
+        )
     for block, names in blocks:
         if block == tap:
             return model.get_layer(names[-1]).output
@@ -411,10 +459,12 @@ def _pool(x, pooling, name):
         return keras.layers.GlobalMaxPooling2D(name=name)(x)
     if pooling == "flatten":
         return keras.layers.Flatten(name=name)(x)
-    return keras.layers.Concatenate(name=name)([
-        keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x),
-        keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x),
-    ])
+    return keras.layers.Concatenate(name=name)(
+        [
+            keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x),
+            keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x),
+        ]
+    )
 
 
 def _generic_blocks(layers):
@@ -430,8 +480,13 @@ def _generic_blocks(layers):
         has_kernel = has_kernel or starts
     blocks.append(current)
     return [
-        (next((l.name for l in block if l.weights and not isinstance(l, _NORMALIZATION)),
-              block[0].name), [l.name for l in block])
+        (
+            next(
+                (l.name for l in block if l.weights and not isinstance(l, _NORMALIZATION)),
+                block[0].name,
+            ),
+            [l.name for l in block],
+        )
         for block in blocks
     ]
 
@@ -449,8 +504,11 @@ _NORMALIZATION = (
 def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation, pooling):
     layers = []
     if transfer_matrix is not None:
-        layers.append(TransferMatrix(transfer_matrix, activation="relu", use_gate=True,
-                                     name="transfer_matrix"))
+        layers.append(
+            TransferMatrix(
+                transfer_matrix, activation="relu", use_gate=True, name="transfer_matrix"
+            )
+        )
     if inf_normalize:
         layers.append(InfNormalize(name="inf_normalize"))
     if isinstance(head, keras.layers.Layer):
@@ -473,8 +531,9 @@ def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation
     if dropout:
         layers.append(keras.layers.Dropout(dropout, name="dropout"))
     # Logits stay float32 under mixed precision.
-    layers.append(keras.layers.Dense(num_classes, activation=activation,
-                                     dtype="float32", name="classifier"))
+    layers.append(
+        keras.layers.Dense(num_classes, activation=activation, dtype="float32", name="classifier")
+    )
     return layers
 
 
@@ -524,9 +583,15 @@ def _check_input_shape(input_shape):
     if input_shape is None:
         return None
     shape = tuple(input_shape)
-    if len(shape) != 3 or shape[-1] not in (1, 3) or not all(
-            side is None or (isinstance(side, (int, np.integer)) and not isinstance(side, bool)
-                             and side > 0) for side in shape[:2]):
+    if (
+        len(shape) != 3
+        or shape[-1] not in (1, 3)
+        or not all(
+            side is None
+            or (isinstance(side, (int, np.integer)) and not isinstance(side, bool) and side > 0)
+            for side in shape[:2]
+        )
+    ):
         raise ValueError(
             "`input_shape` must be (height, width, channels): positive sizes (or None "
             "for a model that takes any size) and 1 (grayscale) or 3 (RGB) channels. "

@@ -109,8 +109,7 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
         unknown = wanted - {layer.name for owner in owners for layer in owner.layers}
         if unknown:
             raise ValueError(
-                f"`blocks` names layers the model does not have. Received: "
-                f"{sorted(unknown)}"
+                f"`blocks` names layers the model does not have. Received: {sorted(unknown)}"
             )
         selected = {(id(owner), name) for owner in owners for name in wanted}
     else:
@@ -283,8 +282,11 @@ def set_multipliers(model, multipliers):
     new = BlockwiseLR(inner, multipliers, strict=False, name=optimizer.name)
     if scale is not None:
         new = keras.optimizers.LossScaleOptimizer(
-            new, initial_scale=scale.initial_scale,
-            dynamic_growth_steps=scale.dynamic_growth_steps, name=scale.name)
+            new,
+            initial_scale=scale.initial_scale,
+            dynamic_growth_steps=scale.dynamic_growth_steps,
+            name=scale.name,
+        )
     refresh_compiled(model, optimizer=new)
 
 
@@ -312,10 +314,14 @@ def _carry_state(old, new):
     count = len(old._trainable_variables)
     slots = set()
     for attr, values in vars(old).items():
-        if (attr in ("_variables", "_trainable_variables") or not isinstance(values, list)
-                or count == 0 or len(values) != count
-                or not all(v is None or isinstance(v, keras.Variable) for v in values)
-                or not isinstance(getattr(new, attr, None), list)):
+        if (
+            attr in ("_variables", "_trainable_variables")
+            or not isinstance(values, list)
+            or count == 0
+            or len(values) != count
+            or not all(v is None or isinstance(v, keras.Variable) for v in values)
+            or not isinstance(getattr(new, attr, None), list)
+        ):
             continue
         targets = getattr(new, attr)
         for j, variable in enumerate(new._trainable_variables):
@@ -382,8 +388,14 @@ def _row(part, block, layers, policy):
         bn = "frozen"
     else:
         bn = policy
-    return {"part": part, "block": block, "layers": len(layers), "params": params,
-            "trainable": trainable, "bn": bn}
+    return {
+        "part": part,
+        "block": block,
+        "layers": len(layers),
+        "params": params,
+        "trainable": trainable,
+        "bn": bn,
+    }
 
 
 def _flatten(layer):

@@ -11,8 +11,19 @@ from keras_transfer.layers import InfNormalize
 _NORMALIZE = (None, "inf", "l2")
 
 
-def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validation=None,
-             batch_size=32, learning_rate=1e-3, dropout=0.2, verbose=0, callbacks=None):
+def fit_head(
+    features,
+    num_classes,
+    labels=None,
+    hidden=None,
+    epochs=20,
+    validation=None,
+    batch_size=32,
+    learning_rate=1e-3,
+    dropout=0.2,
+    verbose=0,
+    callbacks=None,
+):
     """Trains a small Keras head on cached features.
 
     Example:
@@ -44,21 +55,38 @@ def fit_head(features, num_classes, labels=None, hidden=None, epochs=20, validat
     if dropout:
         h = keras.layers.Dropout(dropout)(h)
     head = keras.Model(inputs, keras.layers.Dense(num_classes, dtype="float32")(h), name="head")
-    head.compile(keras.optimizers.Adam(learning_rate),
-                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metrics=["accuracy"])
+    head.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     # Built here, not inside the first traced step: TensorFlow would trace
     # that step twice to create the slots, most of a small head's fit time.
     head.optimizer.build(head.trainable_variables)
     validation_data = None if validation is None else _xy(validation, None, num_classes=num_classes)
     train = _tf_dataset(x, y, batch_size, shuffle=True)
     if train is not None:
-        validation_data = validation_data and _tf_dataset(*validation_data, batch_size, shuffle=False)
-        head.fit(train, epochs=epochs, validation_data=validation_data, verbose=verbose,
-                 callbacks=callbacks, shuffle=False)  # the pipeline shuffles
+        validation_data = validation_data and _tf_dataset(
+            *validation_data, batch_size, shuffle=False
+        )
+        head.fit(
+            train,
+            epochs=epochs,
+            validation_data=validation_data,
+            verbose=verbose,
+            callbacks=callbacks,
+            shuffle=False,
+        )  # the pipeline shuffles
     else:
-        head.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                 verbose=verbose, callbacks=callbacks)
+        head.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation_data,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
     return head
 
 
@@ -80,7 +108,9 @@ def _tf_dataset(x, y, batch_size, shuffle):
 class _SklearnHead:
     def __init__(self, estimator, normalize, standardize):
         if normalize not in _NORMALIZE:
-            raise ValueError(f"`normalize` must be one of {_NORMALIZE}. Received: normalize={normalize!r}")
+            raise ValueError(
+                f"`normalize` must be one of {_NORMALIZE}. Received: normalize={normalize!r}"
+            )
         self.estimator, self.normalize, self.standardize = estimator, normalize, standardize
         self.mean_ = self.scale_ = None
 
@@ -137,15 +167,19 @@ class SVMHead(_SklearnHead):
 
     def __init__(self, kernel="linear", C=1.0, normalize=None, standardize=False, **kwargs):
         svm = _sklearn("svm")
-        estimator = (svm.LinearSVC(C=C, **kwargs) if kernel == "linear"
-                     else svm.SVC(C=C, kernel=kernel, **kwargs))
+        estimator = (
+            svm.LinearSVC(C=C, **kwargs)
+            if kernel == "linear"
+            else svm.SVC(C=C, kernel=kernel, **kwargs)
+        )
         super().__init__(estimator, normalize, standardize)
         self.kernel = kernel
 
     def decision_function(self, features):
         """Per-class margins (an SVM has no calibrated probabilities)."""
         return self.estimator.decision_function(
-            self._transform(_xy(features, None, need_labels=False)[0]))
+            self._transform(_xy(features, None, need_labels=False)[0])
+        )
 
 
 class LogisticHead(_SklearnHead):
@@ -160,11 +194,16 @@ class LogisticHead(_SklearnHead):
 
     def __init__(self, C=1.0, normalize=None, standardize=False, max_iter=2000, **kwargs):
         linear_model = _sklearn("linear_model")
-        super().__init__(linear_model.LogisticRegression(C=C, max_iter=max_iter, **kwargs),
-                         normalize, standardize)
+        super().__init__(
+            linear_model.LogisticRegression(C=C, max_iter=max_iter, **kwargs),
+            normalize,
+            standardize,
+        )
 
     def predict_proba(self, features):
-        return self.estimator.predict_proba(self._transform(_xy(features, None, need_labels=False)[0]))
+        return self.estimator.predict_proba(
+            self._transform(_xy(features, None, need_labels=False)[0])
+        )
 
 
 def attach_head(feature_model, head):
@@ -228,8 +267,7 @@ def _xy(features, labels, need_labels=True, num_classes=None):
     y = check_labels(y, num_classes, argument="labels")
     if len(y) != len(x):
         raise ValueError(
-            f"Labels do not match the features. Received: {len(x)} feature rows and "
-            f"{len(y)} labels"
+            f"Labels do not match the features. Received: {len(x)} feature rows and {len(y)} labels"
         )
     return x, y
 

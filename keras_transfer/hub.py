@@ -20,8 +20,12 @@ from keras_transfer import _io
 _URL_PREFIXES = ("http://", "https://", "gs://")
 # The marker file of the TF1 Hub format (hub.Module), beside saved_model.pb.
 _TF1_MARKER = "tfhub_module.pb"
-_LOAD_OPTIONS = ("allow_partial_checkpoint", "experimental_io_device",
-                 "experimental_skip_checkpoint", "experimental_variable_policy")
+_LOAD_OPTIONS = (
+    "allow_partial_checkpoint",
+    "experimental_io_device",
+    "experimental_skip_checkpoint",
+    "experimental_variable_policy",
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -82,9 +86,20 @@ class HubLayer(keras.layers.Layer):
         **kwargs: base layer keyword arguments.
     """
 
-    def __init__(self, handle, trainable=False, arguments=None, signature=None,
-                 output_key=None, signature_outputs_as_dict=False, tags=None,
-                 load_options=None, dtype=None, name=None, **kwargs):
+    def __init__(
+        self,
+        handle,
+        trainable=False,
+        arguments=None,
+        signature=None,
+        output_key=None,
+        signature_outputs_as_dict=False,
+        tags=None,
+        load_options=None,
+        dtype=None,
+        name=None,
+        **kwargs,
+    ):
         _check_backend("HubLayer")
         super().__init__(trainable=trainable, dtype=dtype, name=name, **kwargs)
         if isinstance(handle, os.PathLike):
@@ -108,8 +123,7 @@ class HubLayer(keras.layers.Layer):
         options = tf.saved_model.LoadOptions(**self.load_options) if self.load_options else None
         # Tracked, as hub.KerasLayer does: an export of the model then finds
         # the SavedModel's own resources (tables, assets) too.
-        self._module = module = tf.compat.v1.saved_model.load_v2(path, tags=tags,
-                                                                 options=options)
+        self._module = module = tf.compat.v1.saved_model.load_v2(path, tags=tags, options=options)
         if self.is_tf1_format and signature is None:
             signature = "default"
             if not signature_outputs_as_dict and output_key is None:
@@ -201,8 +215,13 @@ class HubLayer(keras.layers.Layer):
             # Wrapping the tf.Variable (not copying it) is what makes the
             # SavedModel's graph read and update the layer's weights.
             with keras.name_scope(self.name, caller=self):
-                wrapped = keras.Variable(variable, trainable=id(variable) in trainable,
-                                         dtype=variable.dtype, name=name, autocast=False)
+                wrapped = keras.Variable(
+                    variable,
+                    trainable=id(variable) in trainable,
+                    dtype=variable.dtype,
+                    name=name,
+                    autocast=False,
+                )
             self._track_variable(wrapped)
 
     # --- Calling ----------------------------------------------------------------
@@ -284,15 +303,17 @@ class HubLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "handle": self.handle,
-            "arguments": self.arguments or None,
-            "signature": self.signature,
-            "output_key": self.output_key,
-            "signature_outputs_as_dict": self.signature_outputs_as_dict,
-            "tags": self.tags,
-            "load_options": self.load_options or None,
-        })
+        config.update(
+            {
+                "handle": self.handle,
+                "arguments": self.arguments or None,
+                "signature": self.signature,
+                "output_key": self.output_key,
+                "signature_outputs_as_dict": self.signature_outputs_as_dict,
+                "tags": self.tags,
+                "load_options": self.load_options or None,
+            }
+        )
         return config
 
     @classmethod
@@ -343,8 +364,10 @@ def _conform_one(x, spec, name, what):
     expected = spec.shape
     wrong = expected.rank is not None and x.shape.rank != expected.rank
     if not wrong and expected.rank is not None:
-        wrong = any(e is not None and g is not None and e != g
-                    for e, g in zip(expected.as_list()[1:], x.shape.as_list()[1:]))
+        wrong = any(
+            e is not None and g is not None and e != g
+            for e, g in zip(expected.as_list()[1:], x.shape.as_list()[1:])
+        )
     if wrong:
         raise ValueError(
             f"HubLayer {name!r} takes {what} of shape {tuple(expected.as_list())} (the "
@@ -379,11 +402,11 @@ def resolve(handle):
         return _tensorflow_hub().resolve(handle)
     if not os.path.exists(handle):
         raise FileNotFoundError(
-            f"No SavedModel at {handle!r}: the path does not exist. Received: "
-            f"handle={handle!r}"
+            f"No SavedModel at {handle!r}: the path does not exist. Received: handle={handle!r}"
         )
-    if not any(os.path.exists(os.path.join(handle, f))
-               for f in ("saved_model.pb", "saved_model.pbtxt")):
+    if not any(
+        os.path.exists(os.path.join(handle, f)) for f in ("saved_model.pb", "saved_model.pbtxt")
+    ):
         found = sorted(os.listdir(handle))[:8] if os.path.isdir(handle) else "a file"
         raise ValueError(
             f"{handle!r} is not a SavedModel directory: it holds no saved_model.pb. "
@@ -438,7 +461,8 @@ def export(model, filepath, input_shape=None, overwrite=False):
     root.variables = [v.value for v in model.variables]
     root.trainable_variables = [v.value for v in model.trainable_variables]
     root.regularization_losses = [
-        _regularization_loss(v) for v in model.trainable_variables
+        _regularization_loss(v)
+        for v in model.trainable_variables
         if getattr(v, "regularizer", None) is not None
     ]
     call = tf.function(lambda inputs, training=False: model(inputs, training=training))

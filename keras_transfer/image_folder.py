@@ -75,7 +75,9 @@ class ImageFolder:
                 if bar is not None and (i + 1 == len(files) or i % 16 == 0):
                     bar.update(i + 1)
         if not images:
-            raise ValueError(f"No file under {str(root)!r} decodes as an image. Skipped: {skipped[:5]}")
+            raise ValueError(
+                f"No file under {str(root)!r} decodes as an image. Skipped: {skipped[:5]}"
+            )
         return cls(np.stack(images), np.array(labels), class_names, paths, skipped)
 
     @classmethod
@@ -87,13 +89,17 @@ class ImageFolder:
         if splits:
             val_dir = splits.get("val", splits.get("validation"))
             if val_dir is None:
-                raise ValueError(f"{str(root)!r} has train/ but no val/ folder: add one, or "
-                                 "give the train folder and a validation split")
+                raise ValueError(
+                    f"{str(root)!r} has train/ but no val/ folder: add one, or "
+                    "give the train folder and a validation split"
+                )
             root = root / "train"
         train = cls.load(root, image_size, progress=progress)
         if len(train.class_names) < 2:
-            raise ValueError(f"{str(root)!r} has one class folder ({train.class_names[0]!r}): "
-                             "a classifier needs at least two")
+            raise ValueError(
+                f"{str(root)!r} has one class folder ({train.class_names[0]!r}): "
+                "a classifier needs at least two"
+            )
         if val_dir is not None:
             return train, cls.load(val_dir, image_size, train.class_names, progress=progress)
         return train.split(val_split, seed=seed)
@@ -106,15 +112,19 @@ class ImageFolder:
         val = np.zeros(len(self.labels), bool)
         for label in np.unique(self.labels):
             index = rng.permutation(np.flatnonzero(self.labels == label))
-            val[index[:max(1, round(fraction * len(index)))]] = True
+            val[index[: max(1, round(fraction * len(index)))]] = True
         if val.all():
-            raise ValueError(f"Too few images to hold out a validation split. Received: "
-                             f"{len(self.labels)} images, val_split={fraction}")
+            raise ValueError(
+                f"Too few images to hold out a validation split. Received: "
+                f"{len(self.labels)} images, val_split={fraction}"
+            )
         return self._subset(~val), self._subset(val)
 
     def _subset(self, mask):
         paths = [p for p, keep in zip(self.paths, mask) if keep]
-        return ImageFolder(self.images[mask], self.labels[mask], self.class_names, paths, self.skipped)
+        return ImageFolder(
+            self.images[mask], self.labels[mask], self.class_names, paths, self.skipped
+        )
 
 
 SPLITS = ("train", "val", "validation", "test")
@@ -128,7 +138,8 @@ def image_files(directory):
     file inside a hidden folder (`.ipynb_checkpoints`, `.git`, ...)."""
     directory = pathlib.Path(directory)
     return sorted(
-        path for path in directory.rglob("*")
+        path
+        for path in directory.rglob("*")
         if path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     )
@@ -139,8 +150,11 @@ def split_folders(root):
     of class folders; `{}` when its sub-folders are the classes."""
     root = pathlib.Path(root)
     folders = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    if "train" in folders and set(folders) <= set(SPLITS) and any(
-            p.is_dir() and not p.name.startswith(".") for p in folders["train"].iterdir()):
+    if (
+        "train" in folders
+        and set(folders) <= set(SPLITS)
+        and any(p.is_dir() and not p.name.startswith(".") for p in folders["train"].iterdir())
+    ):
         return folders
     return {}
 
@@ -166,7 +180,8 @@ def scan(root, class_names=None, argument="data"):
     root = pathlib.Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
-            f"No image directory at {str(root)!r}. Received: {argument}={str(root)!r}")
+            f"No image directory at {str(root)!r}. Received: {argument}={str(root)!r}"
+        )
     splits = split_folders(root)
     if splits:
         raise ValueError(
@@ -201,7 +216,8 @@ def check_image_size(size, argument="image_size"):
     """`(height, width)` of positive ints no larger than `MAX_IMAGE_SIZE`."""
     size = tuple(size)
     if len(size) != 2 or not all(
-            isinstance(v, (int, np.integer)) and 1 <= v <= MAX_IMAGE_SIZE for v in size):
+        isinstance(v, (int, np.integer)) and 1 <= v <= MAX_IMAGE_SIZE for v in size
+    ):
         raise ValueError(
             f"`{argument}` must be (height, width), each from 1 to {MAX_IMAGE_SIZE} pixels. "
             f"Received: {argument}={size!r}"

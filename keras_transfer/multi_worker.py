@@ -51,8 +51,13 @@ def patch():
             data_batch = next(batches)
             break
         data_batch = tree.map_structure(
-            lambda v: strategy.experimental_local_results(v)[0]
-            if isinstance(v, tf.distribute.DistributedValues) else v, data_batch)
+            lambda v: (
+                strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v
+            ),
+            data_batch,
+        )
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
@@ -60,7 +65,8 @@ def patch():
         if reduction not in ("auto", "mean") or not multi_worker(strategy):
             return reduce_per_replica(values, strategy, reduction)
         return tree.map_structure(
-            lambda v: strategy.reduce("MEAN", v, axis=None if v.shape.rank == 0 else 0), values)
+            lambda v: strategy.reduce("MEAN", v, axis=None if v.shape.rank == 0 else 0), values
+        )
 
     trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
     trainer.reduce_per_replica = _reduce_per_replica

@@ -52,8 +52,7 @@ class BlockwiseLR(keras.optimizers.Optimizer):
         name: the optimizer's name.
     """
 
-    def __init__(self, optimizer, multipliers=None, default=1.0, strict=True, name=None,
-                 **kwargs):
+    def __init__(self, optimizer, multipliers=None, default=1.0, strict=True, name=None, **kwargs):
         super().__init__(learning_rate=0.0, name=name or "blockwise_lr", **kwargs)
         optimizer = keras.optimizers.get(optimizer)
         if isinstance(optimizer, BlockwiseLR):
@@ -70,8 +69,7 @@ class BlockwiseLR(keras.optimizers.Optimizer):
                 )
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(
-                    "Multipliers must be finite non-negative numbers. Received: "
-                    f"{key}={value!r}"
+                    f"Multipliers must be finite non-negative numbers. Received: {key}={value!r}"
                 )
         self.inner_optimizer = optimizer
         self.multipliers = {key: float(value) for key, value in multipliers.items()}
@@ -93,15 +91,16 @@ class BlockwiseLR(keras.optimizers.Optimizer):
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
-        self._multiplier_of = {
-            self._var_key(v): self.multiplier_for(v) for v in var_list
-        }
+        self._multiplier_of = {self._var_key(v): self.multiplier_for(v) for v in var_list}
         if self.strict:
             paths = [v.path for v in var_list]
             unused = [
-                key for key in self.multipliers
-                if not any(p == key or p.startswith(key + "/")
-                           or fnmatch.fnmatchcase(p, key) for p in paths)
+                key
+                for key in self.multipliers
+                if not any(
+                    p == key or p.startswith(key + "/") or fnmatch.fnmatchcase(p, key)
+                    for p in paths
+                )
             ]
             if unused:
                 raise ValueError(
@@ -129,8 +128,9 @@ class BlockwiseLR(keras.optimizers.Optimizer):
                 if scale == 0.0:
                     continue
                 rate = learning_rate if scale == 1.0 else learning_rate * scale
-                backend_update(inner, [grads[i] for i in indices],
-                               [variables[i] for i in indices], rate)
+                backend_update(
+                    inner, [grads[i] for i in indices], [variables[i] for i in indices], rate
+                )
 
         inner._backend_update_step = grouped_update
 
@@ -212,10 +212,7 @@ def geometric_multipliers(groups, lr_range):
     if count == 1:
         return {groups[0]: 1.0}
     ratio = lo / hi
-    return {
-        group: float(ratio ** (1 - index / (count - 1)))
-        for index, group in enumerate(groups)
-    }
+    return {group: float(ratio ** (1 - index / (count - 1))) for index, group in enumerate(groups)}
 
 
 def _check_range(lr_range):
@@ -225,8 +222,6 @@ def _check_range(lr_range):
         lo = hi = None
     if lo is None or not (0 < lo <= hi) or not math.isfinite(hi):
         raise ValueError(
-            "`lr_range` must be a pair (lo, hi) with 0 < lo <= hi. Received: "
-            f"lr_range={lr_range!r}"
+            f"`lr_range` must be a pair (lo, hi) with 0 < lo <= hi. Received: lr_range={lr_range!r}"
         )
     return lo, hi
-

@@ -15,10 +15,24 @@ from keras_transfer.schedules import OneCycle
 SCHEDULES = ("one_cycle", "constant")
 
 
-def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, base_lr=2e-3,
-              lr_mult=100, schedule="one_cycle", callbacks=None, *, bn=None,
-              batch_size=None, steps_per_epoch=None, steps_per_execution="auto",
-              verbose="auto", **fit_kwargs):
+def fine_tune(
+    model,
+    train,
+    validation_data=None,
+    epochs=5,
+    freeze_epochs=1,
+    base_lr=2e-3,
+    lr_mult=100,
+    schedule="one_cycle",
+    callbacks=None,
+    *,
+    bn=None,
+    batch_size=None,
+    steps_per_epoch=None,
+    steps_per_execution="auto",
+    verbose="auto",
+    **fit_kwargs,
+):
     """fastai's `fine_tune` for Keras: train the head, then everything.
 
     1. The backbone is frozen and the head trains for `freeze_epochs` at
@@ -92,9 +106,16 @@ def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, bas
     compile_args = _compile_args(model)
     if steps_per_execution != "auto":
         compile_args["steps_per_execution"] = steps_per_execution
-    fit_args = dict(x=x, y=y, batch_size=batch_size, validation_data=validation_data,
-                    steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose,
-                    **fit_kwargs)
+    fit_args = dict(
+        x=x,
+        y=y,
+        batch_size=batch_size,
+        validation_data=validation_data,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        **fit_kwargs,
+    )
     histories, phases = [], []
 
     if freeze_epochs:
@@ -114,8 +135,9 @@ def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, bas
     model.compile(optimizer=optimizer, **compile_args)
     if not freeze_epochs:
         _auto_steps(model, steps_per_execution, x, y, batch_size, compile_args)
-    histories.append(model.fit(epochs=freeze_epochs + epochs, initial_epoch=freeze_epochs,
-                               **fit_args))
+    histories.append(
+        model.fit(epochs=freeze_epochs + epochs, initial_epoch=freeze_epochs, **fit_args)
+    )
     phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
     return _merge(model, histories, phases)
 
@@ -123,11 +145,13 @@ def fine_tune(model, train, validation_data=None, epochs=5, freeze_epochs=1, bas
 def _auto_steps(model, steps_per_execution, x, y, batch_size, compile_args):
     if steps_per_execution == "auto" and precision.accelerator()[0] != "cpu":
         compile_args["steps_per_execution"] = tune_steps_per_execution(
-            model, x, y, batch_size=batch_size or 32)
+            model, x, y, batch_size=batch_size or 32
+        )
 
 
-def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, probe=8,
-                             max_steps=64):
+def tune_steps_per_execution(
+    model, x, y=None, *, batch_size=32, target=0.05, probe=8, max_steps=64
+):
     """Sets `steps_per_execution` so the host's per-step work stays under
     `target` of the step time, and returns it.
 
@@ -157,9 +181,11 @@ def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, pr
         max_steps: the largest value returned.
     """
     if not getattr(model, "compiled", False):
-        raise ValueError("tune_steps_per_execution needs a compiled model: call "
-                         "model.compile(optimizer, loss) first. Received: a model that is not "
-                         "compiled.")
+        raise ValueError(
+            "tune_steps_per_execution needs a compiled model: call "
+            "model.compile(optimizer, loss) first. Received: a model that is not "
+            "compiled."
+        )
     if not 0 < target < 1:
         raise ValueError(f"`target` must be in (0, 1). Received: target={target!r}")
     if not isinstance(probe, int) or probe < 2:
@@ -187,7 +213,8 @@ def tune_steps_per_execution(model, x, y=None, *, batch_size=32, target=0.05, pr
         if len(ends.times) < 2:
             raise ValueError(
                 f"tune_steps_per_execution needs at least {2 * probe} batches of data. "
-                f"Received: {steps} batches of {batch_size}")
+                f"Received: {steps} batches of {batch_size}"
+            )
         seconds[count] = (ends.times[-1] - ends.times[0]) / (steps - count)
     overhead = max(seconds[1] - seconds[probe], 0.0) * probe / (probe - 1)
     compute = max(seconds[1] - overhead, 1e-9)
@@ -213,8 +240,9 @@ def _set_steps_per_execution(model, steps):
     model._compile_config.config["steps_per_execution"] = steps
 
 
-def lr_find(model, data, start=1e-7, end=10.0, steps=100, *, batch_size=None,
-            stop_factor=4.0, beta=0.98):
+def lr_find(
+    model, data, start=1e-7, end=10.0, steps=100, *, batch_size=None, stop_factor=4.0, beta=0.98
+):
     """The learning-rate range test (Smith, 2015; fastai's `lr_find`).
 
     Trains for up to `steps` batches while the rate grows exponentially from
@@ -270,8 +298,14 @@ def lr_find(model, data, start=1e-7, end=10.0, steps=100, *, batch_size=None,
         probe.build(model.trainable_variables)
         model.optimizer, model.train_function = probe, None
         per_epoch = _steps_per_epoch(x, y, batch_size, default=steps)
-        model.fit(x, y, batch_size=batch_size, epochs=math.ceil(steps / per_epoch),
-                  callbacks=[recorder], verbose=0)
+        model.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=math.ceil(steps / per_epoch),
+            callbacks=[recorder],
+            verbose=0,
+        )
     finally:
         for variable, value in zip(model.weights, weights):
             variable.assign(value)
@@ -329,14 +363,20 @@ class LRFinderResult:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss (smoothed)")
         if suggest and self.suggestion is not None:
-            ax.axvline(self.suggestion, color="C1", linestyle="--",
-                       label=f"suggestion {self.suggestion:.2e}")
+            ax.axvline(
+                self.suggestion,
+                color="C1",
+                linestyle="--",
+                label=f"suggestion {self.suggestion:.2e}",
+            )
             ax.legend()
         return ax
 
     def __repr__(self):
-        return (f"LRFinderResult(steps={len(self.losses)}, "
-                f"suggestion={self.suggestion!r}, minimum={self.minimum!r})")
+        return (
+            f"LRFinderResult(steps={len(self.losses)}, "
+            f"suggestion={self.suggestion!r}, minimum={self.minimum!r})"
+        )
 
 
 class _RangeTest(keras.callbacks.Callback):
@@ -366,8 +406,11 @@ class _RangeTest(keras.callbacks.Callback):
         self.losses.append(smooth)
         self._best = min(self._best, smooth)
         self._step += 1
-        if self._step >= self.steps or not math.isfinite(smooth) or (
-                smooth > self.stop_factor * self._best):
+        if (
+            self._step >= self.steps
+            or not math.isfinite(smooth)
+            or (smooth > self.stop_factor * self._best)
+        ):
             self.model.stop_training = True
 
 
@@ -431,7 +474,8 @@ def _compile_args(model):
     activation = getattr(last[-1].activation, "__name__", "") if last else ""
     return {
         "loss": keras.losses.SparseCategoricalCrossentropy(
-            from_logits=activation not in ("softmax", "sigmoid")),
+            from_logits=activation not in ("softmax", "sigmoid")
+        ),
         "metrics": ["accuracy"],
     }
 

@@ -85,8 +85,7 @@ class L2SP:
         for name, value in (("alpha", alpha), ("beta", beta)):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(
-                    f"`{name}` must be a finite non-negative number. Received: "
-                    f"{name}={value!r}"
+                    f"`{name}` must be a finite non-negative number. Received: {name}={value!r}"
                 )
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -105,13 +104,17 @@ class L2SP:
         inside = {id(v) for backbone in backbones for v in candidate_variables(backbone)}
         # The head's penalty goes on its layers too, so it is in their saved
         # config; the backbone's starting point is saved by BackboneModel.
-        owners = {id(v): layer for layer in model._flatten_layers(include_self=True)
-                  for v in layer._trainable_variables}
+        owners = {
+            id(v): layer
+            for layer in model._flatten_layers(include_self=True)
+            for v in layer._trainable_variables
+        }
         count = 0
         for variable in candidate_variables(model):
             if id(variable) in inside:
                 variable.regularizer = StartingPoint(
-                    self.alpha, keras.ops.convert_to_numpy(variable))
+                    self.alpha, keras.ops.convert_to_numpy(variable)
+                )
             elif variable.path.endswith("kernel") and self.beta:
                 variable.regularizer = HalfL2(self.beta)
                 owner = owners.get(id(variable))

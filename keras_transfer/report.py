@@ -13,8 +13,18 @@ from keras_transfer._io import atomic_write
 
 # What `fit`, `evaluate` and `demo` write: a folder holding only these (and at
 # least one report) is a run, the only kind `overwrite` may replace.
-RUN_FILES = frozenset({"model.keras", "config.json", "metrics.json", "curves.png",
-                       "confusion.png", "evaluation", "results.json", "comparison.png"})
+RUN_FILES = frozenset(
+    {
+        "model.keras",
+        "config.json",
+        "metrics.json",
+        "curves.png",
+        "confusion.png",
+        "evaluation",
+        "results.json",
+        "comparison.png",
+    }
+)
 _REPORTS = ("metrics.json", "results.json")
 
 
@@ -118,8 +128,11 @@ def classification_report(y_true, y_pred, class_names):
         }
         for i, name in enumerate(class_names)
     }
-    return {"accuracy": float(np.mean(y_true == y_pred)), "per_class": per_class,
-            "confusion_matrix": confusion.tolist()}
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
 
 
 def write_json(path, data):
@@ -146,8 +159,14 @@ def plot_curves(history, phases, path):
                 ax.plot(epochs, values, style, markersize=3, label=key.replace("_", " "))
         for phase in phases[1:]:
             ax.axvline(phase["first_epoch"] + 0.5, color="grey", linestyle=":")
-            ax.text(phase["first_epoch"] + 0.6, ax.get_ylim()[1], phase["name"],
-                    va="top", fontsize=8, color="grey")
+            ax.text(
+                phase["first_epoch"] + 0.6,
+                ax.get_ylim()[1],
+                phase["name"],
+                va="top",
+                fontsize=8,
+                color="grey",
+            )
         ax.set(xlabel="epoch", ylabel=metric, title=metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -167,8 +186,14 @@ def plot_confusion(confusion, class_names, path):
     ax.set_yticks(ticks, class_names)
     threshold = confusion.max() / 2 if confusion.size else 0
     for (i, j), count in np.ndenumerate(confusion):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > threshold else "black")
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > threshold else "black",
+        )
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
     _save(fig, path)
 

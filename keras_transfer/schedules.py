@@ -63,5 +63,10 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def get_config(self):
-        return {"max_lr": self.max_lr, "total_steps": self.total_steps,
-                "pct_start": self.pct_start, "div": self.div, "div_final": self.div_final}
+        return {
+            "max_lr": self.max_lr,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div": self.div,
+            "div_final": self.div_final,
+        }

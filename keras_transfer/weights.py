@@ -155,8 +155,7 @@ def load_legacy_h5(model, path, match="name", skip_mismatch=True, verbose=False)
     if not report.transferred:
         raise ValueError(
             f"No weights of {str(path)!r} fit the model {model.name!r} (another "
-            f"architecture?), matching by {match!r}: nothing was loaded. "
-            + report.summary()
+            f"architecture?), matching by {match!r}: nothing was loaded. " + report.summary()
         )
     return report
 
@@ -223,8 +222,7 @@ def load_weights_file(model, path):
         )
     if report is not None and (report.missing or not report.transferred):
         raise ValueError(
-            f"weights={str(path)!r} is incompatible with this backbone: "
-            + report.summary()
+            f"weights={str(path)!r} is incompatible with this backbone: " + report.summary()
         )
     return report
 
@@ -312,8 +310,14 @@ def _assign(target, table, match, skip_mismatch, verbose):
     assignments = []
     for layer, source_name in pairing:
         if source_name is None or source_name not in table:
-            report.missing.append((layer.name, "no source layer of that name"
-                                   if match == "name" else "source has fewer layers"))
+            report.missing.append(
+                (
+                    layer.name,
+                    "no source layer of that name"
+                    if match == "name"
+                    else "source has fewer layers",
+                )
+            )
             continue
         pairs, reason = _match_layer(layer, table[source_name])
         used.add(source_name)

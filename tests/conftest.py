@@ -46,8 +46,7 @@ def pytest_collection_modifyitems(config, items):
         f"this process runs KERAS_BACKEND={BACKEND}"
     )
     skip_shared = pytest.mark.skip(
-        reason=f"../shared is absent ({SHARED}): real photos and weights "
-        "are not on this machine"
+        reason=f"../shared is absent ({SHARED}): real photos and weights are not on this machine"
     )
     for item in items:
         if "tensorflow_only" in item.keywords and BACKEND != "tensorflow":
@@ -91,7 +90,9 @@ def load_example(name):
     """An example script as a module, to run its `main` in this process."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"example_{name}", ROOT / "examples" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -110,13 +111,19 @@ def reusable(tmp_path_factory):
 
     tf_keras = pytest.importorskip("tf_keras", reason="tf_keras builds the Hub-style model")
     tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential([
-        tf_keras.layers.Conv2D(4, 3, kernel_regularizer=tf_keras.regularizers.l2(HUB_L2),
-                               input_shape=(None, None, 3)),
-        tf_keras.layers.BatchNormalization(),
-        tf_keras.layers.ReLU(),
-        tf_keras.layers.GlobalAveragePooling2D(),
-    ])
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Conv2D(
+                4,
+                3,
+                kernel_regularizer=tf_keras.regularizers.l2(HUB_L2),
+                input_shape=(None, None, 3),
+            ),
+            tf_keras.layers.BatchNormalization(),
+            tf_keras.layers.ReLU(),
+            tf_keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
     path = tmp_path_factory.mktemp("hub") / "reusable"
     tf.saved_model.save(model, str(path))
     return path
@@ -145,8 +152,9 @@ def tiny_backbone(top=True, dropout=None, name="tiny", widths=(8, 16, 16)):
     inputs = keras.Input((32, 32, 3))
     x = inputs
     for index, width in enumerate(widths):
-        x = keras.layers.Conv2D(width, 3, strides=2 if index < 2 else 1, padding="same",
-                                name=f"conv{index}")(x)
+        x = keras.layers.Conv2D(
+            width, 3, strides=2 if index < 2 else 1, padding="same", name=f"conv{index}"
+        )(x)
         x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
         x = keras.layers.ReLU(name=f"relu{index}")(x)
         if dropout and index == 1:

@@ -22,8 +22,9 @@ MODE, OUT = sys.argv[1], sys.argv[2]
 if MODE == "data_parallel":
     os.environ["KERAS_BACKEND"] = "jax"
     # First: XLA stops reading flags at a malformed one.
-    os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=2 "
-                               + os.environ.get("XLA_FLAGS", ""))
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 " + os.environ.get(
+        "XLA_FLAGS", ""
+    )
 else:
     os.environ["KERAS_BACKEND"] = "tensorflow"
     import tensorflow as tf
@@ -31,7 +32,8 @@ else:
     if MODE == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -53,13 +55,15 @@ def train():
     """Weights before and after: {path: array}, twice."""
     keras.utils.set_random_seed(0)
     model = kt.transfer(backbone(), 3, dropout=0.0, preprocessing="tf")
-    model.compile(keras.optimizers.Adam(1e-2),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     before = weights(model)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (32, 16, 16, 3)).astype("uint8"), np.arange(32) % 3
-    unfreezing = kt.callbacks.GradualUnfreezing(start_epoch=1, lr_factor=0.5,
-                                                bn="train_affine", verbose=0)
+    unfreezing = kt.callbacks.GradualUnfreezing(
+        start_epoch=1, lr_factor=0.5, bn="train_affine", verbose=0
+    )
     model.fit(x, y, batch_size=8, epochs=3, shuffle=False, callbacks=[unfreezing], verbose=0)
     return before, weights(model)
 

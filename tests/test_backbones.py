@@ -20,10 +20,17 @@ def test_registry_covers_every_keras_applications_constructor():
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("resnet50", "ResNet50"), ("ResNet50", "ResNet50"), ("mobilenet_v2", "MobileNetV2"),
-     ("MOBILENETV2", "MobileNetV2"), ("EfficientNetB0", "EfficientNetB0"),
-     ("efficientnet_b0", "EfficientNetB0"), ("inception-resnet-v2", "InceptionResNetV2"),
-     ("convnext_tiny", "ConvNeXtTiny"), ("nasnet_mobile", "NASNetMobile")],
+    [
+        ("resnet50", "ResNet50"),
+        ("ResNet50", "ResNet50"),
+        ("mobilenet_v2", "MobileNetV2"),
+        ("MOBILENETV2", "MobileNetV2"),
+        ("EfficientNetB0", "EfficientNetB0"),
+        ("efficientnet_b0", "EfficientNetB0"),
+        ("inception-resnet-v2", "InceptionResNetV2"),
+        ("convnext_tiny", "ConvNeXtTiny"),
+        ("nasnet_mobile", "NASNetMobile"),
+    ],
 )
 def test_names_resolve_case_and_underscore_insensitively(name, expected):
     assert registry.resolve_name(name) == expected
@@ -70,8 +77,11 @@ def _structure_only():
 # The registry is backend-independent data: each model is built once, in the
 # JAX process, where an uninitialised build is fastest (the preprocessing
 # numerics run on every backend).
-@pytest.mark.skipif(BACKEND != "jax", reason="each keras.applications model is built once, "
-                    "in the JAX process, to keep the three-backend CI under 15 minutes")
+@pytest.mark.skipif(
+    BACKEND != "jax",
+    reason="each keras.applications model is built once, "
+    "in the JAX process, to keep the three-backend CI under 15 minutes",
+)
 @pytest.mark.parametrize("name", ALL_CONSTRUCTORS)
 def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
     family = registry.family_of_constructor(name)
@@ -86,7 +96,10 @@ def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
     assert registry.family_of_model(source.model) is family
     # The registry's facts (the `keras-transfer backbones` table) are true.
     variant = family.models[name]
-    assert (source.model.count_params(), len(backbone.blocks)) == (variant.parameters, variant.blocks)
+    assert (source.model.count_params(), len(backbone.blocks)) == (
+        variant.parameters,
+        variant.blocks,
+    )
     # The feature taps exist: pooled rank-2 embeddings.
     assert len(backbone.output.shape) == 2 and len(tap.output.shape) == 2
     # Blocks cover every weighted layer exactly once, from stem to top.
@@ -101,8 +114,10 @@ def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
     # Built-in preprocessing is never applied twice.
     if family.preprocessing == "builtin":
         assert source.preprocessing == "none"
-        assert any(isinstance(l, (keras.layers.Rescaling, keras.layers.Normalization))
-                   for l in backbone.layers)
+        assert any(
+            isinstance(l, (keras.layers.Rescaling, keras.layers.Normalization))
+            for l in backbone.layers
+        )
     else:
         assert source.preprocessing == family.preprocessing
 

@@ -18,8 +18,9 @@ def _model(lr=1e-2):
 
 
 def _fit(model, callbacks, epochs=3, **kwargs):
-    return model.fit(X, Y, epochs=epochs, batch_size=8, shuffle=False, verbose=0,
-                     callbacks=callbacks, **kwargs)
+    return model.fit(
+        X, Y, epochs=epochs, batch_size=8, shuffle=False, verbose=0, callbacks=callbacks, **kwargs
+    )
 
 
 def _snapshot(model):
@@ -38,12 +39,14 @@ class _Record(keras.callbacks.Callback):
         if not optimizer.built:  # TensorFlow builds it in the first step
             self.begins.append({"trainable": len(self.model.trainable_variables)})
             return
-        self.begins.append({
-            "built_for": len(optimizer._trainable_variables),
-            "trainable": len(self.model.trainable_variables),
-            "iterations": int(as_numpy(optimizer.iterations)),
-            "head_moments": _head_moments(self.model),
-        })
+        self.begins.append(
+            {
+                "built_for": len(optimizer._trainable_variables),
+                "trainable": len(self.model.trainable_variables),
+                "iterations": int(as_numpy(optimizer.iterations)),
+                "head_moments": _head_moments(self.model),
+            }
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self.ends.append(_snapshot(self.model))
@@ -85,8 +88,9 @@ def test_each_step_takes_effect_at_the_next_batch_and_keeps_state():
 
 
 def test_schedule_arithmetic():
-    unfreezing = kt.callbacks.GradualUnfreezing(start_epoch=2, every=2, blocks_per_step=2,
-                                                max_blocks=5)
+    unfreezing = kt.callbacks.GradualUnfreezing(
+        start_epoch=2, every=2, blocks_per_step=2, max_blocks=5
+    )
     assert [unfreezing.blocks_at(e) for e in range(8)] == [0, 0, 2, 2, 4, 4, 5, 5]
 
 
@@ -102,8 +106,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 def _assert_same_weights(a, b):
     for v, w in zip(a.weights, b.weights):
-        np.testing.assert_allclose(as_numpy(v), as_numpy(w), rtol=1e-5, atol=1e-6,
-                                   err_msg=v.path)
+        np.testing.assert_allclose(as_numpy(v), as_numpy(w), rtol=1e-5, atol=1e-6, err_msg=v.path)
 
 
 def test_an_interrupted_fit_resumes_with_the_same_schedule_and_state(tmp_path):
@@ -122,12 +125,24 @@ def test_an_interrupted_fit_resumes_with_the_same_schedule_and_state(tmp_path):
     # unfrozen, and that block's Adam moments.
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="interrupted"):
-        _fit(fresh(), [kt.callbacks.GradualUnfreezing(verbose=0),
-                       keras.callbacks.BackupAndRestore(backup), _Interrupt(2)])
+        _fit(
+            fresh(),
+            [
+                kt.callbacks.GradualUnfreezing(verbose=0),
+                keras.callbacks.BackupAndRestore(backup),
+                _Interrupt(2),
+            ],
+        )
     resumed = fresh()
     record = _Record()
-    _fit(resumed, [kt.callbacks.GradualUnfreezing(verbose=0),
-                   keras.callbacks.BackupAndRestore(backup), record])
+    _fit(
+        resumed,
+        [
+            kt.callbacks.GradualUnfreezing(verbose=0),
+            keras.callbacks.BackupAndRestore(backup),
+            record,
+        ],
+    )
     assert len(record.begins) == 1  # epoch 2 only
     assert record.begins[0]["trainable"] == 6
     assert record.begins[0]["iterations"] == 4
@@ -135,8 +150,11 @@ def test_an_interrupted_fit_resumes_with_the_same_schedule_and_state(tmp_path):
 
     # 2. From a checkpoint saved after epoch 1, with initial_epoch.
     path = str(tmp_path / "epoch.keras")
-    _fit(fresh(), [kt.callbacks.GradualUnfreezing(verbose=0),
-                   keras.callbacks.ModelCheckpoint(path)], epochs=2)
+    _fit(
+        fresh(),
+        [kt.callbacks.GradualUnfreezing(verbose=0), keras.callbacks.ModelCheckpoint(path)],
+        epochs=2,
+    )
     loaded = keras.models.load_model(path)
     assert len(loaded.trainable_variables) == 4  # head + the top block
     _fit(loaded, [kt.callbacks.GradualUnfreezing(verbose=0)], initial_epoch=2)
@@ -145,12 +163,16 @@ def test_an_interrupted_fit_resumes_with_the_same_schedule_and_state(tmp_path):
 
 def test_works_beside_learning_rate_callbacks():
     model = _model(lr=1e-3)
-    history = _fit(model, epochs=4, callbacks=[
-        kt.callbacks.GradualUnfreezing(verbose=0),
-        keras.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-3 if epoch < 2 else lr),
-        keras.callbacks.ReduceLROnPlateau("loss", patience=0, factor=0.5, min_delta=10),
-        keras.callbacks.EarlyStopping("loss", patience=10),
-    ])
+    history = _fit(
+        model,
+        epochs=4,
+        callbacks=[
+            kt.callbacks.GradualUnfreezing(verbose=0),
+            keras.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-3 if epoch < 2 else lr),
+            keras.callbacks.ReduceLROnPlateau("loss", patience=0, factor=0.5, min_delta=10),
+            keras.callbacks.EarlyStopping("loss", patience=10),
+        ],
+    )
     # ReduceLROnPlateau halves the rate at each epoch's end (min_delta=10
     # means "never improved"); the scheduler resets it while epoch < 2.
     assert history.history["learning_rate"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])
@@ -169,24 +191,28 @@ def test_explicit_blocks_for_a_plain_model_and_the_error_without():
     model.compile("adam", LOSS)
     y = np.arange(16) % 10
     with pytest.raises(ValueError, match=r"Pass the layers to unfreeze explicitly"):
-        model.fit(X, y, epochs=1, verbose=0,
-                  callbacks=[kt.callbacks.GradualUnfreezing(verbose=0)])
+        model.fit(X, y, epochs=1, verbose=0, callbacks=[kt.callbacks.GradualUnfreezing(verbose=0)])
     unfreezing = kt.callbacks.GradualUnfreezing(
-        blocks=[["conv0", "bn0"], ["conv1", "bn1"], ["conv2", "bn2"]], verbose=0)
+        blocks=[["conv0", "bn0"], ["conv1", "bn1"], ["conv2", "bn2"]], verbose=0
+    )
     model.fit(X, y, epochs=2, verbose=0, callbacks=[unfreezing])
     assert {l.name for l in model.layers if l.trainable_weights} == {"conv2", "predictions"}
     with pytest.raises(ValueError, match=r"Received: blocks=\[\['conv9'\]\]"):
-        model.fit(X, y, epochs=1, verbose=0,
-                  callbacks=[kt.callbacks.GradualUnfreezing(blocks=["conv9"])])
+        model.fit(
+            X, y, epochs=1, verbose=0, callbacks=[kt.callbacks.GradualUnfreezing(blocks=["conv9"])]
+        )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"every": 0}, "Received: every=0"),
-    ({"start_epoch": -1}, "Received: start_epoch=-1"),
-    ({"bn": "frozen"}, "Received: bn='frozen'"),
-    ({"lr_factor": 0}, "Received: lr_factor=0"),
-    ({"max_blocks": -2}, "Received: max_blocks=-2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"every": 0}, "Received: every=0"),
+        ({"start_epoch": -1}, "Received: start_epoch=-1"),
+        ({"bn": "frozen"}, "Received: bn='frozen'"),
+        ({"lr_factor": 0}, "Received: lr_factor=0"),
+        ({"max_blocks": -2}, "Received: max_blocks=-2"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         kt.callbacks.GradualUnfreezing(**kwargs)

@@ -48,17 +48,27 @@ def photos(tmp_path_factory):
 
 
 def command(*args, entry_point=False):
-    exe = [str(pathlib.Path(sys.executable).parent / "keras-transfer")] if entry_point else [
-        sys.executable, "-m", "keras_transfer"]
-    return subprocess.run([*exe, *map(str, args)], env=subprocess_env(BACKEND),
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    exe = (
+        [str(pathlib.Path(sys.executable).parent / "keras-transfer")]
+        if entry_point
+        else [sys.executable, "-m", "keras_transfer"]
+    )
+    return subprocess.run(
+        [*exe, *map(str, args)],
+        env=subprocess_env(BACKEND),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
 def run(photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "colors"
-    result = command("fit", photos, *FIT, "--epochs", "12", "--lr", "0.03", "--out", out,
-                     entry_point=True)
+    result = command(
+        "fit", photos, *FIT, "--epochs", "12", "--lr", "0.03", "--out", out, entry_point=True
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return out, result
 
@@ -66,7 +76,12 @@ def run(photos, tmp_path_factory):
 def test_fit_writes_the_whole_run(run):
     out, result = run
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "confusion.png", "curves.png", "metrics.json", "model.keras"]
+        "config.json",
+        "confusion.png",
+        "curves.png",
+        "metrics.json",
+        "model.keras",
+    ]
     for png in ("curves.png", "confusion.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -107,17 +122,36 @@ def test_predict_gives_the_class_the_model_gives_in_python(run, photos):
     pixels = np.asarray(Image.open(image).convert("RGB").resize((32, 32), Image.BILINEAR))
     probabilities = np.asarray(model.predict(pixels[None].astype("float32"), verbose=0))[0]
     names = sorted(COLORS)
-    assert [t["class"] for t in rows[0]["top"]] == [names[i] for i in np.argsort(-probabilities)[:2]]
+    assert [t["class"] for t in rows[0]["top"]] == [
+        names[i] for i in np.argsort(-probabilities)[:2]
+    ]
     assert rows[0]["top"][0]["probability"] == pytest.approx(probabilities.max(), abs=1e-3)
     assert rows[0]["top"][0]["class"] == "green"
 
 
-@pytest.mark.parametrize("strategy, phases", [
-    ("fine_tune", ["head", "unfrozen"]), ("gradual", ["head", "gradual unfreezing"])])
+@pytest.mark.parametrize(
+    "strategy, phases",
+    [("fine_tune", ["head", "unfrozen"]), ("gradual", ["head", "gradual unfreezing"])],
+)
 def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases):
     out = tmp_path / strategy
-    assert cli.main(["fit", str(photos), *FIT, "--strategy", strategy, "--epochs", "1",
-                     "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "fit",
+                str(photos),
+                *FIT,
+                "--strategy",
+                strategy,
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert [p["name"] for p in metrics["phases"]] == phases
     assert len(metrics["history"]["loss"]) == 2  # one head epoch, then one more
@@ -130,7 +164,11 @@ def test_backbones_lists_the_registry(capsys):
     assert len(rows) == len([n for n in dir(keras.applications) if n[0].isupper()])
     vgg = next(r for r in rows if r["name"] == "VGG16")
     assert (vgg["input_size"], vgg["preprocessing"], vgg["blocks"], vgg["parameters"]) == (
-        224, "caffe", 5, 14_714_688)
+        224,
+        "caffe",
+        5,
+        14_714_688,
+    )
 
 
 def _bad(capsys, *argv):
@@ -151,7 +189,8 @@ def test_bad_input_is_exit_code_2_with_a_clear_line(photos, tmp_path, capsys):
     err = _bad(capsys, "fit", photos, *FIT[2:], "--backbone", "resnet05")
     assert "Unknown backbone name" in err and "resnet50" in err.lower()
     assert "--epochs must be at least 1. Received: 0" in _bad(
-        capsys, "fit", photos, *FIT, "--epochs", "0")
+        capsys, "fit", photos, *FIT, "--epochs", "0"
+    )
 
 
 def test_an_existing_run_is_refused_unless_overwrite(photos, tmp_path, capsys):
@@ -161,8 +200,12 @@ def test_an_existing_run_is_refused_unless_overwrite(photos, tmp_path, capsys):
     (out / "metrics.json").write_text("{}")  # a run is recognised by its report
     assert "--overwrite" in _bad(capsys, "fit", photos, *FIT, "--out", out)
     assert (out / "model.keras").read_text() == "an earlier run"  # nothing lost
-    assert cli.main(["fit", str(photos), *FIT, "--epochs", "1", "--out", str(out),
-                     "--overwrite", "--quiet"]) == 0
+    assert (
+        cli.main(
+            ["fit", str(photos), *FIT, "--epochs", "1", "--out", str(out), "--overwrite", "--quiet"]
+        )
+        == 0
+    )
     assert (out / "metrics.json").is_file()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # no leftovers
 
@@ -178,12 +221,14 @@ def test_bad_input_in_a_real_subprocess(tmp_path):
 
 
 def _tree(root):
-    return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else None)
-                  for p in root.rglob("*"))
+    return sorted(
+        (str(p.relative_to(root)), p.read_bytes() if p.is_file() else None) for p in root.rglob("*")
+    )
 
 
-def test_overwrite_never_replaces_the_current_directory_or_the_data(run, tmp_path, monkeypatch,
-                                                                     capsys):
+def test_overwrite_never_replaces_the_current_directory_or_the_data(
+    run, tmp_path, monkeypatch, capsys
+):
     # Run in a temporary directory: on the old code this emptied the cwd.
     photos = _folder(tmp_path / "work" / "photos", 4)
     (tmp_path / "work" / "notes.txt").write_text("mine")
@@ -192,8 +237,7 @@ def test_overwrite_never_replaces_the_current_directory_or_the_data(run, tmp_pat
     for out in (".", "..", "photos", "photos/red", tmp_path / "work"):
         err = _bad(capsys, "fit", "photos", *FIT, "--epochs", "1", "--out", out, "--overwrite")
         assert "--out may not" in err and "Received: --out=" in err
-    assert "input data" in _bad(capsys, "evaluate", run[0], photos, "--out", photos,
-                                "--overwrite")
+    assert "input data" in _bad(capsys, "evaluate", run[0], photos, "--out", photos, "--overwrite")
     assert _tree(tmp_path) == before
 
 
@@ -212,7 +256,8 @@ def test_errors_the_user_can_fix_exit_2(photos, run, tmp_path, capsys):
     err = _bad(capsys, "fit", photos, *FIT, "--backbone-arg", "alpah=0.35")
     assert "refused `backbone_kwargs`" in err and "alpah" in err
     assert "--image-size must be at most 4096 pixels. Received: 100000" in _bad(
-        capsys, "fit", photos, *FIT[:-4], "--image-size", "100000")
+        capsys, "fit", photos, *FIT[:-4], "--image-size", "100000"
+    )
     fake = tmp_path / "fake.keras"
     fake.write_text("not a model")
     assert "is not a Keras model file" in _bad(capsys, "predict", fake, photos / "val")
@@ -241,8 +286,19 @@ def test_predict_takes_a_plain_keras_model_and_upright_phone_photos(tmp_path, ca
     dense.set_weights([kernel.reshape(-1, 2) / 255.0, np.zeros(2, "float32")])
     model.save(tmp_path / "plain.keras")
     _oriented_jpeg(tmp_path / "phone.jpg")
-    assert cli.main(["predict", str(tmp_path / "plain.keras"), str(tmp_path / "phone.jpg"),
-                     "--json", "--top-k", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(tmp_path / "plain.keras"),
+                str(tmp_path / "phone.jpg"),
+                "--json",
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
     top = json.loads(capsys.readouterr().out)[0]["top"]
     assert [t["class"] for t in top] == ["0", "1"]  # class indices as names; upright
     assert sum(t["probability"] for t in top) == pytest.approx(1.0, abs=1e-3)  # softmax

@@ -20,9 +20,13 @@ SCRIPT = ROOT / "tests" / "distributed_run.py"
 
 
 def _run(mode, out, env=None, timeout=240):
-    result = subprocess.run([sys.executable, str(SCRIPT), mode, str(out)],
-                            env=env or subprocess_env(BACKEND), capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), mode, str(out)],
+        env=env or subprocess_env(BACKEND),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -30,19 +34,27 @@ def _run(mode, out, env=None, timeout=240):
 def _two_device_faults(mode, out):
     """Runs `mode`; lists where it strays from the one-device run."""
     replicas = _run(mode, out)["replicas"]
-    before, one, many = (dict(np.load(out / name)) for name in
-                         ("before_0.npz", "one_device.npz", f"{mode}_0.npz"))
+    before, one, many = (
+        dict(np.load(out / name)) for name in ("before_0.npz", "one_device.npz", f"{mode}_0.npz")
+    )
     faults = [] if replicas == 2 else [f"{replicas} replicas"]
-    faults += [f"{path} differs from one device" for path in one
-               if path not in many or not np.allclose(many[path], one[path], rtol=1e-5,
-                                                      atol=1e-6)]
+    faults += [
+        f"{path} differs from one device"
+        for path in one
+        if path not in many or not np.allclose(many[path], one[path], rtol=1e-5, atol=1e-6)
+    ]
     # Gradual unfreezing reached the stem block, and the policy kept the
     # BatchNorm statistics frozen while gamma and beta trained.
-    faults += [f"{path} did not train" for path in
-               ("conv0.kernel", "bn0.gamma", "conv1.kernel", "head.classifier.kernel")
-               if np.allclose(many[path], before[path])]
-    faults += [f"{path} moved" for path in ("bn0.moving_mean", "bn1.moving_variance")
-               if not np.array_equal(many[path], before[path])]
+    faults += [
+        f"{path} did not train"
+        for path in ("conv0.kernel", "bn0.gamma", "conv1.kernel", "head.classifier.kernel")
+        if np.allclose(many[path], before[path])
+    ]
+    faults += [
+        f"{path} moved"
+        for path in ("bn0.moving_mean", "bn1.moving_variance")
+        if not np.array_equal(many[path], before[path])
+    ]
     return faults
 
 
@@ -64,18 +76,27 @@ def _free_port():
 
 # Its workers run TensorFlow whatever this process runs; the torch process
 # has the most room in CI.
-@pytest.mark.skipif(BACKEND != "torch", reason="two TF worker processes: run once, "
-                    "from the torch process")
+@pytest.mark.skipif(
+    BACKEND != "torch", reason="two TF worker processes: run once, from the torch process"
+)
 def test_multi_worker_mirrored_strategy_two_workers_end_identical(tmp_path):
     pytest.importorskip("tensorflow", reason="MultiWorkerMirroredStrategy needs TensorFlow")
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     workers = []
     for index in range(2):
-        env = dict(subprocess_env("tensorflow"), TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen(
-            [sys.executable, str(SCRIPT), "worker", str(tmp_path)], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            subprocess_env("tensorflow"),
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, str(SCRIPT), "worker", str(tmp_path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         outputs = [worker.communicate(timeout=240) for worker in workers]
     finally:  # a worker waiting for a dead peer must not outlive the test

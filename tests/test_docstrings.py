@@ -11,13 +11,16 @@ import pytest
 import keras_transfer
 
 MODULES = sorted(
-    name for _, name, _ in pkgutil.walk_packages(keras_transfer.__path__, "keras_transfer.")
+    name
+    for _, name, _ in pkgutil.walk_packages(keras_transfer.__path__, "keras_transfer.")
     if not name.endswith("__main__")
 )
 # TF-Hub SavedModels run on the TensorFlow backend only.
 TENSORFLOW_ONLY = {"keras_transfer.hub"}
-MODULES = [pytest.param(name, marks=pytest.mark.tensorflow_only) if name in TENSORFLOW_ONLY
-           else name for name in MODULES]
+MODULES = [
+    pytest.param(name, marks=pytest.mark.tensorflow_only) if name in TENSORFLOW_ONLY else name
+    for name in MODULES
+]
 
 
 @pytest.mark.parametrize("module_name", MODULES)
@@ -25,9 +28,7 @@ def test_docstring_examples_run(module_name):
     module = importlib.import_module(module_name)
     globs = {"np": np, "keras": keras, "keras_transfer": keras_transfer, "kt": keras_transfer}
     finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(
-        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-    )
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     for test in finder.find(module, module_name, globs=globs):
         if test.examples:
             keras.utils.set_random_seed(0)

@@ -8,15 +8,24 @@ import pytest
 
 from keras_transfer import cli
 from tests.conftest import (
-    BACKEND, HYMENOPTERA, MOBILENET_V2_035_EXPORT, REAL_PHOTOS, ROOT, load_example,
-    runs_once_in, subprocess_env,
+    BACKEND,
+    HYMENOPTERA,
+    MOBILENET_V2_035_EXPORT,
+    REAL_PHOTOS,
+    ROOT,
+    load_example,
+    runs_once_in,
+    subprocess_env,
 )
 
 
 def run_example(name, *args, timeout=300):
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), *args],
-        env=subprocess_env(BACKEND), capture_output=True, text=True, timeout=timeout,
+        env=subprocess_env(BACKEND),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -43,8 +52,10 @@ def test_feature_extraction_svm(tmp_path):
 def test_init_from_npz():
     out = run_example("init_from_npz.py", "--epochs", "15")
     assert "initialised from .npz" in out and "Transferred" in out
-    scratch, npz = (float(v) for v in out.split("from scratch ")[1].replace(
-        ", initialised from .npz", "").split()[:2])
+    scratch, npz = (
+        float(v)
+        for v in out.split("from scratch ")[1].replace(", initialised from .npz", "").split()[:2]
+    )
     # Chance is 0.2 (five digits); 80 labelled images are too few to train
     # from scratch in 15 epochs, and the transferred features help clearly.
     assert 0.0 <= scratch <= 1.0 and npz > 0.4 and npz > scratch + 0.1, out
@@ -55,8 +66,10 @@ def test_training_recipes():
     out = run_example("training_recipes.py")
     assert "weights restored: True" in out
     assert "phases ['head', 'unfrozen']" in out
-    fine_tuned, gradual = (float(v) for v in out.split("fine_tune ")[-1].replace(
-        ", gradual unfreezing", "").split()[:2])
+    fine_tuned, gradual = (
+        float(v)
+        for v in out.split("fine_tune ")[-1].replace(", gradual unfreezing", "").split()[:2]
+    )
     assert fine_tuned > 0.5 and gradual > 0.5, out  # chance is 0.2 (five digits)
 
 
@@ -69,8 +82,21 @@ def test_tfhub_finetune(reusable, capsys):
     # hub_mobilenet_v2 fixture, and test_hub checks that SavedModel's
     # features on real photos.
     example = load_example("tfhub_finetune")
-    assert example.main(["--image-size", "32", "--epochs", "1", "--freeze-epochs", "1",
-                         "--handle", str(reusable)]) == 0
+    assert (
+        example.main(
+            [
+                "--image-size",
+                "32",
+                "--epochs",
+                "1",
+                "--freeze-epochs",
+                "1",
+                "--handle",
+                str(reusable),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "part      block" in out and "hub " in out  # the trainable summary
     assert "reloaded from hub_finetuned.keras: same predictions True" in out
@@ -95,8 +121,11 @@ def test_multi_source_fusion_of_the_two_real_backbones(capsys):
     example = load_example("multi_source_fusion")
     assert example.main([]) == 0  # 224 px: the acceptance figures
     out = capsys.readouterr().out
-    scores = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines()
-              if "validation accuracy" in line}
+    scores = {
+        line.split()[0]: float(line.split()[-1])
+        for line in out.splitlines()
+        if "validation accuracy" in line
+    }
     print("hymenoptera logistic probe:", scores)
     v2, v1 = (k for k in scores if k != "fused")
     assert scores[v2] >= 0.88 and scores[v1] >= 0.80
@@ -108,8 +137,10 @@ def test_multi_source_fusion_of_the_two_real_backbones(capsys):
 def test_transfer_matrix_coral_adapts_to_the_shifted_domain(capsys):
     assert load_example("transfer_matrix_coral").main(["--epochs", "15"]) == 0
     out = capsys.readouterr().out
-    plain, coral = (float(v) for v in out.split("no adaptation ")[1].replace(
-        ", TransferMatrix (CORAL)", "").split())
+    plain, coral = (
+        float(v)
+        for v in out.split("no adaptation ")[1].replace(", TransferMatrix (CORAL)", "").split()
+    )
     assert coral > plain + 0.2, out  # chance is 0.1
 
 
@@ -117,8 +148,12 @@ def test_transfer_matrix_coral_adapts_to_the_shifted_domain(capsys):
 def test_demo_compares_the_four_strategies_on_digits(tmp_path, capsys):
     assert cli.main(["demo", "--epochs", "3", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
     results = json.loads((tmp_path / "demo" / "results.json").read_text())["results"]
-    assert list(results) == ["from scratch", "feature extraction + SVM", "fine-tuning",
-                             "gradual unfreezing"]
+    assert list(results) == [
+        "from scratch",
+        "feature extraction + SVM",
+        "fine-tuning",
+        "gradual unfreezing",
+    ]
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["seconds"] > 0 for r in results.values())
     # The SVM on the pre-trained features beats chance (0.2) by far, even here.
     assert results["feature extraction + SVM"]["accuracy"] > 0.5
@@ -129,8 +164,26 @@ def test_demo_compares_the_four_strategies_on_digits(tmp_path, capsys):
 @REAL_PHOTOS
 @pytest.mark.shared_data
 def test_demo_on_real_photos(tmp_path):
-    assert cli.main(["demo", "--data", str(HYMENOPTERA), "--weights", str(MOBILENET_V2_035_EXPORT),
-                     "--backbone-arg", "alpha=0.35", "--image-size", "32", "--epochs", "1",
-                     "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "demo",
+                "--data",
+                str(HYMENOPTERA),
+                "--weights",
+                str(MOBILENET_V2_035_EXPORT),
+                "--backbone-arg",
+                "alpha=0.35",
+                "--image-size",
+                "32",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "demo"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert results["task"] == "hymenoptera_data (mobilenet_v2)" and len(results["results"]) == 4

@@ -12,10 +12,16 @@ SMALL = dict(weights=None, input_shape=(32, 32, 3))
 
 
 def test_parts_are_named_in_order_and_take_raw_pixels():
-    model = kt.transfer(tiny_backbone(), 3, augmentation=keras.layers.RandomFlip(),
-                        preprocessing="caffe")
+    model = kt.transfer(
+        tiny_backbone(), 3, augmentation=keras.layers.RandomFlip(), preprocessing="caffe"
+    )
     assert [l.name for l in model.layers] == [
-        "image", "preprocessing", "augmentation", "backbone", "head"]
+        "image",
+        "preprocessing",
+        "augmentation",
+        "backbone",
+        "head",
+    ]
     assert model.get_layer("preprocessing").mode == "caffe"
     assert tuple(model(pixels()).shape) == (4, 3)
 
@@ -48,7 +54,9 @@ def test_built_model_with_top_is_cut_and_left_usable():
 def test_list_of_backbones_is_fused():
     model = kt.transfer(["mobilenet", tiny_backbone(top=False)], 2, **SMALL)
     names = [l.name for l in model.layers]
-    assert {"backbone_0", "backbone_1", "preprocessing_0", "preprocessing_1", "fusion"} <= set(names)
+    assert {"backbone_0", "backbone_1", "preprocessing_0", "preprocessing_1", "fusion"} <= set(
+        names
+    )
     assert model.get_layer("preprocessing_0").mode == "tf"
     assert model.get_layer("preprocessing_1").mode == "none"  # unregistered model
     assert isinstance(model.get_layer("fusion"), FeatureFusion)
@@ -58,23 +66,32 @@ def test_list_of_backbones_is_fused():
     fused = kt.transfer(sources, 2, fusion="attention")
     assert fused.get_layer("fusion").output.shape[-1] == 16
     with pytest.raises(ValueError, match=r"Received: widths \[16, 32\]"):
-        kt.transfer([sources[0], tiny_backbone(False, name="c", widths=(8, 8, 32))], 2,
-                    fusion="sum")
+        kt.transfer(
+            [sources[0], tiny_backbone(False, name="c", widths=(8, 8, 32))], 2, fusion="sum"
+        )
 
 
 def test_keras_hub_backbone():
     keras_hub = pytest.importorskip(
-        "keras_hub", reason="keras-hub is optional and not installed here")
+        "keras_hub", reason="keras-hub is optional and not installed here"
+    )
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[8], input_conv_kernel_sizes=[3], stackwise_num_filters=[8],
-        stackwise_num_blocks=[1], stackwise_num_strides=[1], block_type="basic_block",
-        use_pre_activation=False, image_shape=(32, 32, 3))
+        input_conv_filters=[8],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[8],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(32, 32, 3),
+    )
     model = kt.transfer(backbone, 2, preprocessing="unit")
     assert tuple(model(pixels()).shape) == (4, 2)
 
 
 @pytest.mark.parametrize(
-    "pooling, width", [("avg", 16), ("max", 16), ("avgmax", 32), ("flatten", 8 * 8 * 16)])
+    "pooling, width", [("avg", 16), ("max", 16), ("avgmax", 32), ("flatten", 8 * 8 * 16)]
+)
 def test_pooling(pooling, width):
     model = kt.transfer(tiny_backbone(top=False), pooling=pooling)
     assert model.output.shape[-1] == width
@@ -102,7 +119,10 @@ def test_head_options():
     hidden = kt.transfer(tiny_backbone(top=False), 3, head=[12, 6])
     head = hidden.get_layer("head")
     assert [l.name for l in head.layers if isinstance(l, keras.layers.Dense)] == [
-        "hidden_0", "hidden_1", "classifier"]
+        "hidden_0",
+        "hidden_1",
+        "classifier",
+    ]
     assert any(isinstance(l, keras.layers.BatchNormalization) for l in head.layers)
     custom = kt.transfer(tiny_backbone(top=False), 3, head=keras.layers.Dense(7, name="mine"))
     assert custom.output.shape[-1] == 7
@@ -128,13 +148,19 @@ def test_grayscale_input_repeats_the_channel():
     rgb = np.repeat(gray, 3, axis=-1)
     reference = kt.transfer("mobilenet", 2, **SMALL)
     reference.set_weights(model.get_weights())
-    np.testing.assert_allclose(as_numpy(model(gray)), as_numpy(reference(rgb)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        as_numpy(model(gray)), as_numpy(reference(rgb)), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"backbone": "resnet_fifty"}, ValueError, r"Received: backbone='resnet_fifty'. Did you mean"),
+        (
+            {"backbone": "resnet_fifty"},
+            ValueError,
+            r"Received: backbone='resnet_fifty'. Did you mean",
+        ),
         ({"num_classes": 0}, ValueError, "Received: num_classes=0"),
         ({"strategy": "fine_tuning"}, ValueError, "Did you mean 'fine_tune'"),
         ({"input_shape": (32, 32, 2)}, ValueError, r"Received: input_shape=\(32, 32, 2\)"),
@@ -144,8 +170,11 @@ def test_grayscale_input_repeats_the_channel():
         ({"backbone": 42}, TypeError, "Received: backbone=42"),
         ({"weights": "/nonexistent/w.h5"}, FileNotFoundError, "/nonexistent/w.h5"),
         ({"input_shape": (0, 0, 3)}, ValueError, r"positive sizes.*Received: input_shape=\(0, 0"),
-        ({"backbone_kwargs": {"alpha": "0.35"}}, ValueError,
-         r"MobileNet refused `backbone_kwargs`.*Received: backbone_kwargs=\{'alpha': '0.35'\}"),
+        (
+            {"backbone_kwargs": {"alpha": "0.35"}},
+            ValueError,
+            r"MobileNet refused `backbone_kwargs`.*Received: backbone_kwargs=\{'alpha': '0.35'\}",
+        ),
         ({"backbone_kwargs": {"alpah": 0.35}}, ValueError, "refused `backbone_kwargs`.*alpah"),
     ],
 )
@@ -168,9 +197,13 @@ def test_corrupt_and_incompatible_weight_files_are_refused(tmp_path):
 
 
 def test_a_built_sequential_backbone_is_accepted():
-    backbone = keras.Sequential([keras.Input((16, 16, 3)),
-                                 keras.layers.Conv2D(4, 3, name="conv_a"),
-                                 keras.layers.Conv2D(4, 3, name="conv_b")])
+    backbone = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(4, 3, name="conv_a"),
+            keras.layers.Conv2D(4, 3, name="conv_b"),
+        ]
+    )
     model = kt.transfer(backbone, 2, preprocessing="unit", strategy="fine_tune")
     assert [name for name, _ in model.get_layer("backbone").blocks] == ["conv_a", "conv_b"]
     assert tuple(model.output.shape) == (None, 2)

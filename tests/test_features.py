@@ -53,12 +53,12 @@ def test_streams_tf_data_pydataset_and_generators():
             return 3
 
         def __getitem__(self, i):
-            return X[4 * i:4 * i + 4], Y[4 * i:4 * i + 4]
+            return X[4 * i : 4 * i + 4], Y[4 * i : 4 * i + 4]
 
     sources = {
         "tf.data": tf.data.Dataset.from_tensor_slices((X, Y)).batch(4),
         "PyDataset": Batches(),
-        "generator": ((X[i:i + 3], Y[i:i + 3]) for i in range(0, 10, 3)),
+        "generator": ((X[i : i + 3], Y[i : i + 3]) for i in range(0, 10, 3)),
     }
     for name, data in sources.items():
         feats = kt.extract_features(model, data, progress=False)
@@ -72,7 +72,9 @@ def test_directory_of_images_skips_undecodable_files(tmp_path):
     for label in ("ants", "bees"):
         (tmp_path / label).mkdir()
         for i in range(3):
-            Image.fromarray(pixels(1, seed=i)[0].astype("uint8")).save(tmp_path / label / f"{i}.jpg")
+            Image.fromarray(pixels(1, seed=i)[0].astype("uint8")).save(
+                tmp_path / label / f"{i}.jpg"
+            )
     (tmp_path / "bees" / "notes.txt").write_text("not an image")
     with pytest.warns(UserWarning, match=r"Skipped 1 file.*notes.txt"):
         feats = kt.extract_features(_feature_model(), tmp_path, batch_size=4, progress=False)
@@ -81,27 +83,35 @@ def test_directory_of_images_skips_undecodable_files(tmp_path):
 
 
 def test_several_layers_and_several_backbones_in_one_pass():
-    feats = kt.extract_features(tiny_backbone(top=False), X, layers=["relu0", "last_conv"],
-                                progress=False)
+    feats = kt.extract_features(
+        tiny_backbone(top=False), X, layers=["relu0", "last_conv"], progress=False
+    )
     assert {k: v.shape for k, v in feats.features.items()} == {
-        "relu0": (10, 8), "last_conv": (10, 16)}
-    fused = kt.extract_features([_feature_model("a"), _feature_model("b")], (X, Y),
-                                fusion="concat", progress=False)
+        "relu0": (10, 8),
+        "last_conv": (10, 16),
+    }
+    fused = kt.extract_features(
+        [_feature_model("a"), _feature_model("b")], (X, Y), fusion="concat", progress=False
+    )
     assert set(fused.features) == {"0_transfer_a", "1_transfer_b", "fused"}
-    np.testing.assert_allclose(fused.x, np.concatenate([fused.features["0_transfer_a"],
-                                                        fused.features["1_transfer_b"]], -1))
+    np.testing.assert_allclose(
+        fused.x,
+        np.concatenate([fused.features["0_transfer_a"], fused.features["1_transfer_b"]], -1),
+    )
 
 
 def test_store_is_reused_without_running_the_backbone(tmp_path):
     model = _feature_model()
-    first = kt.extract_features(model, (X, Y), cache=tmp_path / "store", batch_size=4,
-                                shard_size=4, progress=False)
+    first = kt.extract_features(
+        model, (X, Y), cache=tmp_path / "store", batch_size=4, shard_size=4, progress=False
+    )
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["rows"] == 10 and len(manifest["shards"]) == 3
     assert all(len(e["sha256"]) == 64 for s in manifest["shards"] for e in s["files"].values())
     _Counting(model, forbid=True)
-    again = kt.extract_features(model, (X, Y), cache=tmp_path / "store", batch_size=4,
-                                progress=False)
+    again = kt.extract_features(
+        model, (X, Y), cache=tmp_path / "store", batch_size=4, progress=False
+    )
     np.testing.assert_array_equal(np.asarray(again.x), np.asarray(first.x))
     loaded = kt.Features.load(tmp_path / "store")
     assert isinstance(loaded.x, np.ndarray) and loaded.labels.tolist() == Y.tolist()
@@ -125,8 +135,9 @@ def test_mismatched_store_is_refused_unless_overwrite(tmp_path):
     kt.extract_features(model, X, cache=tmp_path / "t", progress=False)
     with pytest.raises(ValueError, match="differ in: data"):
         kt.extract_features(model, X[:5], cache=tmp_path / "t", progress=False)
-    replaced = kt.extract_features(_feature_model("b"), X, cache=tmp_path / "s",
-                                   progress=False, overwrite=True)
+    replaced = kt.extract_features(
+        _feature_model("b"), X, cache=tmp_path / "s", progress=False, overwrite=True
+    )
     assert replaced.x.shape == (10, 16)
 
 
@@ -138,7 +149,7 @@ def test_interrupted_extraction_resumes_from_the_last_complete_shard(tmp_path):
         for i in range(0, 10, 2):
             if i == 6:
                 raise RuntimeError("disk pulled")
-            yield X[i:i + 2], Y[i:i + 2]
+            yield X[i : i + 2], Y[i : i + 2]
 
     with pytest.raises(RuntimeError, match="disk pulled"):
         kt.extract_features(model, failing(), cache=store, shard_size=2, progress=False)
@@ -148,16 +159,21 @@ def test_interrupted_extraction_resumes_from_the_last_complete_shard(tmp_path):
         kt.Features.load(store)
     counter = _Counting(model)
     resumed = kt.extract_features(
-        model, ((X[i:i + 2], Y[i:i + 2]) for i in range(0, 10, 2)), cache=store,
-        shard_size=2, progress=False)
+        model,
+        ((X[i : i + 2], Y[i : i + 2]) for i in range(0, 10, 2)),
+        cache=store,
+        shard_size=2,
+        progress=False,
+    )
     assert counter.calls == 4  # only the rows after the last complete shard
     np.testing.assert_allclose(np.asarray(resumed.x), counter.original(X), rtol=1e-5, atol=1e-6)
     assert resumed.labels.tolist() == Y.tolist()
 
 
 def test_corrupt_shard_is_detected(tmp_path):
-    kt.extract_features(_feature_model(), X, cache=tmp_path / "s", shard_size=4, batch_size=4,
-                        progress=False)
+    kt.extract_features(
+        _feature_model(), X, cache=tmp_path / "s", shard_size=4, batch_size=4, progress=False
+    )
     shard = sorted(pathlib.Path(tmp_path / "s").glob("shard_00001_*.npy"))[0]
     shard.write_bytes(shard.read_bytes()[:-8])
     with pytest.raises(ValueError, match="fails its checksum"):
@@ -192,8 +208,12 @@ def test_sharded_parts_merge_into_one_store_and_faults_are_reported(tmp_path):
     model = _feature_model()
     expected = kt.extract_features(model, (X, Y), progress=False)
     store = tmp_path / "store"
-    parts = [kt.extract_features(model, (X, Y), cache=store, shard=(i, 3), batch_size=2,
-                                 shard_size=2, progress=False) for i in (2, 0, 1)]
+    parts = [
+        kt.extract_features(
+            model, (X, Y), cache=store, shard=(i, 3), batch_size=2, shard_size=2, progress=False
+        )
+        for i in (2, 0, 1)
+    ]
     assert [len(p) for p in parts] == [4, 3, 3]  # rows 6..10, 0..3, 3..6
     merged = kt.Features.load(store)  # the last part merged it
     assert merged.manifest["parts"] == 3 and (store / "manifest.json").is_file()
@@ -203,8 +223,7 @@ def test_sharded_parts_merge_into_one_store_and_faults_are_reported(tmp_path):
     (store / "manifest.json").unlink()  # automatic merging on load
     np.testing.assert_allclose(kt.Features.load(store).x, expected.x, rtol=1e-5, atol=1e-6)
     other = tmp_path / "other"  # a part made by another model
-    kt.extract_features(_feature_model("other"), (X, Y), cache=other, shard=(1, 3),
-                        progress=False)
+    kt.extract_features(_feature_model("other"), (X, Y), cache=other, shard=(1, 3), progress=False)
     (store / "part-00001-of-00003").rename(tmp_path / "moved")
     (other / "part-00001-of-00003").rename(store / "part-00001-of-00003")
     with pytest.raises(ValueError, match="different settings"):
@@ -212,8 +231,11 @@ def test_sharded_parts_merge_into_one_store_and_faults_are_reported(tmp_path):
     import shutil
 
     shutil.rmtree(store / "part-00001-of-00003")
-    with pytest.raises(ValueError, match=r"missing parts: \['part-00001-of-00003'\]; "
-                                         r"gap: rows 3\.\.6 are in no part"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing parts: \['part-00001-of-00003'\]; "
+        r"gap: rows 3\.\.6 are in no part",
+    ):
         kt.Features.load(store)
     manifest = json.loads((tmp_path / "moved" / "manifest.json").read_text())
     manifest["part"]["start"] = 2  # as if the split had changed between runs
@@ -231,8 +253,7 @@ def test_shard_argument_is_checked():
     with pytest.raises(ValueError, match="pass cache=<directory>. Received: cache=None"):
         kt.extract_features(model, X, shard=(0, 2), progress=False)
     with pytest.raises(ValueError, match="data of known size.*Received: data of type generator"):
-        kt.extract_features(model, (b for b in [X]), cache="unused", shard=(0, 2),
-                            progress=False)
+        kt.extract_features(model, (b for b in [X]), cache="unused", shard=(0, 2), progress=False)
 
 
 PART = """
@@ -252,13 +273,21 @@ def test_two_processes_extract_one_store_concurrently(tmp_path):
         (tmp_path / "photos" / label).mkdir(parents=True)
         for i in range(5):
             Image.fromarray(pixels(1, seed=10 * len(label) + i)[0].astype("uint8")).save(
-                tmp_path / "photos" / label / f"{i}.png")
+                tmp_path / "photos" / label / f"{i}.png"
+            )
     model = _feature_model()
     model.save(tmp_path / "model.keras")
     args = [tmp_path / "model.keras", tmp_path / "photos", tmp_path / "store"]
-    workers = [subprocess.Popen([sys.executable, "-c", PART, *map(str, args), str(i)],
-                                env=subprocess_env(BACKEND), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PART, *map(str, args), str(i)],
+            env=subprocess_env(BACKEND),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-2000:]
@@ -282,7 +311,7 @@ class _Batches(keras.utils.PyDataset):
         return 3
 
     def __getitem__(self, i):
-        return self.x[4 * i:4 * i + 4], self.y[4 * i:4 * i + 4]
+        return self.x[4 * i : 4 * i + 4], self.y[4 * i : 4 * i + 4]
 
 
 def _streams():
@@ -291,7 +320,7 @@ def _streams():
     return {
         "tf.data": lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
         "PyDataset": _Batches,
-        "generator": lambda x, y: ((x[i:i + 3], y[i:i + 3]) for i in range(0, 10, 3)),
+        "generator": lambda x, y: ((x[i : i + 3], y[i : i + 3]) for i in range(0, 10, 3)),
     }
 
 
@@ -301,33 +330,34 @@ def test_a_store_never_answers_for_another_stream(tmp_path, suffix):
     other = X[::-1].copy()
     for name, stream in _streams().items():
         cache = tmp_path / f"{name}{suffix}"
-        first = kt.extract_features(model, stream(X, Y), cache=cache, shard_size=4,
-                                    progress=False)
+        first = kt.extract_features(model, stream(X, Y), cache=cache, shard_size=4, progress=False)
         counter = _Counting(model, forbid=True)  # the same rows, batched alike or not
-        hit = kt.extract_features(model, _streams()["generator"](X, Y), cache=cache,
-                                  progress=False)
+        hit = kt.extract_features(model, _streams()["generator"](X, Y), cache=cache, progress=False)
         np.testing.assert_array_equal(np.asarray(hit.x), np.asarray(first.x))
         for images, labels in ((other, Y), (X, 1 - Y)):
             with pytest.raises(ValueError, match="made from other data"):
                 kt.extract_features(model, stream(images, labels), cache=cache, progress=False)
         del model.predict_on_batch, counter
-        fresh = kt.extract_features(model, stream(other, 1 - Y), cache=cache, overwrite=True,
-                                    progress=False)
-        np.testing.assert_allclose(np.asarray(fresh.x), model.predict(other, verbose=0),
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
+        fresh = kt.extract_features(
+            model, stream(other, 1 - Y), cache=cache, overwrite=True, progress=False
+        )
+        np.testing.assert_allclose(
+            np.asarray(fresh.x), model.predict(other, verbose=0), rtol=1e-5, atol=1e-6, err_msg=name
+        )
         assert np.asarray(fresh.labels).tolist() == (1 - Y).tolist(), name
 
 
 def test_a_longer_or_shorter_stream_is_not_answered_by_the_store(tmp_path):
     model = _feature_model()
-    kt.extract_features(model, ((X[i:i + 5], Y[i:i + 5]) for i in (0, 5)),
-                        cache=tmp_path / "s", progress=False)
+    kt.extract_features(
+        model, ((X[i : i + 5], Y[i : i + 5]) for i in (0, 5)), cache=tmp_path / "s", progress=False
+    )
     with pytest.raises(ValueError, match="rows from 10 on"):
-        kt.extract_features(model, iter([(X, Y), (X[:2], Y[:2])]), cache=tmp_path / "s",
-                            progress=False)
+        kt.extract_features(
+            model, iter([(X, Y), (X[:2], Y[:2])]), cache=tmp_path / "s", progress=False
+        )
     with pytest.raises(ValueError, match="rows 0..10"):
-        kt.extract_features(model, iter([(X[:6], Y[:6])]), cache=tmp_path / "s",
-                            progress=False)
+        kt.extract_features(model, iter([(X[:6], Y[:6])]), cache=tmp_path / "s", progress=False)
 
 
 def test_every_row_of_an_array_is_in_the_key(tmp_path):
@@ -358,16 +388,18 @@ def test_a_folder_key_covers_class_names_and_relative_paths(tmp_path):
     (photos / "b").rename(photos / "bees")  # renamed class
     with pytest.raises(ValueError, match="differ in: data"):
         kt.extract_features(model, photos, cache=tmp_path / "s", progress=False)
-    renamed = kt.extract_features(model, photos, cache=tmp_path / "s", overwrite=True,
-                                  progress=False)
+    renamed = kt.extract_features(
+        model, photos, cache=tmp_path / "s", overwrite=True, progress=False
+    )
     assert renamed.class_names == ["a", "bees"]
     (photos / "a").rename(photos / "swap")  # swapped classes
     (photos / "bees").rename(photos / "a")
     (photos / "swap").rename(photos / "bees")
     with pytest.raises(ValueError, match="differ in: data"):
         kt.extract_features(model, photos, cache=tmp_path / "s", progress=False)
-    swapped = kt.extract_features(model, photos, cache=tmp_path / "s", overwrite=True,
-                                  progress=False)
+    swapped = kt.extract_features(
+        model, photos, cache=tmp_path / "s", overwrite=True, progress=False
+    )
     # The same images, now under the other label.
     np.testing.assert_allclose(np.asarray(swapped.x)[:2], np.asarray(first.x)[2:], rtol=1e-5)
     assert swapped.labels.tolist() == [0, 0, 1, 1]

@@ -16,8 +16,12 @@ def _compiled(model, optimizer="adam"):
 
 
 def _values(layers, names=None):
-    return {w.path: as_numpy(w).copy() for l in layers for w in l.weights
-            if names is None or w.name in names}
+    return {
+        w.path: as_numpy(w).copy()
+        for l in layers
+        for w in l.weights
+        if names is None or w.name in names
+    }
 
 
 def _changed(before, after):
@@ -25,8 +29,11 @@ def _changed(before, after):
 
 
 def _bn_layers(model):
-    return [l for l in model.get_layer("backbone").layers
-            if isinstance(l, keras.layers.BatchNormalization)]
+    return [
+        l
+        for l in model.get_layer("backbone").layers
+        if isinstance(l, keras.layers.BatchNormalization)
+    ]
 
 
 STATS = ("moving_mean", "moving_variance")
@@ -37,8 +44,9 @@ STATS = ("moving_mean", "moving_variance")
     [("inference", False, False), ("train_affine", False, True), ("train", True, True)],
 )
 def test_bn_policy_in_one_fit_step(bn, stats_move, affine_moves):
-    model = _compiled(kt.transfer(tiny_backbone(), 2, strategy="fine_tune", bn=bn,
-                                  preprocessing="tf"))
+    model = _compiled(
+        kt.transfer(tiny_backbone(), 2, strategy="fine_tune", bn=bn, preprocessing="tf")
+    )
     bns = _bn_layers(model)
     stats, affine = _values(bns, STATS), _values(bns, ("gamma", "beta"))
     model.fit(X, Y, epochs=1, batch_size=16, verbose=0)
@@ -51,8 +59,9 @@ def test_bn_policy_in_one_fit_step(bn, stats_move, affine_moves):
 
 
 def test_inference_policy_keeps_every_moving_statistic_of_a_real_backbone():
-    model = _compiled(kt.transfer("mobilenet", 2, weights=None, input_shape=(32, 32, 3),
-                                  strategy="fine_tune"))
+    model = _compiled(
+        kt.transfer("mobilenet", 2, weights=None, input_shape=(32, 32, 3), strategy="fine_tune")
+    )
     stats = _values(_bn_layers(model), STATS)
     assert len(stats) == 2 * 27
     model.fit(X, Y, epochs=1, batch_size=8, verbose=0)
@@ -64,8 +73,9 @@ def test_feature_extraction_freezes_and_always_runs_in_inference_mode():
     # training=True would switch it on even under backbone(x, training=False).
     model = kt.transfer(tiny_backbone(top=False, dropout=0.9), preprocessing="tf")
     assert model.get_layer("backbone").trainable_weights == []
-    np.testing.assert_array_equal(as_numpy(model(X, training=True)),
-                                  as_numpy(model(X, training=False)))
+    np.testing.assert_array_equal(
+        as_numpy(model(X, training=True)), as_numpy(model(X, training=False))
+    )
     classifier = _compiled(kt.transfer(tiny_backbone(), 2, preprocessing="tf"))
     backbone = _values(classifier.get_layer("backbone").layers)
     classifier.fit(X, Y, epochs=1, batch_size=8, verbose=0)
@@ -80,7 +90,11 @@ def test_unfreeze_by_count_name_and_layers():
     assert [l.name for l in backbone.layers if l.trainable_weights] == ["conv2"]
     kt.unfreeze(model, blocks="conv1", bn="train")
     assert [l.name for l in backbone.layers if l.trainable_weights] == [
-        "conv1", "bn1", "conv2", "bn2"]
+        "conv1",
+        "bn1",
+        "conv2",
+        "bn2",
+    ]
     kt.unfreeze(model, blocks=["conv0", "bn0"])
     assert [l.name for l in backbone.layers if l.trainable_weights] == ["conv0", "bn0"]
     kt.freeze(model)
@@ -93,8 +107,11 @@ def test_trainable_summary_rows_and_table():
     printed = []
     rows = kt.trainable_summary(model, print_fn=printed.append)
     assert [(r["block"], r["trainable"], r["bn"]) for r in rows] == [
-        ("conv0", "no", "frozen"), ("conv1", "no", "frozen"),
-        ("conv2", "yes", "train_affine"), ("head", "yes", "-")]
+        ("conv0", "no", "frozen"),
+        ("conv1", "no", "frozen"),
+        ("conv2", "yes", "train_affine"),
+        ("head", "yes", "-"),
+    ]
     assert rows[0]["params"] == 3 * 3 * 3 * 8 + 8 + 4 * 8
     assert "conv2" in printed[0] and "train_affine" in printed[0]
 
@@ -103,8 +120,11 @@ def test_unfreezing_a_compiled_model_takes_effect_and_keeps_optimizer_state():
     model = _compiled(kt.transfer(tiny_backbone(), 2, preprocessing="tf"))
     model.fit(X, Y, epochs=1, batch_size=8, verbose=0)
     head_kernel = model.get_layer("head").get_layer("classifier").kernel
-    slots = {v.path: as_numpy(v).copy() for v in model.optimizer.variables
-             if head_kernel.path.replace("/", "_") in v.path}
+    slots = {
+        v.path: as_numpy(v).copy()
+        for v in model.optimizer.variables
+        if head_kernel.path.replace("/", "_") in v.path
+    }
     assert len(slots) == 2  # Adam's two moments of the head kernel
     iterations = int(as_numpy(model.optimizer.iterations))
     kt.unfreeze(model, blocks=1)
@@ -123,8 +143,7 @@ def test_unfreezing_a_compiled_model_takes_effect_and_keeps_optimizer_state():
 def test_blocks_of_a_registered_keras_applications_model():
     model = keras.applications.MobileNet(weights=None, include_top=False, input_shape=(32, 32, 3))
     kt.unfreeze(model, blocks=1)
-    assert {l.name for l in model.layers if l.trainable_weights} == {
-        "conv_dw_13", "conv_pw_13"}
+    assert {l.name for l in model.layers if l.trainable_weights} == {"conv_dw_13", "conv_pw_13"}
 
 
 def test_unknown_model_blocks_say_how_to_pass_layers():

@@ -10,9 +10,16 @@ F = RNG.normal(size=(120, 6)).astype("float32")
 LABELS = (F[:, 0] + 0.5 * F[:, 1] > 0).astype(int) + (F[:, 2] > 1.0).astype(int)
 
 
-@pytest.mark.parametrize("head", [
-    LogisticHead(C=10.0), SVMHead(C=10.0), SVMHead(kernel="rbf"),
-    LogisticHead(normalize="inf", standardize=True), SVMHead(normalize="l2")])
+@pytest.mark.parametrize(
+    "head",
+    [
+        LogisticHead(C=10.0),
+        SVMHead(C=10.0),
+        SVMHead(kernel="rbf"),
+        LogisticHead(normalize="inf", standardize=True),
+        SVMHead(normalize="l2"),
+    ],
+)
 def test_sklearn_heads_fit_predict_evaluate(head):
     head.fit(F, LABELS)
     accuracy = head.evaluate(F, LABELS)
@@ -40,11 +47,17 @@ def test_attached_model_predicts_like_the_head_on_cached_features(kind):
         head = fit_head(feats, 3, epochs=3)
         expected = head.predict(feats.x, verbose=0)
     else:
-        head = {"logistic": LogisticHead(), "svm": SVMHead(),
-                "logistic_normalized": LogisticHead(normalize="inf", standardize=True)}[kind]
+        head = {
+            "logistic": LogisticHead(),
+            "svm": SVMHead(),
+            "logistic_normalized": LogisticHead(normalize="inf", standardize=True),
+        }[kind]
         head.fit(feats)
-        expected = (head.predict_proba(feats) if isinstance(head, LogisticHead)
-                    else head.decision_function(feats))
+        expected = (
+            head.predict_proba(feats)
+            if isinstance(head, LogisticHead)
+            else head.decision_function(feats)
+        )
     model = kt.attach_head(feature_model, head)
     got = model.predict(images, verbose=0)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)

@@ -12,7 +12,12 @@ import pytest
 
 import keras_transfer as kt
 from tests.conftest import (
-    BACKEND, HUB_L2 as L2, HYMENOPTERA, as_numpy, pixels, tiny_backbone,
+    BACKEND,
+    HUB_L2 as L2,
+    HYMENOPTERA,
+    as_numpy,
+    pixels,
+    tiny_backbone,
 )
 
 tf_only = pytest.mark.tensorflow_only
@@ -37,8 +42,9 @@ def signature_only(tmp_path_factory):
 
     module = Module()
     path = tmp_path_factory.mktemp("hub") / "signatures"
-    tf.saved_model.save(module, str(path),
-                        signatures={"serving_default": module.serve, "scores": module.serve})
+    tf.saved_model.save(
+        module, str(path), signatures={"serving_default": module.serve, "scores": module.serve}
+    )
     return path
 
 
@@ -57,9 +63,11 @@ def tf1_module(tmp_path_factory):
             session.run(tf.compat.v1.global_variables_initializer())
             builder = tf.compat.v1.saved_model.Builder(str(path))
             signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
-                {"images": images}, {"default": features})
-            builder.add_meta_graph_and_variables(session, [],
-                                                 signature_def_map={"default": signature})
+                {"images": images}, {"default": features}
+            )
+            builder.add_meta_graph_and_variables(
+                session, [], signature_def_map={"default": signature}
+            )
             builder.save()
     (path / "tfhub_module.pb").write_bytes(b"\x08\x03")  # ModuleDef{format: 3}
     return path
@@ -137,7 +145,7 @@ def test_regularization_losses_count_while_trainable(reusable):
         model.compile("sgd", "mse")
         model(x)
         kernel = as_numpy(layer.weights[0])
-        expected = L2 * np.sum(kernel ** 2)
+        expected = L2 * np.sum(kernel**2)
         if trainable:
             assert len(model.losses) == 1
             np.testing.assert_allclose(as_numpy(model.losses[0]), expected, rtol=1e-5)
@@ -160,8 +168,9 @@ def test_outputs_and_weights_match_hub_keras_layer_under_tf_keras(reusable):
         assert len(ours.trainable_weights) == len(theirs.trainable_weights)
         assert len(ours.weights) == len(theirs.weights)
         np.testing.assert_allclose(as_numpy(ours(x)), their_model(x).numpy(), rtol=1e-6)
-        np.testing.assert_allclose(as_numpy(ours(x, training=True)),
-                                   their_model(x, training=True).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(
+            as_numpy(ours(x, training=True)), their_model(x, training=True).numpy(), rtol=1e-5
+        )
 
 
 @tf_only
@@ -202,10 +211,15 @@ def test_signatures_choose_outputs_by_key(signature_only):
 
     with pytest.raises(ValueError, match=r"several outputs, \['features', 'logits'\]"):
         kt.hub.HubLayer(signature_only, signature="serving_default")
-    with pytest.raises(ValueError, match=r"no output 'probs'. Its outputs: \['features', 'logits'\]"):
+    with pytest.raises(
+        ValueError, match=r"no output 'probs'. Its outputs: \['features', 'logits'\]"
+    ):
         kt.hub.HubLayer(signature_only, signature="serving_default", output_key="probs")
-    with pytest.raises(ValueError, match=r"no signature 'serve'. Available signatures: "
-                                         r"\['scores', 'serving_default'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"no signature 'serve'. Available signatures: "
+        r"\['scores', 'serving_default'\]",
+    ):
         kt.hub.HubLayer(signature_only, signature="serve", output_key="logits")
     with pytest.raises(ValueError, match="not callable .* Pass `signature=`"):
         kt.hub.HubLayer(signature_only)
@@ -241,15 +255,22 @@ def test_bad_handles_and_inputs_get_clear_errors(reusable, signature_only, tmp_p
     with pytest.raises(TypeError, match="Received: handle=3"):
         kt.hub.HubLayer(3)
     layer = kt.hub.HubLayer(reusable)
-    with pytest.raises(ValueError, match=r"shape \(None, None, None, 3\).*Received: inputs of "
-                                         r"shape \(None, 16, 16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape \(None, None, None, 3\).*Received: inputs of "
+        r"shape \(None, 16, 16\)",
+    ):
         layer(keras.Input((16, 16)))
-    with pytest.raises(ValueError, match=r"shape \(None, None, None, 3\).*shape \(None, 16, 16, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(None, None, None, 3\).*shape \(None, 16, 16, 4\)"
+    ):
         layer(keras.Input((16, 16, 4)))
     with pytest.raises(ValueError, match="dtype float32 .* Received: inputs of dtype int32"):
         layer(np.zeros((1, 4, 4, 3), "int32"))
     signature = kt.hub.HubLayer(signature_only, signature="scores", output_key="logits")
-    with pytest.raises(ValueError, match=r"takes x of shape \(None, 3\).*Received: x of shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"takes x of shape \(None, 3\).*Received: x of shape \(2, 4\)"
+    ):
         signature(np.zeros((2, 4), "float32"))
 
 
@@ -281,8 +302,9 @@ def test_transfer_accepts_a_saved_model_directory_or_a_hub_layer(reusable, strat
     features = model.get_layer("backbone")(model.get_layer("preprocessing")(x))
     np.testing.assert_allclose(as_numpy(features), as_numpy(hub_layer(x / 255.0)), rtol=1e-5)
 
-    model.compile(keras.optimizers.SGD(0.1),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     stats, kernel = _bn_stats(hub_layer), as_numpy(hub_layer.weights[0]).copy()
     model.fit(x, np.arange(4) % 3, epochs=1, verbose=0)
     assert np.array_equal(kernel, as_numpy(hub_layer.weights[0])) == (strategy != "fine_tune")
@@ -296,8 +318,9 @@ def test_transfer_accepts_a_saved_model_directory_or_a_hub_layer(reusable, strat
     model.fit(x, np.arange(4) % 3, epochs=1, verbose=0)
     assert not any(np.array_equal(a, b) for a, b in zip(stats, _bn_stats(hub_layer)))
 
-    layer_model = kt.transfer(kt.hub.HubLayer(reusable), 3, strategy=strategy,
-                              input_shape=(16, 16, 3))
+    layer_model = kt.transfer(
+        kt.hub.HubLayer(reusable), 3, strategy=strategy, input_shape=(16, 16, 3)
+    )
     assert layer_model.output.shape[-1] == 3
     # weights= a file: the fine-tuned values go into a fresh load of the handle.
     kt.save_weights_npz(model.get_layer("backbone"), tmp_path / "hub.npz")
@@ -313,14 +336,21 @@ def test_transfer_accepts_a_saved_model_directory_or_a_hub_layer(reusable, strat
 @tf_only
 def test_gradual_unfreezing_treats_the_hub_model_as_one_block(reusable, capsys):
     model = kt.transfer(str(reusable), 2, input_shape=(16, 16, 3))
-    model.compile(keras.optimizers.SGD(0.1),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     hub_layer = model.get_layer("backbone").get_layer("hub")
     seen = []
     record = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: seen.append(len(hub_layer.trainable_weights)))
-    model.fit(pixels(4, size=16), np.arange(4) % 2, epochs=3, verbose=0,
-              callbacks=[kt.callbacks.GradualUnfreezing(start_epoch=1), record])
+        on_epoch_end=lambda epoch, logs: seen.append(len(hub_layer.trainable_weights))
+    )
+    model.fit(
+        pixels(4, size=16),
+        np.arange(4) % 2,
+        epochs=3,
+        verbose=0,
+        callbacks=[kt.callbacks.GradualUnfreezing(start_epoch=1), record],
+    )
     assert seen == [0, 4, 4]
     assert capsys.readouterr().out.count("GradualUnfreezing: epoch") == 1  # one block, once
 
@@ -365,9 +395,15 @@ def test_real_mobilenet_v2_as_a_saved_model_gives_the_keras_features(hub_mobilen
     layer = kt.hub.HubLayer(path)
     assert len(layer.weights) == len(keras_model.weights) > 200
     files = sorted((HYMENOPTERA / "val").glob("*/*.jpg"))[::20][:8]
-    images = np.stack([
-        keras.utils.img_to_array(keras.utils.load_img(f, target_size=(224, 224))) for f in files
-    ]) / 255.0
+    images = (
+        np.stack(
+            [
+                keras.utils.img_to_array(keras.utils.load_img(f, target_size=(224, 224)))
+                for f in files
+            ]
+        )
+        / 255.0
+    )
     expected = as_numpy(keras_model(images, training=False))
     np.testing.assert_allclose(as_numpy(layer(images)), expected, atol=1e-5)
     assert expected.std() > 0.1  # real features, not a degenerate constant

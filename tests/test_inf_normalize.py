@@ -14,7 +14,9 @@ arrays = hnp.arrays(
 )
 # Fixed shape for gradient properties: JAX recompiles for every new shape.
 fixed_arrays = hnp.arrays(
-    "float32", (3, 5), elements=st.one_of(st.just(0.0), finite, st.floats(-1e-30, 1e-30).map(np.float32))
+    "float32",
+    (3, 5),
+    elements=st.one_of(st.just(0.0), finite, st.floats(-1e-30, 1e-30).map(np.float32)),
 )
 FAST = settings(max_examples=30, deadline=None)
 

@@ -16,8 +16,14 @@ OTHER_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}[BAC
 def _fusion_model(mode):
     a, b = keras.Input((6,), name="a"), keras.Input((4,), name="b")
     fused = FeatureFusion(mode, units=5)([a, b])
-    mapped = TransferMatrix(3, use_gate=True, use_bias=True, activation="relu",
-                            trainable_coefficient=True, kernel_regularizer="l2")(fused)
+    mapped = TransferMatrix(
+        3,
+        use_gate=True,
+        use_bias=True,
+        activation="relu",
+        trainable_coefficient=True,
+        kernel_regularizer="l2",
+    )(fused)
     return keras.Model([a, b], InfNormalize()(mapped))
 
 
@@ -34,8 +40,9 @@ def test_model_with_every_layer_round_trips(tmp_path, mode):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(_inputs(), verbose=0),
-                                  model.predict(_inputs(), verbose=0))
+    np.testing.assert_array_equal(
+        loaded.predict(_inputs(), verbose=0), model.predict(_inputs(), verbose=0)
+    )
 
 
 def test_closed_form_layer_round_trips(tmp_path):
@@ -69,9 +76,17 @@ def test_saved_model_loads_in_a_fresh_process_under_another_backend(tmp_path):
     # The same-backend round trip is covered in-process above.
     for backend in [OTHER_BACKEND]:
         result = subprocess.run(
-            [sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "model.keras"),
-             str(tmp_path / "io.npz")],
-            env=subprocess_env(backend), capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-c",
+                LOAD_SCRIPT,
+                str(tmp_path / "model.keras"),
+                str(tmp_path / "io.npz"),
+            ],
+            env=subprocess_env(backend),
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"loaded under {backend}" in result.stdout

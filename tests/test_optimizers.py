@@ -29,8 +29,11 @@ def test_sgd_updates_differ_by_exactly_the_multipliers():
     assert ratio == pytest.approx(10.0, rel=1e-6)
 
 
-@pytest.mark.skipif(BACKEND != "jax", reason="stateless_apply is the JAX trainer's update "
-                    "path; TensorFlow refuses it and torch updates in place")
+@pytest.mark.skipif(
+    BACKEND != "jax",
+    reason="stateless_apply is the JAX trainer's update "
+    "path; TensorFlow refuses it and torch updates in place",
+)
 def test_stateless_apply_scales_the_same_way():
     model = _two_layers()
     variables = model.trainable_variables
@@ -94,12 +97,17 @@ def test_patterns_and_default():
     optimizer = BlockwiseLR("sgd", {"b*/kernel": 0.5, "head": 2.0}, default=0.0)
     optimizer.build(model.trainable_variables)
     assert {v.path: optimizer.multiplier_for(v) for v in model.trainable_variables} == {
-        "body/kernel": 0.5, "body/bias": 0.0, "head/kernel": 2.0, "head/bias": 2.0}
+        "body/kernel": 0.5,
+        "body/bias": 0.0,
+        "head/kernel": 2.0,
+        "head/bias": 2.0,
+    }
 
 
 def test_geometric_multipliers_are_fastais_slice():
     assert geometric_multipliers(["a", "b", "c"], (1e-4, 1e-2)) == pytest.approx(
-        {"a": 1e-2, "b": 1e-1, "c": 1.0})
+        {"a": 1e-2, "b": 1e-1, "c": 1.0}
+    )
     with pytest.raises(ValueError, match=r"Received: lr_range=\(0.1, 0.01\)"):
         geometric_multipliers(["a"], (0.1, 0.01))
 
@@ -112,7 +120,8 @@ def test_unfreeze_with_lr_range_spreads_rates_from_lowest_block_to_head():
     assert float(as_numpy(optimizer.learning_rate)) == pytest.approx(0.1)
     # Two blocks and the head: 1e-2, 1e-1, then 1 (the default).
     assert optimizer.multipliers == pytest.approx(
-        {"conv1": 0.01, "bn1": 0.01, "conv2": 0.1, "bn2": 0.1})
+        {"conv1": 0.01, "bn1": 0.01, "conv2": 0.1, "bn2": 0.1}
+    )
     model.fit(pixels(8), np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match="need a compiled model"):
         kt.unfreeze(kt.transfer(tiny_backbone(), 2), blocks=1, lr_range=(1e-3, 1e-2))
@@ -128,8 +137,11 @@ def test_one_cycle_shape():
         kt.schedules.OneCycle(1.0, total_steps=0)
 
 
-@pytest.mark.skipif(BACKEND == "torch", reason="mixed_float16 loss scaling runs on TF and JAX; "
-                    "torch's CPU float16 conv kernels are too slow for a unit test")
+@pytest.mark.skipif(
+    BACKEND == "torch",
+    reason="mixed_float16 loss scaling runs on TF and JAX; "
+    "torch's CPU float16 conv kernels are too slow for a unit test",
+)
 def test_inside_a_loss_scale_optimizer():
     keras.config.set_dtype_policy("mixed_float16")
     model = _two_layers()

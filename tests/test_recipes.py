@@ -28,10 +28,13 @@ def test_fine_tune_trains_the_head_then_everything_with_blockwise_rates():
     conv0 = model.get_layer("backbone").get_layer("conv0").kernel
     start = as_numpy(conv0).copy()
     seen = _Trainable()
-    history = kt.fine_tune(model, (X, Y), validation_data=(X, Y), epochs=2,
-                           batch_size=8, callbacks=[seen], verbose=0)
-    assert history.phases == [{"name": "head", "first_epoch": 0, "epochs": 1},
-                              {"name": "unfrozen", "first_epoch": 1, "epochs": 2}]
+    history = kt.fine_tune(
+        model, (X, Y), validation_data=(X, Y), epochs=2, batch_size=8, callbacks=[seen], verbose=0
+    )
+    assert history.phases == [
+        {"name": "head", "first_epoch": 0, "epochs": 1},
+        {"name": "unfrozen", "first_epoch": 1, "epochs": 2},
+    ]
     assert history.epoch == [0, 1, 2]
     assert len(history.history["val_accuracy"]) == 3
     assert seen.per_epoch == [(0, 2), (1, 8), (2, 8)]
@@ -63,8 +66,10 @@ def test_fine_tune_bad_input():
 
 
 def _state(model):
-    return ([as_numpy(v).copy() for v in model.weights],
-            [as_numpy(v).copy() for v in model.optimizer.variables])
+    return (
+        [as_numpy(v).copy() for v in model.weights],
+        [as_numpy(v).copy() for v in model.optimizer.variables],
+    )
 
 
 def test_lr_find_restores_weights_and_optimizer_state_exactly():
@@ -105,13 +110,22 @@ def test_lr_find_plot_and_bad_input():
         kt.lr_find(model, (X, Y), start=1, end=0.1)
 
 
-@pytest.mark.skipif(BACKEND == "torch", reason="Keras's PyTorch trainer allows only "
-                    "steps_per_execution=1; the torch test below checks that")
+@pytest.mark.skipif(
+    BACKEND == "torch",
+    reason="Keras's PyTorch trainer allows only "
+    "steps_per_execution=1; the torch test below checks that",
+)
 def test_tune_steps_per_execution_batches_a_tiny_step_and_restores_state():
     # A step of a few microseconds: Keras's per-step Python dominates, so it
     # takes many steps per execution to bring the host under 5%.
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
-                              keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(2),
+        ]
+    )
     model.compile(keras.optimizers.Adam(1e-2), "mse")
     x, y = np.random.default_rng(0).random((256, 4)), np.zeros((256, 2))
     before = [as_numpy(v) for v in model.weights]

@@ -12,14 +12,21 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 def _distance_after_fit(regularization):
     keras.utils.set_random_seed(0)
-    model = kt.transfer(tiny_backbone(), 2, strategy="fine_tune", preprocessing="tf",
-                        dropout=0.0, regularization=regularization)
+    model = kt.transfer(
+        tiny_backbone(),
+        2,
+        strategy="fine_tune",
+        preprocessing="tf",
+        dropout=0.0,
+        regularization=regularization,
+    )
     backbone = model.get_layer("backbone")
     start = [as_numpy(v).copy() for v in backbone.trainable_variables]
     model.compile(keras.optimizers.SGD(0.05), LOSS)
     model.fit(X, Y, epochs=3, batch_size=8, shuffle=False, verbose=0)
-    return sum(float(np.sum((as_numpy(v) - s) ** 2))
-               for v, s in zip(backbone.trainable_variables, start))
+    return sum(
+        float(np.sum((as_numpy(v) - s) ** 2)) for v, s in zip(backbone.trainable_variables, start)
+    )
 
 
 def test_high_alpha_keeps_weights_closer_to_the_start():
@@ -40,11 +47,13 @@ def test_the_penalty_is_the_papers_formula():
     # head's beta/2 * ||w||^2 remains.
     kernel = as_numpy(model.get_layer("head").get_layer("classifier").kernel)
     total = sum(float(as_numpy(loss)) for loss in model.losses)
-    assert total == pytest.approx(2.0 * np.sum(kernel ** 2), rel=1e-5)
+    assert total == pytest.approx(2.0 * np.sum(kernel**2), rel=1e-5)
     conv = backbone.get_layer("conv0").kernel
     conv.assign(as_numpy(conv) + 1.0)
     total = sum(float(as_numpy(loss)) for loss in model.losses)
-    assert total == pytest.approx(2.0 * np.sum(kernel ** 2) + 1.0 * int(np.prod(conv.shape)), rel=1e-5)
+    assert total == pytest.approx(
+        2.0 * np.sum(kernel**2) + 1.0 * int(np.prod(conv.shape)), rel=1e-5
+    )
 
 
 def test_unfreeze_turns_it_on_and_frozen_weights_add_nothing():
@@ -66,8 +75,13 @@ def test_bad_input():
 
 def test_l2sp_survives_save_and_load_as_weights_not_json(tmp_path):
     keras.utils.set_random_seed(0)
-    model = kt.transfer(tiny_backbone(), 2, strategy="fine_tune", preprocessing="tf",
-                        regularization=kt.regularizers.L2SP(alpha=0.5, beta=0.25))
+    model = kt.transfer(
+        tiny_backbone(),
+        2,
+        strategy="fine_tune",
+        preprocessing="tf",
+        regularization=kt.regularizers.L2SP(alpha=0.5, beta=0.25),
+    )
     for variable in model.trainable_variables:  # away from the start: every term counts
         variable.assign(as_numpy(variable) + 0.1)
     before = sorted(float(as_numpy(loss)) for loss in model.losses)
@@ -83,6 +97,8 @@ def test_l2sp_survives_save_and_load_as_weights_not_json(tmp_path):
     assert b"start" not in config and len(config) < 20_000  # the anchors are weights
     # And it still pulls toward the pretrained weights, not toward the loaded ones.
     conv = loaded.get_layer("backbone").get_layer("conv0")
-    np.testing.assert_allclose(conv.kernel.regularizer.start,
-                               as_numpy(model.get_layer("backbone").get_layer("conv0").kernel) - 0.1,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        conv.kernel.regularizer.start,
+        as_numpy(model.get_layer("backbone").get_layer("conv0").kernel) - 0.1,
+        rtol=1e-6,
+    )

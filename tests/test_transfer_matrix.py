@@ -101,9 +101,7 @@ def test_mixed_precision_computes_in_half_keeps_float32_weights(policy):
     layer = TransferMatrix(3, use_gate=True, use_bias=True)
     y = layer(np.ones((2, 4), "float32"))
     assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
-    assert all(
-        keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights
-    )
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
 
 
 def test_trains_inside_a_model():
@@ -117,8 +115,15 @@ def test_trains_inside_a_model():
 
 def test_config_round_trip_keeps_every_argument():
     layer = TransferMatrix(
-        7, coefficient=0.5, scale=3.0, use_gate=True, activation="relu", use_bias=True,
-        kernel_initializer="zeros", kernel_regularizer="l2", trainable_coefficient=True,
+        7,
+        coefficient=0.5,
+        scale=3.0,
+        use_gate=True,
+        activation="relu",
+        use_bias=True,
+        kernel_initializer="zeros",
+        kernel_regularizer="l2",
+        trainable_coefficient=True,
     )
     config = layer.get_config()
     clone = TransferMatrix.from_config(config)

@@ -8,7 +8,12 @@ import pytest
 
 import keras_transfer as kt
 from tests.conftest import (
-    HYMENOPTERA, MOBILENET_V1_025, MOBILENET_V2_035_EXPORT, REAL_PHOTOS, as_numpy, pixels,
+    HYMENOPTERA,
+    MOBILENET_V1_025,
+    MOBILENET_V2_035_EXPORT,
+    REAL_PHOTOS,
+    as_numpy,
+    pixels,
     tiny_backbone,
 )
 
@@ -22,7 +27,14 @@ def test_transfer_weights_by_name_reports_every_layer():
     source = _offset(tiny_backbone(top=True))
     target = tiny_backbone(top=False, name="target")
     report = kt.transfer_weights(source, target)
-    assert [row[0] for row in report.transferred] == ["conv0", "bn0", "conv1", "bn1", "conv2", "bn2"]
+    assert [row[0] for row in report.transferred] == [
+        "conv0",
+        "bn0",
+        "conv1",
+        "bn1",
+        "conv2",
+        "bn2",
+    ]
     assert report.transferred_params == target.count_params()
     assert report.skipped == [("predictions", "no target layer matched")]
     assert report.missing == []
@@ -33,9 +45,13 @@ def test_transfer_weights_by_name_reports_every_layer():
 
 def test_transfer_weights_by_order_and_mismatches():
     source = _offset(tiny_backbone(top=False, name="a"))
-    renamed = keras.Sequential([keras.Input((32, 32, 3))] + [
-        keras.layers.Conv2D(8, 3, strides=2, padding="same", name="first"),
-        keras.layers.Conv2D(99, 3, padding="same", name="odd")])
+    renamed = keras.Sequential(
+        [keras.Input((32, 32, 3))]
+        + [
+            keras.layers.Conv2D(8, 3, strides=2, padding="same", name="first"),
+            keras.layers.Conv2D(99, 3, padding="same", name="odd"),
+        ]
+    )
     report = kt.transfer_weights(source, renamed, match="order")
     assert report.transferred == [("first", "conv0", 3 * 3 * 3 * 8 + 8)]
     assert report.missing[0][0] == "odd" and "4 source arrays" in report.missing[0][1]
@@ -115,8 +131,9 @@ def test_legacy_h5_into_another_architecture_is_an_error(tmp_path):
 
 @pytest.mark.shared_data
 def test_keras2_teachable_machine_export_imports_all_base_parameters():
-    base = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None,
-                                          input_shape=(224, 224, 3))
+    base = keras.applications.MobileNetV2(
+        alpha=0.35, include_top=False, weights=None, input_shape=(224, 224, 3)
+    )
     report = kt.load_legacy_h5(base, MOBILENET_V2_035_EXPORT)
     assert report.transferred_params == 410_208 == base.count_params()
     assert report.missing == []
@@ -130,8 +147,8 @@ def test_keras2_teachable_machine_export_imports_all_base_parameters():
 def hymenoptera():
     def load(split):
         data = keras.utils.image_dataset_from_directory(
-            HYMENOPTERA / split, image_size=(224, 224), batch_size=64, shuffle=False,
-            verbose=False)
+            HYMENOPTERA / split, image_size=(224, 224), batch_size=64, shuffle=False, verbose=False
+        )
         xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in data])
         return np.concatenate(xs), np.concatenate(ys)
 
@@ -143,7 +160,11 @@ def hymenoptera():
 @pytest.mark.parametrize(
     "constructor, weights, bar",
     [
-        (functools.partial(keras.applications.MobileNetV2, alpha=0.35), MOBILENET_V2_035_EXPORT, 0.88),
+        (
+            functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+            MOBILENET_V2_035_EXPORT,
+            0.88,
+        ),
         (functools.partial(keras.applications.MobileNet, alpha=0.25), MOBILENET_V1_025, 0.80),
     ],
     ids=["mobilenet_v2_0.35_keras2_export", "mobilenet_v1_0.25_official"],

@@ -86,7 +86,9 @@ def extract_features(
         A `Features`.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+        raise ValueError(
+            f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
+        )
     shard = _check_shard(shard, cache)
     policy = precision.resolve(mixed_precision)
     models = _feature_models(backbone_or_model, layers, pooling, input_shape, weights, policy)
@@ -104,14 +106,16 @@ def extract_features(
     key["id"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     run = dict(dtype=dtype, progress=progress, fusion=fusion, layers=layers)
     if shard is not None:
-        return _extract_part(models, source, key, pathlib.Path(cache), shard, shard_size,
-                             overwrite, run)
+        return _extract_part(
+            models, source, key, pathlib.Path(cache), shard, shard_size, overwrite, run
+        )
     if cache is not None and str(cache).endswith(".npz"):
         return _extract_npz(models, source, key, pathlib.Path(cache), overwrite, run)
     if cache is None:
         result = _run(models, source, None, 0, None, **run)
-        result.manifest.update({"format": store.FORMAT, "key": key, "complete": True,
-                                "rows": len(result)})
+        result.manifest.update(
+            {"format": store.FORMAT, "key": key, "complete": True, "rows": len(result)}
+        )
         return result
     writer = store.StoreWriter(pathlib.Path(cache), key, overwrite=overwrite)
     if source.is_stream and writer.rows:
@@ -128,15 +132,20 @@ def _extract_npz(models, source, key, path, overwrite, run):
         found = manifest.get("key", {})
         if found.get("id") == key["id"] and not (overwrite and source.is_stream):
             if source.is_stream:
-                _check_stream(source, [{"rows": manifest["rows"],
-                                        "data_sha256": manifest.get("data_sha256")}], True, path)
+                _check_stream(
+                    source,
+                    [{"rows": manifest["rows"], "data_sha256": manifest.get("data_sha256")}],
+                    True,
+                    path,
+                )
             return Features(features, labels, class_names, manifest)
         store.check_key(found, key, path, overwrite)
     else:
         _check_writable(path)  # before the extraction, not after it
     result = _run(models, source, None, 0, None, **run)
-    result.manifest.update({"format": store.FORMAT, "key": key, "complete": True,
-                            "rows": len(result)})
+    result.manifest.update(
+        {"format": store.FORMAT, "key": key, "complete": True, "rows": len(result)}
+    )
     store.write_npz(path, result.features, result.labels, result.class_names, result.manifest)
     return result
 
@@ -161,17 +170,19 @@ def _check_writable(path):
             pass
     except OSError as error:
         raise PermissionError(
-            f"The cache's folder is not writable. Received: cache={str(path)!r} "
-            f"({error.strerror})"
+            f"The cache's folder is not writable. Received: cache={str(path)!r} ({error.strerror})"
         ) from error
 
 
 def _check_shard(shard, cache):
     if shard is None:
         return None
-    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
-            or not 0 <= shard[0] < shard[1]):
+    if (
+        not isinstance(shard, (tuple, list))
+        or len(shard) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not 0 <= shard[0] < shard[1]
+    ):
         raise ValueError(
             "`shard` must be a pair (index, count) of ints with 0 <= index < count. "
             f"Received: shard={shard!r}"
@@ -184,7 +195,6 @@ def _check_shard(shard, cache):
     return tuple(shard)
 
 
-
 def _extract_part(models, source, key, root, shard, shard_size, overwrite, run):
     index, count = shard
     total = source.size()
@@ -195,8 +205,13 @@ def _extract_part(models, source, key, root, shard, shard_size, overwrite, run):
             f"own cache. Received: data of type {type(source.data).__name__}"
         )
     if root.is_dir():
-        foreign = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")
-                         and p.name != store.MANIFEST and not p.name.startswith("part-"))
+        foreign = sorted(
+            p.name
+            for p in root.iterdir()
+            if not p.name.startswith(".")
+            and p.name != store.MANIFEST
+            and not p.name.startswith("part-")
+        )
         if foreign:
             raise FileExistsError(
                 f"`cache` directory {str(root)!r} is not a sharded feature store and is "
@@ -205,8 +220,13 @@ def _extract_part(models, source, key, root, shard, shard_size, overwrite, run):
             )
     begin, end = index * total // count, (index + 1) * total // count
     writer = store.StoreWriter(root / store.part_name(index, count), key, overwrite=overwrite)
-    writer.manifest["part"] = {"index": index, "count": count, "start": begin, "stop": end,
-                               "total": total}
+    writer.manifest["part"] = {
+        "index": index,
+        "count": count,
+        "start": begin,
+        "stop": end,
+        "total": total,
+    }
     if not writer.complete:
         # Rows [begin, end) of the data; an interrupted part resumes.
         _run(models, source, writer, begin + writer.rows, end, shard_size=shard_size, **run)
@@ -214,7 +234,8 @@ def _extract_part(models, source, key, root, shard, shard_size, overwrite, run):
         writer.finish(source.class_names)
     parts = store.part_dirs(root)
     if len(parts) == count and all(
-            (store.read_manifest(p) or {}).get("complete") for p in parts.values()):
+        (store.read_manifest(p) or {}).get("complete") for p in parts.values()
+    ):
         try:
             Features.merge(root)  # the last part to finish; a fault is raised on load
         except ValueError:
@@ -224,7 +245,9 @@ def _extract_part(models, source, key, root, shard, shard_size, overwrite, run):
 
 def _feature_models(backbone_or_model, layers, pooling, input_shape, weights, policy):
     """[(label, frozen feature model with one output per layer)]."""
-    items = backbone_or_model if isinstance(backbone_or_model, (list, tuple)) else [backbone_or_model]
+    items = (
+        backbone_or_model if isinstance(backbone_or_model, (list, tuple)) else [backbone_or_model]
+    )
     taps = list(layers) if isinstance(layers, (list, tuple)) else [layers or "last_conv"]
     models = []
     for index, item in enumerate(items):
@@ -236,8 +259,9 @@ def _feature_models(backbone_or_model, layers, pooling, input_shape, weights, po
                 precision.apply(source.model, policy)
                 shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
                 inputs = keras.Input(shape, name="image")
-                x = ImagePreprocessing(source.preprocessing, dtype="float32",
-                                       name="preprocessing")(inputs)
+                x = ImagePreprocessing(source.preprocessing, dtype="float32", name="preprocessing")(
+                    inputs
+                )
                 backbone = factory.build_backbone(source, taps, pooling, separate=True)
                 freezing.freeze(backbone)
                 label, model = source.label.lower(), keras.Model(inputs, backbone(x))
@@ -253,10 +277,9 @@ def _model_key(model, hash_weights=True):
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     # Layer types and weight shapes, in order: stable across sessions, where
     # Keras's auto-generated layer names are not.
-    architecture = json.dumps([
-        (type(layer).__name__, [list(w.shape) for w in layer.weights])
-        for layer in _leaves(model)
-    ])
+    architecture = json.dumps(
+        [(type(layer).__name__, [list(w.shape) for w in layer.weights]) for layer in _leaves(model)]
+    )
     return {
         "architecture": hashlib.sha256(architecture.encode()).hexdigest()[:16],
         "weights": digest.hexdigest()[:16] if hash_weights else None,
@@ -285,9 +308,18 @@ def _set_names(models, layers):
     return names
 
 
-
-def _run(models, source, writer, start, stop, dtype, progress, fusion, layers,
-         shard_size=store.SHARD_SIZE):
+def _run(
+    models,
+    source,
+    writer,
+    start,
+    stop,
+    dtype,
+    progress,
+    fusion,
+    layers,
+    shard_size=store.SHARD_SIZE,
+):
     names = _set_names(models, layers)
     chunks, label_chunks = {}, []
     buffered = 0
@@ -309,8 +341,9 @@ def _run(models, source, writer, start, stop, dtype, progress, fusion, layers,
         for label, model in models:
             result = model.predict_on_batch(padded)
             outputs.extend(result if isinstance(result, (list, tuple)) else [result])
-        outputs = [np.asarray(keras.ops.convert_to_numpy(o), dtype=dtype)[:len(images)]
-                   for o in outputs]
+        outputs = [
+            np.asarray(keras.ops.convert_to_numpy(o), dtype=dtype)[: len(images)] for o in outputs
+        ]
         for name, array in zip(names, outputs):
             if not np.all(np.isfinite(array)):
                 raise ValueError(
@@ -329,22 +362,30 @@ def _run(models, source, writer, start, stop, dtype, progress, fusion, layers,
             rate = (done - start) / max(time.perf_counter() - began, 1e-9)
             bar.update(done, values=[("images/s", rate)], finalize=False)
         if writer is not None and buffered >= shard_size:
-            writer.write_shard(_concat(chunks), _concat_labels(label_chunks),
-                               shard_digest and shard_digest.hexdigest())
+            writer.write_shard(
+                _concat(chunks),
+                _concat_labels(label_chunks),
+                shard_digest and shard_digest.hexdigest(),
+            )
             chunks, label_chunks, buffered = {}, [], 0
             shard_digest = RowDigest() if source.is_stream else None
     if source.skipped:
         warnings.warn(
             f"Skipped {len(source.skipped)} file(s) that could not be decoded as "
-            f"images: {source.skipped[:10]}", stacklevel=3)
+            f"images: {source.skipped[:10]}",
+            stacklevel=3,
+        )
     if done == 0 and (writer is None or writer.rows == 0):
         raise ValueError("`data` is empty: it yielded no images.")
     if bar is not None:
         bar.update(done, finalize=True)
     if writer is not None:
         if buffered:
-            writer.write_shard(_concat(chunks), _concat_labels(label_chunks),
-                               shard_digest and shard_digest.hexdigest())
+            writer.write_shard(
+                _concat(chunks),
+                _concat_labels(label_chunks),
+                shard_digest and shard_digest.hexdigest(),
+            )
         return None
     features = _concat(chunks)
     if len(models) > 1:
@@ -353,12 +394,9 @@ def _run(models, source, writer, start, stop, dtype, progress, fusion, layers,
     return Features(features, _concat_labels(label_chunks), source.class_names, manifest)
 
 
-
 def _concat(chunks):
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
 def _concat_labels(chunks):
     return np.concatenate(chunks) if chunks else None
-
-

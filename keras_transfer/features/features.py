@@ -48,8 +48,12 @@ class Features:
                 f"{str(path)!r} exists and is not a feature store: not replaced. "
                 f"Received: path={str(path)!r}"
             )
-        manifest = {"format": store.FORMAT, "key": self.manifest.get("key", {}),
-                    "complete": True, "rows": len(self)}
+        manifest = {
+            "format": store.FORMAT,
+            "key": self.manifest.get("key", {}),
+            "complete": True,
+            "rows": len(self),
+        }
         if path.suffix == ".npz":
             store.write_npz(path, self.features, self.labels, self.class_names, manifest)
             return path
@@ -76,7 +80,8 @@ class Features:
         if path.suffix == ".npz":
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"No feature store at {str(path)!r}. Received: path={str(path)!r}")
+                    f"No feature store at {str(path)!r}. Received: path={str(path)!r}"
+                )
             features, labels, class_names, manifest = store.read_npz(path)
             return cls(features, labels, class_names, manifest)
         manifest = store.read_manifest(path)

@@ -27,23 +27,28 @@ def merge_parts(root):
         if manifest is None or "part" not in manifest:
             faults.append(f"{name}: no manifest (its extraction has not started)")
         elif not manifest.get("complete"):
-            faults.append(f"{name}: incomplete ({manifest['rows']} rows of "
-                          f"{manifest['part']['stop'] - manifest['part']['start']})")
+            faults.append(
+                f"{name}: incomplete ({manifest['rows']} rows of "
+                f"{manifest['part']['stop'] - manifest['part']['start']})"
+            )
         else:
             described[name] = manifest
     counts = {m["part"]["count"] for m in described.values()}
     if len(counts) > 1:
         faults.append(f"parts of different splits: counts {sorted(counts)}")
     count = max(counts | {len(parts)})
-    missing = [store.part_name(i, count) for i in range(count) if store.part_name(i, count) not in parts]
+    missing = [
+        store.part_name(i, count) for i in range(count) if store.part_name(i, count) not in parts
+    ]
     if missing:
         faults.append(f"missing parts: {missing}")
     ids = collections.defaultdict(list)
     for name, manifest in described.items():
         ids[manifest["key"]["id"]].append(name)
     if len(ids) > 1:
-        faults.append("parts made with different settings (backbone, weights, layers or "
-                      f"data): {dict(ids)}")
+        faults.append(
+            f"parts made with different settings (backbone, weights, layers or data): {dict(ids)}"
+        )
     ordered = sorted(described.items(), key=lambda item: item[1]["part"]["start"])
     position = 0
     for name, manifest in ordered:
@@ -51,11 +56,14 @@ def merge_parts(root):
         if part["start"] > position:
             faults.append(f"gap: rows {position}..{part['start']} are in no part")
         elif part["start"] < position:
-            faults.append(f"overlap: {name} starts at row {part['start']}, before row "
-                          f"{position} where the part before it ends")
+            faults.append(
+                f"overlap: {name} starts at row {part['start']}, before row "
+                f"{position} where the part before it ends"
+            )
         if manifest["rows"] + part.get("skipped", 0) != part["stop"] - part["start"]:
-            faults.append(f"{name}: {manifest['rows']} rows for range "
-                          f"{part['start']}..{part['stop']}")
+            faults.append(
+                f"{name}: {manifest['rows']} rows for range {part['start']}..{part['stop']}"
+            )
         position = max(position, part["stop"])
     totals = {m["part"]["total"] for m in described.values()}
     if described and (len(totals) > 1 or position != max(totals)):
@@ -63,15 +71,27 @@ def merge_parts(root):
     if faults:
         raise ValueError(
             f"Cannot merge the sharded feature store at {str(root)!r}: "
-            + "; ".join(faults) + ". Run the missing or failed parts with the same arguments."
+            + "; ".join(faults)
+            + ". Run the missing or failed parts with the same arguments."
         )
     first = ordered[0][1]
     shards = [
-        {"rows": shard["rows"], "files": {
-            set_name: dict(entry, file=f"{name}/{entry['file']}")
-            for set_name, entry in shard["files"].items()}}
-        for name, manifest in ordered for shard in manifest["shards"]
+        {
+            "rows": shard["rows"],
+            "files": {
+                set_name: dict(entry, file=f"{name}/{entry['file']}")
+                for set_name, entry in shard["files"].items()
+            },
+        }
+        for name, manifest in ordered
+        for shard in manifest["shards"]
     ]
-    return {"format": store.FORMAT, "key": first["key"], "complete": True,
-            "rows": sum(m["rows"] for _, m in ordered), "shards": shards,
-            "class_names": first.get("class_names"), "parts": len(ordered)}
+    return {
+        "format": store.FORMAT,
+        "key": first["key"],
+        "complete": True,
+        "rows": sum(m["rows"] for _, m in ordered),
+        "shards": shards,
+        "class_names": first.get("class_names"),
+        "parts": len(ordered),
+    }

@@ -77,8 +77,10 @@ class DataSource:
         return self.images is None and self.paths is None
 
     def _check_shape(self, shape):
-        if len(shape) != 3 or shape[-1] not in (1, 3) or (
-            self.image_shape[:2] != (None, None) and tuple(shape[:2]) != self.image_shape[:2]
+        if (
+            len(shape) != 3
+            or shape[-1] not in (1, 3)
+            or (self.image_shape[:2] != (None, None) and tuple(shape[:2]) != self.image_shape[:2])
         ):
             raise ValueError(
                 f"Images must have shape {self.image_shape} (height, width, 1 or 3 "
@@ -101,7 +103,11 @@ class DataSource:
                 stat = path.stat()
                 relative = path.relative_to(self.root).as_posix()
                 digest.update(f"{relative}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            return {"kind": "directory", "count": len(self.paths), "sha256": digest.hexdigest()[:16]}
+            return {
+                "kind": "directory",
+                "count": len(self.paths),
+                "sha256": digest.hexdigest()[:16],
+            }
         if self.images is not None:
             rows = RowDigest()
             rows.update(self.images, self.labels)
@@ -168,8 +174,10 @@ class DataSource:
         # bytes reach the device, and the model casts them there.
         size = self.image_shape[:2]
         paths, labels = self.paths[start:stop], self.path_labels[start:stop]
-        chunks = (range(i, min(i + self.batch_size, len(paths)))
-                  for i in range(0, len(paths), self.batch_size))
+        chunks = (
+            range(i, min(i + self.batch_size, len(paths)))
+            for i in range(0, len(paths), self.batch_size)
+        )
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             pending = collections.deque()
             for rows in chunks:
@@ -202,7 +210,7 @@ class DataSource:
             else:
                 self._iterator = iter(data)
         for batch in self._iterator:
-            images, labels = (batch if isinstance(batch, tuple) else (batch, None))
+            images, labels = batch if isinstance(batch, tuple) else (batch, None)
             images = np.asarray(images)
             self._check_shape(images.shape[1:])
             labels = None if labels is None else check_labels(labels, argument="data")

@@ -56,7 +56,8 @@ class StoreWriter:
                     f"cache={str(path)!r}"
                 )
         elif manifest["key"].get("id") != key.get("id") or (
-                overwrite and key.get("data", {}).get("kind") == "stream"):
+            overwrite and key.get("data", {}).get("kind") == "stream"
+        ):
             check_key(manifest.get("key", {}), key, path, overwrite)
             for entry in _entries(manifest):  # only the files this store wrote
                 (path / _relative(path, entry["file"])).unlink(missing_ok=True)
@@ -84,8 +85,11 @@ class StoreWriter:
         for number, (name, array) in enumerate(arrays.items()):
             filename = f"shard_{index:05d}_{number}.npy"
             atomic_write(self.path / filename, lambda h, a=array: np.save(h, a))
-            files[name] = {"file": filename, "sha256": sha256_file(self.path / filename),
-                           "shape": list(array.shape)}
+            files[name] = {
+                "file": filename,
+                "sha256": sha256_file(self.path / filename),
+                "shape": list(array.shape),
+            }
         rows = len(next(iter(features.values())))
         shard = {"rows": rows, "files": files}
         if data_sha256 is not None:
@@ -175,8 +179,7 @@ def load_arrays(path, manifest, mmap=True):
     sets, labels = {}, []
     for shard in manifest["shards"]:
         for name, entry in shard["files"].items():
-            array = np.load(path / _relative(path, entry["file"]),
-                            mmap_mode="r" if mmap else None)
+            array = np.load(path / _relative(path, entry["file"]), mmap_mode="r" if mmap else None)
             (labels if name == "__labels__" else sets.setdefault(name, [])).append(array)
     if len(manifest["shards"]) == 1 and mmap:
         features = {name: parts[0] for name, parts in sets.items()}
@@ -207,7 +210,9 @@ def read_npz(path):
     try:
         with np.load(path) as data:
             manifest = json.loads(str(data["manifest"]))
-            features = {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("features/")}
+            features = {
+                k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("features/")
+            }
             labels = data["labels"] if "labels" in data.files else None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, TypeError) as error:
         raise ValueError(

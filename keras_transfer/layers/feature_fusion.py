@@ -44,15 +44,12 @@ class FeatureFusion(keras.layers.Layer):
     def __init__(self, mode="concat", units=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in _MODES:
-            raise ValueError(
-                f"`mode` must be one of {_MODES}. Received: mode={mode!r}"
-            )
+            raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
         if units is not None and (
             isinstance(units, bool) or not isinstance(units, int) or units < 1
         ):
             raise ValueError(
-                "`units` must be None or a positive integer. "
-                f"Received: units={units!r}"
+                f"`units` must be None or a positive integer. Received: units={units!r}"
             )
         self.mode = mode
         self.units = units
@@ -84,9 +81,7 @@ class FeatureFusion(keras.layers.Layer):
                 name="source_logits", shape=(len(shapes),), initializer="zeros"
             )
         elif self.mode == "attention":
-            self.scorer = keras.layers.Dense(
-                1, dtype=self.dtype_policy, name="scorer"
-            )
+            self.scorer = keras.layers.Dense(1, dtype=self.dtype_policy, name="scorer")
             self.scorer.build(tuple(shapes[0][:-1]) + (widths[0],))
 
     def call(self, inputs):
@@ -123,18 +118,14 @@ class FeatureFusion(keras.layers.Layer):
         return config
 
     def _check_shapes(self, input_shape):
-        if not _is_list(input_shape) or not all(
-            _is_list(shape) for shape in input_shape
-        ):
+        if not _is_list(input_shape) or not all(_is_list(shape) for shape in input_shape):
             raise TypeError(
                 "FeatureFusion expects a list of feature tensors, one per "
                 "source backbone. Received: a single input of shape "
                 f"{tuple(input_shape)}"
             )
         if len(input_shape) < 1:
-            raise ValueError(
-                "FeatureFusion needs at least one input. Received: []"
-            )
+            raise ValueError("FeatureFusion needs at least one input. Received: []")
         return [tuple(shape) for shape in input_shape]
 
 

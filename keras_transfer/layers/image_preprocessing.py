@@ -39,9 +39,7 @@ class ImagePreprocessing(keras.layers.Layer):
     def __init__(self, mode="tf", **kwargs):
         super().__init__(**kwargs)
         if mode not in _MODES:
-            raise ValueError(
-                f"`mode` must be one of {_MODES}. Received: mode={mode!r}"
-            )
+            raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
         self.mode = mode
         self._build_at_init()
 
@@ -66,9 +64,7 @@ class ImagePreprocessing(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (3 if input_shape[-1] == 1 else input_shape[-1],)
 
     def compute_output_spec(self, inputs):
-        return keras.KerasTensor(
-            self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
-        )
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

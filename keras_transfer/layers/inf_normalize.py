@@ -33,9 +33,7 @@ class InfNormalize(keras.layers.Layer):
 
     def __init__(self, axis=-1, epsilon=1e-12, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(axis, (list, tuple)) and all(
-            isinstance(a, int) for a in axis
-        ):
+        if isinstance(axis, (list, tuple)) and all(isinstance(a, int) for a in axis):
             self.axis = list(axis)
         elif isinstance(axis, int):
             self.axis = axis

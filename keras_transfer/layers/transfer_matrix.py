@@ -68,13 +68,11 @@ class TransferMatrix(keras.layers.Layer):
             )
         if not _is_finite_number(coefficient):
             raise ValueError(
-                "`coefficient` must be a finite number. "
-                f"Received: coefficient={coefficient!r}"
+                f"`coefficient` must be a finite number. Received: coefficient={coefficient!r}"
             )
         if not _is_finite_number(scale) or scale <= 0:
             raise ValueError(
-                "`scale` (alpha) must be a positive finite number. "
-                f"Received: scale={scale!r}"
+                f"`scale` (alpha) must be a positive finite number. Received: scale={scale!r}"
             )
         self.units = units
         self.coefficient = float(coefficient)
@@ -129,9 +127,7 @@ class TransferMatrix(keras.layers.Layer):
             if self.trainable_coefficient
             else None
         )
-        self.input_spec = keras.layers.InputSpec(
-            min_ndim=2, axes={-1: input_dim}
-        )
+        self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: input_dim})
 
     def call(self, inputs):
         outputs = ops.matmul(inputs, self.kernel)
@@ -158,12 +154,8 @@ class TransferMatrix(keras.layers.Layer):
                 "use_gate": self.use_gate,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
                 "trainable_coefficient": self.trainable_coefficient,
             }
         )
@@ -208,9 +200,7 @@ class TransferMatrix(keras.layers.Layer):
             A built `TransferMatrix` whose output on `source` is the mapping.
         """
         if method not in _METHODS:
-            raise ValueError(
-                f"`method` must be one of {_METHODS}. Received: method={method!r}"
-            )
+            raise ValueError(f"`method` must be one of {_METHODS}. Received: method={method!r}")
         a = _as_feature_matrix(source, "source")
         w = a if target is None else _as_feature_matrix(target, "target")
         if method != "coral" and a.shape[0] != w.shape[0]:
@@ -220,9 +210,7 @@ class TransferMatrix(keras.layers.Layer):
                 f"{a.shape[0]} rows, target with {w.shape[0]} rows"
             )
         if not _is_finite_number(ridge) or ridge < 0:
-            raise ValueError(
-                f"`ridge` must be a non-negative number. Received: ridge={ridge!r}"
-            )
+            raise ValueError(f"`ridge` must be a non-negative number. Received: ridge={ridge!r}")
         n, d_s = a.shape
         d_t = w.shape[1]
         if scale is None:
@@ -249,9 +237,7 @@ class TransferMatrix(keras.layers.Layer):
             kernel = _sqrtm(c_s, inverse=True) @ _sqrtm(c_t)
             bias = w.mean(0) - (coefficient / scale) * (a.mean(0) @ kernel)
             kwargs.setdefault("use_bias", True)
-        layer = cls(
-            units=d_t, coefficient=coefficient, scale=scale, **kwargs
-        )
+        layer = cls(units=d_t, coefficient=coefficient, scale=scale, **kwargs)
         layer.build((None, d_s))
         layer.kernel.assign(kernel.astype(layer.kernel.dtype))
         if layer.bias is not None and bias is not None:
@@ -283,8 +269,7 @@ def _as_feature_matrix(value, name):
     if not np.all(np.isfinite(array)):
         bad = int(np.sum(~np.isfinite(array)))
         raise ValueError(
-            f"`{name}` must hold finite values. Received: {name} with {bad} "
-            "NaN or Inf entries"
+            f"`{name}` must hold finite values. Received: {name} with {bad} NaN or Inf entries"
         )
     return array
 
