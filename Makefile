@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: test demo install clean
+.PHONY: test lint demo install clean
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ test: $(STAMP)
 		echo "=== KERAS_BACKEND=$$b ==="; cat .test-logs/$$b.log; \
 		[ "$$(cat .test-logs/$$b.rc)" = 0 ] || status=1; \
 	done; exit $$status
+
+# One style and one-way imports (see README, Development): ruff's lint and
+# format, and import-linter's layers contract in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # The strategy comparison on the bundled digits (offline, about a minute).
 demo: $(STAMP)

@@ -24,7 +24,7 @@ import time
 import keras
 import numpy as np
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -33,7 +33,7 @@ SIZE = 224
 
 
 def backbone():
-    return kt.transfer(
+    return ktr.transfer(
         functools.partial(keras.applications.MobileNetV2, alpha=0.35),
         weights=str(WEIGHTS),
         input_shape=(SIZE, SIZE, 3),
@@ -87,15 +87,15 @@ def cached(epochs, batch_size, store):
     """(b) and (c): extract (or hit the store), then train the head."""
     start = time.perf_counter()
     features = backbone()
-    train = kt.extract_features(
+    train = ktr.extract_features(
         features, DATA / "train", batch_size=100, cache=store / "train", progress=False
     )
-    val = kt.extract_features(
+    val = ktr.extract_features(
         features, DATA / "val", batch_size=100, cache=store / "val", progress=False
     )
     # The same head as (a) (dropout 0.2, then Dense; Adam 1e-3), validated
     # every epoch, trained by the library's own fit_head.
-    model = kt.heads.fit_head(
+    model = ktr.heads.fit_head(
         train,
         2,
         epochs=epochs,

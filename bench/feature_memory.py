@@ -15,15 +15,15 @@ import tempfile
 
 CHILD = r"""
 import resource, sys, tempfile, time
-import numpy as np, keras, keras_transfer as kt
+import numpy as np, keras, keras_transfer as ktr
 n, store = int(sys.argv[1]), sys.argv[2]
-model = kt.transfer("mobilenet_v2", weights=None, input_shape=(64, 64, 3),
+model = ktr.transfer("mobilenet_v2", weights=None, input_shape=(64, 64, 3),
                     backbone_kwargs={"alpha": 0.35})
 def batches(rng=np.random.default_rng(0)):
     for start in range(0, n, 100):
         yield rng.uniform(0, 255, (min(100, n - start), 64, 64, 3)).astype("float32")
 start = time.perf_counter()
-feats = kt.extract_features(model, batches(), cache=store, progress=False)
+feats = ktr.extract_features(model, batches(), cache=store, progress=False)
 assert feats.x.shape == (n, 1280), feats.x.shape
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"{n} {peak_mb:.0f} {time.perf_counter() - start:.1f}")

@@ -6,7 +6,7 @@ MobileNetV2, random weights: speed does not depend on their values):
 
 - plain Keras 3 frozen extraction, synthetic data resident on the device,
   under the model's dtype policy (the reference);
-- `kt.extract_features` of a `transfer()` feature model from host uint8
+- `ktr.extract_features` of a `transfer()` feature model from host uint8
   arrays (they cross the bus as uint8 and are cast on the device); goal:
   >= 0.90 of the reference;
 - plain Keras full fine-tuning (`train_on_batch`, data on the device) and
@@ -34,7 +34,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_transfer as kt  # noqa: E402
+import keras_transfer as ktr  # noqa: E402
 
 # Dense bfloat16 tensor-core peak, FLOP/s, by device name.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12}
@@ -81,20 +81,16 @@ def plain_fine_tuning(constructor, x_device, y_device, repeats):
 
 
 def kt_extraction(constructor, x_host, batch, repeats):
-    features = kt.transfer(constructor, None, weights=None, input_shape=x_host.shape[1:])
-    run = lambda: (
-        kt.extract_features(
-            features,
-            x_host,
-            batch_size=batch,  # noqa: E731
-            progress=False,
-        ).x
-    )
+    features = ktr.transfer(constructor, None, weights=None, input_shape=x_host.shape[1:])
+
+    def run():
+        return ktr.extract_features(features, x_host, batch_size=batch, progress=False).x
+
     return rate(run, len(x_host), repeats)
 
 
 def kt_fine_tuning(constructor, x_host, y_host, batch):
-    model = kt.transfer(
+    model = ktr.transfer(
         constructor, 1000, strategy="fine_tune", weights=None, input_shape=x_host.shape[1:]
     )
     model.compile(
@@ -152,7 +148,7 @@ def main():
 
     device = jax.devices()[0]
     name = getattr(device, "device_kind", device.platform)
-    policy = kt.precision.resolve("auto")
+    policy = ktr.precision.resolve("auto")
     # The plain-Keras baselines run as a plain-Keras user would: the global policy.
     keras.mixed_precision.set_global_policy(policy)
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)

@@ -9,9 +9,9 @@ for every recipe:
       then layers[100:] with RMSprop 1e-5, 10 epochs;
   (b) the Keras guide in plain Keras: frozen, Adam 1e-3, 20 epochs; then all
       layers with Adam 1e-5, 10 epochs;
-  (c) kt.fine_tune with its defaults (1 head epoch, 5 unfrozen epochs);
-  (c2) kt.fine_tune with a 5-epoch head phase and a gentler unfrozen phase;
-  (d) kt.transfer(strategy="feature_extraction") with GradualUnfreezing;
+  (c) ktr.fine_tune with its defaults (1 head epoch, 5 unfrozen epochs);
+  (c2) ktr.fine_tune with a 5-epoch head phase and a gentler unfrozen phase;
+  (d) ktr.transfer(strategy="feature_extraction") with GradualUnfreezing;
   (e) a logistic-regression probe on extracted features;
   (g) the best linear read-out found of the frozen backbone (several taps,
       mirrored training images, three regularisation strengths): how far
@@ -35,7 +35,7 @@ import time
 import keras
 import numpy as np
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -62,7 +62,7 @@ def plain_base():
     base = keras.applications.MobileNetV2(
         input_shape=(SIZE, SIZE, 3), alpha=0.35, include_top=False, weights=None
     )
-    kt.load_legacy_h5(base, WEIGHTS)
+    ktr.load_legacy_h5(base, WEIGHTS)
     return base
 
 
@@ -117,7 +117,7 @@ def recipe_b(data):
 
 
 def kt_model(strategy):
-    return kt.transfer(
+    return ktr.transfer(
         functools.partial(keras.applications.MobileNetV2, alpha=0.35),
         2,
         weights=str(WEIGHTS),
@@ -130,7 +130,7 @@ def kt_model(strategy):
 def recipe_c(data, **kwargs):
     (x, y), (xv, yv) = data
     model = kt_model("fine_tune")
-    history = kt.fine_tune(
+    history = ktr.fine_tune(
         model, (x, y), validation_data=(xv, yv), batch_size=BATCH, verbose=0, **kwargs
     )
     CURVES.append(history.history["val_accuracy"])
@@ -159,7 +159,7 @@ def recipe_d(data, epochs=8, start_epoch=5):
         validation_data=(xv, yv),
         verbose=0,
         callbacks=[
-            kt.callbacks.GradualUnfreezing(
+            ktr.callbacks.GradualUnfreezing(
                 start_epoch=start_epoch, max_blocks=2, lr_factor=0.1, verbose=0
             )
         ],
@@ -170,14 +170,14 @@ def recipe_d(data, epochs=8, start_epoch=5):
 
 def recipe_e(data):
     (x, y), (xv, yv) = data
-    features = kt.transfer(
+    features = ktr.transfer(
         functools.partial(keras.applications.MobileNetV2, alpha=0.35),
         weights=str(WEIGHTS),
         input_shape=(SIZE, SIZE, 3),
     )
-    train = kt.extract_features(features, (x, y), progress=False)
-    val = kt.extract_features(features, (xv, yv), progress=False)
-    head = kt.heads.LogisticHead().fit(train)
+    train = ktr.extract_features(features, (x, y), progress=False)
+    val = ktr.extract_features(features, (xv, yv), progress=False)
+    head = ktr.heads.LogisticHead().fit(train)
     return None, head.evaluate(val)
 
 
@@ -223,7 +223,7 @@ def step_cost(data, steps=5):
     times = {}
     for name, blocks in (("head_only", 0), ("full", "all")):
         model = kt_model("fine_tune")
-        kt.unfreeze(model, blocks=blocks)
+        ktr.unfreeze(model, blocks=blocks)
         model.compile(keras.optimizers.Adam(1e-3), LOSS)
         model.train_on_batch(x[:BATCH], y[:BATCH])  # compile
         start = time.perf_counter()
@@ -246,8 +246,8 @@ RECIPES = {
 NAMES = {
     "a": "TF tutorial (plain Keras)",
     "b": "Keras guide (plain Keras)",
-    "c": "kt.fine_tune defaults",
-    "c2": "kt.fine_tune, long head phase",
+    "c": "ktr.fine_tune defaults",
+    "c2": "ktr.fine_tune, long head phase",
     "d": "GradualUnfreezing",
     "e": "logistic probe",
     "g": "best linear read-out (ceiling)",

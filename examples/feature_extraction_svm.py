@@ -15,7 +15,7 @@ import tempfile
 
 import keras
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -32,16 +32,16 @@ def main(argv=None):
         return 1
     out = pathlib.Path(args.out or tempfile.mkdtemp(prefix="kt-features-"))
     size = (args.image_size, args.image_size, 3)
-    model = kt.transfer(
+    model = ktr.transfer(
         keras.applications.MobileNet,
         weights=str(WEIGHTS),
         input_shape=size,
         backbone_kwargs={"alpha": 0.25},
         pooling="avg",
     )  # frozen
-    train = kt.extract_features(model, DATA / "train", batch_size=100, cache=out / "train.npz")
-    val = kt.extract_features(model, DATA / "val", batch_size=100, cache=out / "val.npz")
-    svm = kt.heads.SVMHead(C=0.1, normalize="inf").fit(train)
+    train = ktr.extract_features(model, DATA / "train", batch_size=100, cache=out / "train.npz")
+    val = ktr.extract_features(model, DATA / "val", batch_size=100, cache=out / "val.npz")
+    svm = ktr.heads.SVMHead(C=0.1, normalize="inf").fit(train)
     print(
         f"features {train.x.shape} saved to {out}; SVM validation accuracy {svm.evaluate(val):.3f}"
     )

@@ -17,7 +17,7 @@ import tempfile
 import keras
 import numpy as np
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -36,8 +36,8 @@ def main(argv=None):
         return 1
     keras.utils.set_random_seed(0)
     size = (args.image_size, args.image_size)
-    train, val = (kt.ImageFolder.load(DATA / split, size) for split in ("train", "val"))
-    model = kt.transfer(
+    train, val = (ktr.ImageFolder.load(DATA / split, size) for split in ("train", "val"))
+    model = ktr.transfer(
         keras.applications.MobileNetV2,
         num_classes=2,
         weights=str(WEIGHTS),
@@ -53,9 +53,9 @@ def main(argv=None):
     fit = dict(validation_data=(val.images, val.labels), batch_size=32, verbose=2)
     model.fit(train.images, train.labels, epochs=args.epochs, **fit)
 
-    kt.unfreeze(model, blocks=args.blocks, bn="inference")  # takes effect without a recompile
+    ktr.unfreeze(model, blocks=args.blocks, bn="inference")  # takes effect without a recompile
     model.optimizer.learning_rate = 1e-4
-    kt.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
+    ktr.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
     model.fit(
         train.images,
         train.labels,

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 
 def network(num_classes, name):
@@ -53,7 +53,7 @@ def main(argv=None):
     teacher = compiled(network(5, "source"))
     teacher.fit(x[source], y[source], epochs=args.epochs, verbose=0)
     path = pathlib.Path(tempfile.mkdtemp(prefix="kt-npz-")) / "source.npz"
-    count = kt.save_weights_npz(teacher, path, layers=["conv1", "conv2", "features"])
+    count = ktr.save_weights_npz(teacher, path, layers=["conv1", "conv2", "features"])
     print(f"saved {count:,} source parameters to {path}")
 
     rng = np.random.default_rng(0)
@@ -69,7 +69,7 @@ def main(argv=None):
         keras.utils.set_random_seed(1)
         student = compiled(network(5, "target"))
         if init == "npz":
-            print(kt.load_weights_npz(student, path).summary())
+            print(ktr.load_weights_npz(student, path).summary())
         student.fit(x[idx], y[idx] - 5, epochs=args.epochs, validation_split=0.2, verbose=0)
         results[init] = student.evaluate(x[test], y[test] - 5, verbose=0)[1]
     print(

@@ -16,7 +16,7 @@ import sys
 
 import keras
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -27,23 +27,23 @@ def probe_scores(image_size=224, fusion="concat"):
     """Validation accuracy of a logistic probe on each source and the fusion."""
     shape = (image_size, image_size, 3)
     sources = [
-        kt.transfer(
+        ktr.transfer(
             functools.partial(keras.applications.MobileNetV2, alpha=0.35),
             input_shape=shape,
             weights=str(WEIGHTS / "mobilenet_v2_0.35_224_teachable_machine_export.h5"),
         ),
-        kt.transfer(
+        ktr.transfer(
             functools.partial(keras.applications.MobileNet, alpha=0.25),
             input_shape=shape,
             weights=str(WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"),
         ),
     ]
     train, val = (
-        kt.extract_features(sources, DATA / split, batch_size=64, fusion=fusion, progress=False)
+        ktr.extract_features(sources, DATA / split, batch_size=64, fusion=fusion, progress=False)
         for split in ("train", "val")
     )
     return {
-        name: kt.heads.LogisticHead()
+        name: ktr.heads.LogisticHead()
         .fit(train.features[name], train.labels)
         .evaluate(val.features[name], val.labels)
         for name in train.features

@@ -1,6 +1,6 @@
 """Quickstart: transfer ImageNet MobileNetV2 features to ants vs bees, offline.
 
-One `kt.transfer()` call: the ImageNet MobileNetV2 (alpha 0.35), imported
+One `ktr.transfer()` call: the ImageNet MobileNetV2 (alpha 0.35), imported
 from a Keras 2 export, frozen, with its preprocessing inside the model; the
 method's head maps its features through a gated `TransferMatrix`
 (`E^ = phi(P * (W H))`), divides by the largest entry with `InfNormalize`
@@ -18,7 +18,7 @@ import time
 
 import keras
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -48,7 +48,7 @@ def main(argv=None):
         )
         for split in ("train", "val")
     )
-    model = kt.transfer(
+    model = ktr.transfer(
         keras.applications.MobileNetV2,
         num_classes=2,
         weights=str(WEIGHTS),
@@ -59,7 +59,7 @@ def main(argv=None):
         inf_normalize=True,
         classifier_activation="softmax",
     )
-    kt.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
+    ktr.trainable_summary(model, print_fn=lambda text: print(text.splitlines()[-1]))
     model.compile(
         keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )

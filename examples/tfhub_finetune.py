@@ -2,10 +2,10 @@
 
 A TF-Hub model is a SavedModel in TF2's reusable format. This example makes
 one, since it cannot download: the ImageNet MobileNetV2 (alpha 0.35, from
-the Keras 2 export in ../shared/weights), written by `kt.hub.export` to
+the Keras 2 export in ../shared/weights), written by `ktr.hub.export` to
 take pixels in [0, 1], as TF-Hub image models do. From there on it is what
-a user does with a tfhub.dev or Kaggle handle: `kt.transfer(handle)` loads
-it through `kt.hub.HubLayer`, and `kt.fine_tune` trains the head, then the
+a user does with a tfhub.dev or Kaggle handle: `ktr.transfer(handle)` loads
+it through `ktr.hub.HubLayer`, and `ktr.fine_tune` trains the head, then the
 whole Hub model at a lower rate (BatchNorm inside it in inference mode).
 The fine-tuned model is saved to .keras and reloaded.
 
@@ -27,7 +27,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_transfer as kt  # noqa: E402
+import keras_transfer as ktr  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "hymenoptera_data"
@@ -42,7 +42,7 @@ def export_hub_mobilenet(path):
     backbone = keras.applications.MobileNetV2(
         alpha=0.35, include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3)
     )
-    kt.load_legacy_h5(backbone, WEIGHTS)
+    ktr.load_legacy_h5(backbone, WEIGHTS)
     hub_style = keras.Sequential(
         [
             keras.Input((None, None, 3)),
@@ -50,7 +50,7 @@ def export_hub_mobilenet(path):
             backbone,
         ]
     )
-    kt.hub.export(hub_style, path)
+    ktr.hub.export(hub_style, path)
     return hub_style
 
 
@@ -94,11 +94,11 @@ def main(argv=None):
         for split in ("train", "val")
     )
     # A handle from tfhub.dev or Kaggle goes in the same place.
-    model = kt.transfer(handle, num_classes=2, input_shape=size + (3,))
-    kt.trainable_summary(model)
+    model = ktr.transfer(handle, num_classes=2, input_shape=size + (3,))
+    ktr.trainable_summary(model)
 
     start = time.perf_counter()
-    history = kt.fine_tune(
+    history = ktr.fine_tune(
         model,
         train,
         validation_data=val,

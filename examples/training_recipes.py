@@ -2,13 +2,13 @@
 
 Source: a small CNN trained on digits 0-4 of scikit-learn's bundled digits;
 target: digits 5-9 with a few labelled images per class (no download). The
-source network becomes the backbone of `kt.transfer`, and three recipes
+source network becomes the backbone of `ktr.transfer`, and three recipes
 adapt it:
 
-  1. `kt.lr_find`, which leaves the model exactly as it was (its suggestion
+  1. `ktr.lr_find`, which leaves the model exactly as it was (its suggestion
      is printed; the recipes below use fixed rates, so the run is the same
      on every backend);
-  2. `kt.fine_tune`: a head-only phase, then every block with per-block
+  2. `ktr.fine_tune`: a head-only phase, then every block with per-block
      learning rates under a one-cycle schedule;
   3. `GradualUnfreezing` inside one `fit`, beside `ReduceLROnPlateau`, with
      L2-SP pulling the backbone toward its source weights.
@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -41,8 +41,8 @@ def source_network():
 
 def target_model(source):
     # The source saw pixels / 255: the "unit" preprocessing, inside the model.
-    return kt.transfer(
-        source, 5, preprocessing="unit", regularization=kt.regularizers.L2SP(alpha=1e-3, beta=1e-4)
+    return ktr.transfer(
+        source, 5, preprocessing="unit", regularization=ktr.regularizers.L2SP(alpha=1e-3, beta=1e-4)
     )
 
 
@@ -72,14 +72,14 @@ def main(argv=None):
     model = target_model(source)
     model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"])
     before = [w.copy() for w in model.get_weights()]
-    found = kt.lr_find(model, data, start=1e-5, end=1.0, steps=40, batch_size=16)
+    found = ktr.lr_find(model, data, start=1e-5, end=1.0, steps=40, batch_size=16)
     unchanged = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     print(
         f"lr_find: suggestion {found.suggestion:.1e} over {len(found.losses)} steps; "
         f"weights restored: {unchanged}"
     )
 
-    history = kt.fine_tune(
+    history = ktr.fine_tune(
         model,
         data,
         validation_data=held_out,
@@ -105,12 +105,12 @@ def main(argv=None):
         batch_size=16,
         verbose=0,
         callbacks=[
-            kt.callbacks.GradualUnfreezing(start_epoch=3, lr_factor=0.5, verbose=0),
+            ktr.callbacks.GradualUnfreezing(start_epoch=3, lr_factor=0.5, verbose=0),
             keras.callbacks.ReduceLROnPlateau("loss", patience=1),
         ],
     )
     gradual = history.history["val_accuracy"][-1]
-    kt.trainable_summary(model)
+    ktr.trainable_summary(model)
     print(f"GradualUnfreezing: held-out accuracy {gradual:.3f}")
     print(
         f"target held-out accuracy with {args.per_class} images per class: "

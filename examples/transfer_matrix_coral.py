@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
-import keras_transfer as kt
+import keras_transfer as ktr
 
 
 def shifted(images, rng):
@@ -61,7 +61,7 @@ def main(argv=None):
         logits = keras.ops.convert_to_numpy(classifier(f))
         return float(np.mean(logits.argmax(-1) == y_target))
 
-    coral = kt.layers.TransferMatrix.from_features(f_target, f_source, method="coral", ridge=1.0)
+    coral = ktr.layers.TransferMatrix.from_features(f_target, f_source, method="coral", ridge=1.0)
     source_acc = model.evaluate(x_source, y_source, verbose=0)[1]
     print(f"source domain accuracy {source_acc:.3f}")
     print(

@@ -1,34 +1,88 @@
-"""keras-transfer: transfer learning for image classification on Keras 3."""
+"""keras-transfer: transfer learning for image classification on Keras 3.
 
-from keras_transfer import (
-    backbones,
-    callbacks,
-    heads,
-    hub,
-    image_folder,
-    layers,
-    multi_worker,
-    optimizers,
-    precision,
-    regularizers,
-    report,
-    schedules,
-)
-from keras_transfer.backbone_model import BackboneModel
-from keras_transfer.factory import transfer
-from keras_transfer.features import Features, extract_features
-from keras_transfer.freezing import freeze, trainable_summary, unfreeze
-from keras_transfer.heads import attach_head
-from keras_transfer.image_folder import ImageFolder
-from keras_transfer.recipes import LRFinderResult, fine_tune, lr_find
-from keras_transfer.weights import (
-    TransferReport,
-    load_legacy_h5,
-    load_weights_npz,
-    save_weights_npz,
-    transfer_weights,
-)
+    import keras_transfer as ktr
+
+The package loads lazily (PEP 562): `import keras_transfer` imports no
+backend and changes nothing in Keras, so `keras-transfer --help` is
+instant. A name is imported on first use. Imported after Keras (the usual
+order), it also registers its layers at once, so `keras.saving.load_model`
+needs no `custom_objects`; `keras_transfer.register()` does it explicitly.
+"""
+
+import importlib
+import sys
 
 __version__ = "0.1.0.dev0"
 
-multi_worker.patch()  # Keras 3 + MultiWorkerMirroredStrategy (TensorFlow backend)
+# Public name -> the module that defines it.
+_NAMES = {
+    "BackboneModel": "backbone_model",
+    "Features": "features",
+    "ImageFolder": "image_folder",
+    "LRFinderResult": "recipes",
+    "TransferReport": "weights",
+    "attach_head": "heads",
+    "extract_features": "features",
+    "fine_tune": "recipes",
+    "freeze": "freezing",
+    "load_legacy_h5": "weights",
+    "load_weights_npz": "weights",
+    "lr_find": "recipes",
+    "save_weights_npz": "weights",
+    "trainable_summary": "freezing",
+    "transfer": "factory",
+    "transfer_weights": "weights",
+    "unfreeze": "freezing",
+}
+_SUBMODULES = (
+    "backbones",
+    "callbacks",
+    "demo",
+    "factory",
+    "features",
+    "freezing",
+    "heads",
+    "hub",
+    "image_folder",
+    "labels",
+    "layers",
+    "multi_worker",
+    "optimizers",
+    "penalties",
+    "precision",
+    "recipes",
+    "regularizers",
+    "report",
+    "schedules",
+    "weights",
+)
+# The modules whose classes a saved model names (registered on import).
+_SERIALIZABLE = ("backbone_model", "layers", "optimizers", "penalties", "schedules", "hub")
+
+__all__ = sorted([*_NAMES, *_SUBMODULES, "register"])
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def register():
+    """Registers the library's layers, optimizers and regularizers with Keras,
+    so `keras.saving.load_model` needs no `custom_objects`. Imports Keras."""
+    for module in _SERIALIZABLE:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+if "keras" in sys.modules:  # Keras is loaded already: registering costs nothing
+    register()

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 import uuid
 
+__all__ = ["atomic_write", "is_inside", "replace_dir", "sha256_file", "staging_dir"]
+
 
 def atomic_write(path, write):
     """Writes through `write(handle)` to a temporary file, then renames it."""

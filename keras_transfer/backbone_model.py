@@ -1,13 +1,24 @@
-"""`BackboneModel`: a functional backbone that knows its blocks and BN policy."""
+"""`BackboneModel`, a functional backbone that knows its blocks and BN
+policy, and block discovery: `find_backbones`, `blocks_of`."""
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
+from keras_transfer import _compat
+from keras_transfer import backbones as registry
+from keras_transfer._options import BN_POLICIES
 from keras_transfer.hub import HubLayer
-from keras_transfer.regularizers import StartingPoint, candidate_variables
+from keras_transfer.penalties import StartingPoint, candidate_variables
 
-BN_POLICIES = ("inference", "train_affine", "train")
+__all__ = ["BN_POLICIES", "BackboneModel", "blocks_of", "check_bn", "find_backbones"]
+
+
+def check_bn(bn, allow_none=False, argument="bn"):
+    """The one check of a BatchNorm policy argument."""
+    if bn in BN_POLICIES or (allow_none and bn is None):
+        return bn
+    allowed = BN_POLICIES + ((None,) if allow_none else ())
+    raise ValueError(f"`{argument}` must be one of {allowed}. Received: {argument}={bn!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -39,15 +50,14 @@ class BackboneModel(keras.Model):
 
     def __init__(self, *args, blocks=None, bn="inference", **kwargs):
         super().__init__(*args, **kwargs)
-        if bn not in BN_POLICIES:
-            raise ValueError(f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}")
-        self.bn = bn
+        self.bn = check_bn(bn)
         self.blocks = [[name, list(layers)] for name, layers in blocks or []]
 
     def call(self, inputs, training=None, mask=None):
         # Functional.call, with our own rule for each layer's `training`.
-        outputs = self._run_through_graph(
-            self._standardize_inputs(inputs),
+        outputs = _compat.run_functional_graph(
+            self,
+            _compat.standardize_functional_inputs(self, inputs),
             operation_fn=lambda op: _with_policy(op, training, self.bn),
         )
         return outputs[0] if isinstance(outputs, list) and len(outputs) == 1 else outputs
@@ -81,7 +91,7 @@ class BackboneModel(keras.Model):
 
 def _with_policy(op, training, bn):
     def call(*args, **kwargs):
-        if "training" in getattr(op, "_call_context_args", ()) and training is not None:
+        if _compat.takes_training(op) and training is not None:
             # A Hub model's BatchNorm is in its graph: one flag for all of it.
             frozen_stats = (
                 isinstance(op, (keras.layers.BatchNormalization, HubLayer)) and bn != "train"
@@ -92,5 +102,37 @@ def _with_policy(op, training, bn):
     return call
 
 
-def is_functional(model):
-    return isinstance(model, Functional)
+def find_backbones(model):
+    """The `BackboneModel`s inside a model built by `transfer()` (or itself)."""
+    if isinstance(model, BackboneModel):
+        return [model]
+    return [layer for layer in getattr(model, "layers", []) if isinstance(layer, BackboneModel)]
+
+
+def blocks_of(model):
+    """`[(backbone, block name, [layers])]` from stem to top, per backbone.
+
+    Raises:
+        ValueError: for a model whose blocks cannot be found, saying how to
+            pass layers explicitly.
+    """
+    backbones = find_backbones(model)
+    if backbones:
+        return [
+            (backbone, name, [backbone.get_layer(n) for n in names])
+            for backbone in backbones
+            for name, names in backbone.blocks
+        ]
+    family = registry.family_of_model(model) if hasattr(model, "layers") else None
+    if family is None:
+        raise ValueError(
+            f"Cannot find the blocks of model {getattr(model, 'name', model)!r}: it "
+            "was not built by keras_transfer.transfer() and is not a registered "
+            "keras.applications model. Pass the layers to unfreeze explicitly, e.g. "
+            "kt.unfreeze(model, blocks=['conv5_block1_1_conv', ...]) (layer "
+            "names or layers), or build the model with kt.transfer(model, ...)."
+        )
+    return [
+        (model, name, [model.get_layer(n) for n in names])
+        for name, names in registry.split_blocks(model.layers, family.blocks)
+    ]

@@ -3,8 +3,8 @@
 A row is data, not code: adding a family means adding a row. Each row gives
 the family's preprocessing, each constructor's default input size, parameter
 count and block count, the smallest input it accepts, and the rules that
-split its layers into blocks, ordered from stem to top. A block's output is a named feature tap, beside
-`"last_conv"`.
+split its layers into blocks, ordered from stem to top. A block's output is
+a named feature tap, beside `"last_conv"`.
 
 Block rules are `(regex, block name)` pairs tried in order on each layer's
 name; the name may use the regex's groups (`r"conv\\1"`). A layer that no
@@ -20,6 +20,20 @@ import re
 import typing
 
 import keras
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "Variant",
+    "constructor",
+    "constructor_names",
+    "family_of_constructor",
+    "family_of_model",
+    "markdown_table",
+    "resolve_name",
+    "split_blocks",
+    "table",
+]
 
 
 class Variant(typing.NamedTuple):

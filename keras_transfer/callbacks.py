@@ -2,9 +2,11 @@
 
 import keras
 
-from keras_transfer import freezing
-from keras_transfer.backbone_model import BN_POLICIES
-from keras_transfer.optimizers import BlockwiseLR
+from keras_transfer import _compat, freezing
+from keras_transfer.backbone_model import blocks_of, check_bn
+from keras_transfer.optimizers import BlockwiseLR, set_multipliers
+
+__all__ = ["GradualUnfreezing"]
 
 
 class GradualUnfreezing(keras.callbacks.Callback):
@@ -20,7 +22,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
     The trainable set is a function of the epoch, so a fit resumed through
     `keras.callbacks.BackupAndRestore` or from a checkpoint with
     `initial_epoch` continues where it stopped, optimizer state included.
-    The model's optimizer is wrapped in `kt.optimizers.BlockwiseLR` (its
+    The model's optimizer is wrapped in `ktr.optimizers.BlockwiseLR` (its
     `learning_rate` stays readable and settable, so `ReduceLROnPlateau` and
     `LearningRateScheduler` work alongside).
 
@@ -31,7 +33,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
     [0, 1, 1, 2, 2, 3]
 
     ```python
-    model = kt.transfer("efficientnetb0", 5)  # frozen backbone
+    model = ktr.transfer("efficientnetb0", 5)  # frozen backbone
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(train, epochs=8, callbacks=[unfreezing])
     ```
@@ -75,8 +77,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             raise ValueError(
                 f"`max_blocks` must be None or an int >= 0. Received: max_blocks={max_blocks!r}"
             )
-        if bn not in BN_POLICIES:
-            raise ValueError(f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}")
+        check_bn(bn)
         if lr_factor is not None and not (isinstance(lr_factor, (int, float)) and lr_factor > 0):
             raise ValueError(
                 f"`lr_factor` must be None or a positive number. Received: lr_factor={lr_factor!r}"
@@ -107,7 +108,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self._current = None
         if self.blocks is None:
             # A model without blocks fails here, clearly.
-            owners = [id(owner) for owner, _, _ in freezing.blocks_of(model)]
+            owners = [id(owner) for owner, _, _ in blocks_of(model)]
             self._total = max(owners.count(owner) for owner in owners)
         else:
             self._total = len(self._groups())
@@ -121,7 +122,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             and not isinstance(optimizer, BlockwiseLR)
             and not isinstance(inner, BlockwiseLR)
         ):
-            freezing.set_multipliers(model, {})
+            set_multipliers(model, {})
 
     def on_epoch_begin(self, epoch, logs=None):
         resumed = self._current is None and epoch > 0
@@ -133,7 +134,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if target != self._current:
             self._apply(target)
             if self.verbose and epoch > 0:
-                print(
+                _compat.print_msg(
                     f"\nGradualUnfreezing: epoch {epoch + 1}: {target} block(s) "
                     "of the backbone train."
                 )
@@ -149,7 +150,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             head = [layer for layer in self.model.layers if layer.name not in in_groups]
             freezing.unfreeze(self.model, blocks=head + [l for g in top for l in g], bn=self.bn)
         if self.lr_factor is not None:
-            freezing.set_multipliers(
+            set_multipliers(
                 self.model,
                 freezing.block_multipliers(self.model, factor=self.lr_factor, groups=groups),
             )

@@ -9,8 +9,8 @@ comparison runs on a folder of photos with a pretrained backbone.
 Strategies compared, each scored on held-out target images:
 - training from scratch (same architecture, random weights);
 - feature extraction + a linear SVM (InfNormalize'd features);
-- fine-tuning (`kt.fine_tune`: head, then all blocks at graded rates);
-- gradual unfreezing (`kt.callbacks.GradualUnfreezing`).
+- fine-tuning (`ktr.fine_tune`: head, then all blocks at graded rates);
+- gradual unfreezing (`ktr.callbacks.GradualUnfreezing`).
 """
 
 import dataclasses
@@ -20,11 +20,17 @@ import time
 import keras
 import numpy as np
 
-import keras_transfer as kt
-from keras_transfer import report
+from keras_transfer import _compat, report
+from keras_transfer.callbacks import GradualUnfreezing
+from keras_transfer.factory import transfer
+from keras_transfer.features import extract_features
+from keras_transfer.heads import SVMHead
 from keras_transfer.image_folder import ImageFolder
+from keras_transfer.recipes import fine_tune
 
-STRATEGIES = ("from scratch", "feature extraction + SVM", "fine-tuning", "gradual unfreezing")
+__all__ = ["ROWS", "Task", "digits_task", "photo_task", "run"]
+
+ROWS = ("from scratch", "feature extraction + SVM", "fine-tuning", "gradual unfreezing")
 
 
 @dataclasses.dataclass
@@ -83,7 +89,7 @@ def run(
     if epochs is not None and epochs < 1:
         raise ValueError(f"`epochs` must be at least 1. Received: epochs={epochs}")
     keras.utils.set_random_seed(seed)
-    say = (lambda *a: None) if quiet else print
+    say = (lambda *a: None) if quiet else _compat.print_msg
     if data is None:
         task = digits_task(shots, epochs or 20, seed, say)
     else:
@@ -93,7 +99,7 @@ def run(
         f"{len(task.test[1])} test images, classes {task.class_names}"
     )
     results = {}
-    for strategy in STRATEGIES:
+    for strategy in ROWS:
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         accuracy = _STRATEGIES[strategy](task)
@@ -102,10 +108,10 @@ def run(
             "seconds": round(time.perf_counter() - start, 1),
         }
         say(f"  {strategy:<26} {accuracy:.3f}  ({results[strategy]['seconds']:.0f} s)")
-    print(f"\n{task.name}")
-    print(f"{'strategy':<26} {'accuracy':>8} {'seconds':>8}")
+    _compat.print_msg(f"\n{task.name}")
+    _compat.print_msg(f"{'strategy':<26} {'accuracy':>8} {'seconds':>8}")
     for strategy, row in results.items():
-        print(f"{strategy:<26} {row['accuracy']:>8.3f} {row['seconds']:>8.1f}")
+        _compat.print_msg(f"{strategy:<26} {row['accuracy']:>8.3f} {row['seconds']:>8.1f}")
     with report.staging(out, overwrite) as stage:
         report.write_json(
             stage / "results.json",
@@ -116,14 +122,14 @@ def run(
             stage / "comparison.png",
             title=f"{task.name}: held-out accuracy",
         )
-    print(f"written: {out / 'results.json'}, {out / 'comparison.png'}")
+    _compat.print_msg(f"written: {out / 'results.json'}, {out / 'comparison.png'}")
     return results
 
 
 # --- Tasks --------------------------------------------------------------------------
 
 
-def digits_task(shots=10, epochs=20, seed=0, say=print):
+def digits_task(shots=10, epochs=20, seed=0, say=_compat.print_msg):
     """Digits 0-4 pre-train a CNN; digits 5-9, `shots` per class, are the target."""
     from sklearn.datasets import load_digits
 
@@ -207,7 +213,7 @@ def _digits_cnn():
 
 
 def _model(task, pretrained, num_classes=True, **kwargs):
-    return kt.transfer(
+    return transfer(
         task.backbone(pretrained),
         len(task.class_names) if num_classes else None,
         weights=task.weights if pretrained else None,
@@ -237,15 +243,15 @@ def _from_scratch(task):
 
 def _svm(task):
     features = _model(task, True, num_classes=False)
-    train = kt.extract_features(features, task.train, progress=False)
-    test = kt.extract_features(features, task.test, progress=False)
-    return kt.heads.SVMHead(C=1.0, normalize="inf", standardize=True).fit(train).evaluate(test)
+    train = extract_features(features, task.train, progress=False)
+    test = extract_features(features, task.test, progress=False)
+    return SVMHead(C=1.0, normalize="inf", standardize=True).fit(train).evaluate(test)
 
 
 def _fine_tuning(task):
     model = _compile(_model(task, True))
     head_epochs = max(task.epochs // 3, 1)  # the same head phase as gradual unfreezing
-    kt.fine_tune(
+    fine_tune(
         model,
         task.train,
         epochs=max(task.epochs - head_epochs, 1),
@@ -265,9 +271,9 @@ def _gradual(task):
         epochs=task.epochs,
         batch_size=task.batch_size,
         verbose=0,
-        callbacks=[kt.callbacks.GradualUnfreezing(start_epoch=start, lr_factor=0.5, verbose=0)],
+        callbacks=[GradualUnfreezing(start_epoch=start, lr_factor=0.5, verbose=0)],
     )
     return _accuracy(model, task)
 
 
-_STRATEGIES = dict(zip(STRATEGIES, (_from_scratch, _svm, _fine_tuning, _gradual)))
+_STRATEGIES = dict(zip(ROWS, (_from_scratch, _svm, _fine_tuning, _gradual)))

@@ -8,27 +8,24 @@ head`.
 """
 
 import dataclasses
+import difflib
 import functools
 
 import keras
 import numpy as np
 
+from keras_transfer import _compat, freezing, hub, multi_worker, precision, regularizers
 from keras_transfer import backbones as registry
-from keras_transfer import freezing
-from keras_transfer import hub
-from keras_transfer import precision
-from keras_transfer import regularizers
-from keras_transfer.backbone_model import BN_POLICIES, BackboneModel, is_functional
+from keras_transfer._options import FUSIONS, POOLINGS, STRATEGIES
+from keras_transfer.backbone_model import BackboneModel, check_bn
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
 from keras_transfer.weights import load_weights_file
 
-STRATEGIES = ("feature_extraction", "fine_tune")
-POOLINGS = ("avg", "max", "avgmax", "flatten", None)
-FUSIONS = ("concat", "sum", "mean", "weighted", "attention")
+__all__ = ["FUSIONS", "POOLINGS", "STRATEGIES", "build_feature_model", "head_layers", "transfer"]
 
 
 @dataclasses.dataclass
-class Source:
+class _Source:
     """A resolved backbone: a functional Keras model and what we know of it."""
 
     model: keras.Model
@@ -82,7 +79,7 @@ def transfer(
             (`"resnet50"`, `"mobilenet_v2"`, `"EfficientNetB0"`), a built
             `keras.Model` (its classifier top is cut), a KerasHub `Backbone`,
             a TF-Hub SavedModel (a directory, a Hub handle, or a
-            `kt.hub.HubLayer`; TensorFlow backend; its preprocessing is
+            `ktr.hub.HubLayer`; TensorFlow backend; its preprocessing is
             Hub's [0, 1] scaling and it is one block), or a list of these,
             whose features are fused (`fusion`).
         num_classes: number of classes, or `None` for a feature model.
@@ -117,14 +114,14 @@ def transfer(
         fusion: a `FeatureFusion` mode for a list of backbones.
         backbone_kwargs: extra arguments for a constructor (`alpha=0.35`),
             or for the `HubLayer` of a handle (`output_key="features"`).
-        regularization: `"l2sp"` or a `kt.regularizers.L2SP`: fine-tuning
+        regularization: `"l2sp"` or a `ktr.regularizers.L2SP`: fine-tuning
             pulls the backbone toward its pretrained weights, not toward 0.
         mixed_precision: `"auto"` (bfloat16 on TPUs and Ampere or newer
             GPUs, float16 with loss scaling on older GPUs, float32 on CPU; a
             global policy the program set wins), a policy name
             (`"float32"`, `"mixed_bfloat16"`, `"mixed_float16"`), or `None`
             (the global policy). The preprocessing, the classifier's logits
-            and so the loss stay float32. See `kt.precision`.
+            and so the loss stay float32. See `ktr.precision`.
         name: the model's name.
 
     Returns:
@@ -138,31 +135,34 @@ def transfer(
     if not sources:
         raise ValueError("`backbone` is an empty list. Received: backbone=[]")
     shape = _check_input_shape(input_shape)
+    multi_worker.patch_if_needed()
+    # The policy goes on each layer (KerasHub's way); the global one is never
+    # changed.
     policy = precision.resolve(mixed_precision)
-    with precision.policy_scope(policy):
-        model = _assemble(
-            sources,
-            shape,
-            weights,
-            dict(backbone_kwargs or {}),
-            preprocessing,
-            augmentation,
-            feature_layer,
+    model = _assemble(
+        sources,
+        shape,
+        weights,
+        dict(backbone_kwargs or {}),
+        preprocessing,
+        augmentation,
+        feature_layer,
+        pooling,
+        bn,
+        fusion,
+        policy,
+        name,
+        _head(
+            num_classes,
+            head,
+            transfer_matrix,
+            inf_normalize,
+            dropout,
+            classifier_activation,
             pooling,
-            bn,
-            fusion,
             policy,
-            name,
-            _head(
-                num_classes,
-                head,
-                transfer_matrix,
-                inf_normalize,
-                dropout,
-                classifier_activation,
-                pooling,
-            ),
-        )
+        ),
+    )
     if strategy == "feature_extraction":
         freezing.freeze(model)
     else:
@@ -187,9 +187,9 @@ def _assemble(
     name,
     head_layers,
 ):
-    resolved = [resolve(source, shape, weights, kwargs) for source in sources]
+    resolved = [_resolve(source, shape, weights, kwargs) for source in sources]
     for source in resolved:
-        precision.apply(source.model, policy)  # a model built before the scope
+        precision.apply(source.model, policy)
     if shape is None:
         shape = tuple(resolved[0].model.input_shape[1:3]) + (3,)
     inputs = keras.Input(shape, name="image")
@@ -201,12 +201,60 @@ def _assemble(
         x = ImagePreprocessing(mode, dtype="float32", name=f"preprocessing{suffix}")(inputs)
         if augmentation is not None:
             x = _augmentation(augmentation, suffix)(x)
-        net = build_backbone(source, feature_layer, pooling, bn, name=f"backbone{suffix}")
+        net = _build_backbone(
+            source, feature_layer, pooling, bn, name=f"backbone{suffix}", dtype=policy
+        )
         features.append(net(x))
-    x = features[0] if len(features) == 1 else FeatureFusion(fusion, name="fusion")(features)
+    if len(features) > 1:
+        x = FeatureFusion(fusion, name="fusion", dtype=policy)(features)
+    else:
+        x = features[0]
     if head_layers:
         x = keras.Sequential(head_layers, name="head")(x)
-    return keras.Model(inputs, x, name=name or f"transfer_{resolved[0].label.lower()}")
+    model = keras.Model(inputs, x, name=name or f"transfer_{resolved[0].label.lower()}")
+    # compile() reads the model's own policy: mixed_float16 gets loss scaling.
+    model.dtype_policy = policy
+    return model
+
+
+def build_feature_model(
+    backbone,
+    layers="last_conv",
+    pooling="avg",
+    input_shape=None,
+    weights="imagenet",
+    mixed_precision="auto",
+):
+    """A frozen feature model with one pooled output per tap in `layers`, and
+    its label: what `extract_features` runs.
+
+    Example:
+
+    >>> label, model = keras_transfer.factory.build_feature_model(
+    ...     "mobilenet", ["conv_pw_5_relu", "last_conv"], weights=None,
+    ...     input_shape=(32, 32, 3))
+    >>> label, [tuple(output.shape) for output in model.outputs]
+    ('mobilenet', [(None, 256), (None, 1024)])
+
+    Args:
+        backbone: anything `transfer()` takes, but a list.
+        layers: a tap or a list of taps (see `transfer(feature_layer=...)`).
+        pooling, input_shape, weights, mixed_precision: as for `transfer()`.
+    """
+    multi_worker.patch_if_needed()
+    policy = precision.resolve(mixed_precision)
+    taps = list(layers) if isinstance(layers, (list, tuple)) else [layers or "last_conv"]
+    source = _resolve(backbone, _check_input_shape(input_shape), weights)
+    precision.apply(source.model, policy)
+    shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
+    inputs = keras.Input(shape, name="image")
+    # Mean subtraction in bfloat16 would round pixels to whole numbers.
+    x = ImagePreprocessing(source.preprocessing, dtype="float32", name="preprocessing")(inputs)
+    net = _build_backbone(source, taps, pooling, separate=True, dtype=policy)
+    freezing.freeze(net)
+    model = keras.Model(inputs, net(x))
+    model.dtype_policy = policy
+    return source.label.lower(), model
 
 
 # --- Resolution: one function per source type --------------------------------
@@ -254,7 +302,7 @@ def _from_hub(backbone, input_shape, weights, kwargs):
     if weights != "imagenet":
         load_weights_file(model, weights)
     # TF-Hub's image convention: float pixels in [0, 1].
-    return Source(model, None, "unit", layer.name)
+    return _Source(model, None, "unit", layer.name)
 
 
 def _from_name(backbone, input_shape, weights, kwargs):
@@ -302,7 +350,7 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
         ) from error
     if from_file:
         load_weights_file(model, weights)
-    return Source(model, family, _preprocessing_mode(family), label)
+    return _Source(model, family, _preprocessing_mode(family), label)
 
 
 def _from_keras_model(backbone, input_shape, weights, kwargs):
@@ -311,7 +359,7 @@ def _from_keras_model(backbone, input_shape, weights, kwargs):
     if isinstance(backbone, keras.Sequential) and backbone.built:
         # A Sequential wraps a functional graph; cut and tap that.
         backbone = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
-    if not is_functional(backbone):
+    if not _compat.is_functional(backbone):
         raise TypeError(
             "`backbone` must be a functional or Sequential keras.Model (its layers "
             f"are cut at the feature tap). Received: a subclassed model "
@@ -328,14 +376,14 @@ def _from_keras_model(backbone, input_shape, weights, kwargs):
                 f"images. Received: input_shape={tuple(input_shape)}"
             )
     label = family.name if family else backbone.name
-    return Source(backbone, family, _preprocessing_mode(family), label)
+    return _Source(backbone, family, _preprocessing_mode(family), label)
 
 
 def _from_keras_hub(backbone, input_shape, weights, kwargs):
     if "keras_hub" not in type(backbone).__module__:
         return None
     model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
-    return Source(model, None, "none", backbone.name)
+    return _Source(model, None, "none", backbone.name)
 
 
 def _preprocessing_mode(family):
@@ -347,19 +395,19 @@ def _preprocessing_mode(family):
 
 # Tried in turn; the first that returns a Source wins. A new source type is a
 # new function in this list.
-RESOLVERS = [_from_keras_hub, _from_hub, _from_keras_model, _from_name, _from_constructor]
+_RESOLVERS = [_from_keras_hub, _from_hub, _from_keras_model, _from_name, _from_constructor]
 
 
-def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
+def _resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
     """Resolves any supported backbone into a `Source`."""
-    for resolver in RESOLVERS:
+    for resolver in _RESOLVERS:
         source = resolver(backbone, input_shape, weights, kwargs or {})
         if source is not None:
             return source
     raise TypeError(
         "`backbone` must be a keras.applications constructor, a registered name, a "
         "keras.Model, a KerasHub Backbone, a SavedModel directory or TF-Hub handle, "
-        "a kt.hub.HubLayer, or a list of these. Received: "
+        "a ktr.hub.HubLayer, or a list of these. Received: "
         f"backbone={backbone!r} of type {type(backbone).__name__}"
     )
 
@@ -367,13 +415,14 @@ def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
 # --- The backbone part ----------------------------------------------------------
 
 
-def build_backbone(
+def _build_backbone(
     source,
     feature_layer="last_conv",
     pooling="avg",
     bn="inference",
     name="backbone",
     separate=False,
+    dtype=None,
 ):
     """Cuts `source.model` at its feature tap(s), pools, and wraps the result.
 
@@ -392,12 +441,14 @@ def build_backbone(
             "Several feature layers need a pooling to be concatenated. Received: "
             f"feature_layer={feature_layer!r}, pooling=None"
         )
-    pooled = [_pool(x, pooling, f"{name}_pool_{i}") for i, x in enumerate(outputs)]
+    pooled = [_pool(x, pooling, f"{name}_pool_{i}", dtype) for i, x in enumerate(outputs)]
     if separate or len(pooled) == 1:
         output = pooled if separate else pooled[0]
     else:
-        output = keras.layers.Concatenate(name=f"{name}_multiscale")(pooled)
+        output = keras.layers.Concatenate(name=f"{name}_multiscale", dtype=dtype)(pooled)
     net = BackboneModel(model.inputs, output, bn=bn, name=name)
+    if dtype is not None:
+        net.dtype_policy = dtype
     # A tap below the top leaves the blocks above it out of the graph.
     present = {layer.name for layer in net.layers}
     net.blocks = [
@@ -440,8 +491,6 @@ def _tap(model, kept, blocks, tap, last_conv):
     names = [layer.name for layer in kept]
     if tap in names:
         return model.get_layer(tap).output
-    import difflib
-
     close = difflib.get_close_matches(tap, names + [b for b, _ in blocks], n=5)
     raise ValueError(
         f"No layer or block named {tap!r} in the backbone. Received: "
@@ -450,19 +499,19 @@ def _tap(model, kept, blocks, tap, last_conv):
     )
 
 
-def _pool(x, pooling, name):
+def _pool(x, pooling, name, dtype=None):
     if len(x.shape) != 4 or pooling is None:
         return x
     if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name=name)(x)
+        return keras.layers.GlobalAveragePooling2D(name=name, dtype=dtype)(x)
     if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name=name)(x)
+        return keras.layers.GlobalMaxPooling2D(name=name, dtype=dtype)(x)
     if pooling == "flatten":
-        return keras.layers.Flatten(name=name)(x)
-    return keras.layers.Concatenate(name=name)(
+        return keras.layers.Flatten(name=name, dtype=dtype)(x)
+    return keras.layers.Concatenate(name=name, dtype=dtype)(
         [
-            keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x),
-            keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x),
+            keras.layers.GlobalAveragePooling2D(name=f"{name}_avg", dtype=dtype)(x),
+            keras.layers.GlobalMaxPooling2D(name=f"{name}_max", dtype=dtype)(x),
         ]
     )
 
@@ -501,16 +550,20 @@ _NORMALIZATION = (
 # --- Head, augmentation, arguments -------------------------------------------------
 
 
-def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation, pooling):
+def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation, pooling, policy):
     layers = []
     if transfer_matrix is not None:
         layers.append(
             TransferMatrix(
-                transfer_matrix, activation="relu", use_gate=True, name="transfer_matrix"
+                transfer_matrix,
+                activation="relu",
+                use_gate=True,
+                name="transfer_matrix",
+                dtype=policy,
             )
         )
     if inf_normalize:
-        layers.append(InfNormalize(name="inf_normalize"))
+        layers.append(InfNormalize(name="inf_normalize", dtype=policy))
     if isinstance(head, keras.layers.Layer):
         return layers + [head]
     if num_classes is None:
@@ -521,16 +574,37 @@ def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation
             f"num_classes={num_classes}. Use pooling='avg' (or another), or pass "
             "your own `head` layer."
         )
-    for index, width in enumerate(head or []):
+    return layers + head_layers(num_classes, head, dropout, activation, dtype=policy)
+
+
+def head_layers(num_classes, hidden=None, dropout=0.0, activation=None, dtype=None):
+    """The classifier head's layers, the one builder for `transfer()` and
+    `ktr.heads.fit_head`: per hidden width `Dense -> BatchNormalization ->
+    ReLU -> Dropout`, then `Dropout` and the `classifier` Dense.
+
+    Example:
+
+    >>> [layer.name for layer in keras_transfer.factory.head_layers(3, [8], 0.2)]
+    ['hidden_0', 'hidden_0_bn', 'hidden_0_relu', 'hidden_0_dropout', 'dropout', 'classifier']
+
+    Args:
+        num_classes: the classifier's width.
+        hidden: widths of hidden layers, or `None`.
+        dropout: dropout rate before each Dense after the first.
+        activation: the classifier's activation (`None`: logits).
+        dtype: the dtype policy of every layer but the classifier, whose
+            logits stay float32 under mixed precision.
+    """
+    layers = []
+    for index, width in enumerate(hidden or []):
         layers += [
-            keras.layers.Dense(width, use_bias=False, name=f"hidden_{index}"),
-            keras.layers.BatchNormalization(name=f"hidden_{index}_bn"),
-            keras.layers.ReLU(name=f"hidden_{index}_relu"),
-            keras.layers.Dropout(dropout, name=f"hidden_{index}_dropout"),
+            keras.layers.Dense(width, use_bias=False, name=f"hidden_{index}", dtype=dtype),
+            keras.layers.BatchNormalization(name=f"hidden_{index}_bn", dtype=dtype),
+            keras.layers.ReLU(name=f"hidden_{index}_relu", dtype=dtype),
+            keras.layers.Dropout(dropout, name=f"hidden_{index}_dropout", dtype=dtype),
         ]
     if dropout:
-        layers.append(keras.layers.Dropout(dropout, name="dropout"))
-    # Logits stay float32 under mixed precision.
+        layers.append(keras.layers.Dropout(dropout, name="dropout", dtype=dtype))
     layers.append(
         keras.layers.Dense(num_classes, activation=activation, dtype="float32", name="classifier")
     )
@@ -557,8 +631,6 @@ def _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head):
             f"Received: num_classes={num_classes!r}"
         )
     if strategy not in STRATEGIES:
-        import difflib
-
         close = difflib.get_close_matches(str(strategy), STRATEGIES, n=1)
         raise ValueError(
             f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}"
@@ -566,8 +638,7 @@ def _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head):
         )
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
-    if bn not in BN_POLICIES:
-        raise ValueError(f"`bn` must be one of {BN_POLICIES}. Received: bn={bn!r}")
+    check_bn(bn)
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
     if fusion not in FUSIONS:

@@ -10,45 +10,22 @@ train step, which is also safe inside `fit` (see `GradualUnfreezing`).
 
 import keras
 
-from keras_transfer.backbone_model import BN_POLICIES, BackboneModel
-from keras_transfer import backbones as registry
+from keras_transfer import regularizers
+from keras_transfer.backbone_model import (
+    BackboneModel,
+    blocks_of,
+    check_bn,
+    find_backbones,
+)
 from keras_transfer.hub import HubLayer
+from keras_transfer.optimizers import (
+    geometric_multipliers,
+    refresh_compiled,
+    set_multipliers,
+    set_rate,
+)
 
-
-def find_backbones(model):
-    """The `BackboneModel`s inside a model built by `transfer()` (or itself)."""
-    if isinstance(model, BackboneModel):
-        return [model]
-    return [layer for layer in getattr(model, "layers", []) if isinstance(layer, BackboneModel)]
-
-
-def blocks_of(model):
-    """`[(backbone, block name, [layers])]` from stem to top, per backbone.
-
-    Raises:
-        ValueError: for a model whose blocks cannot be found, saying how to
-            pass layers explicitly.
-    """
-    backbones = find_backbones(model)
-    if backbones:
-        return [
-            (backbone, name, [backbone.get_layer(n) for n in names])
-            for backbone in backbones
-            for name, names in backbone.blocks
-        ]
-    family = registry.family_of_model(model) if hasattr(model, "layers") else None
-    if family is None:
-        raise ValueError(
-            f"Cannot find the blocks of model {getattr(model, 'name', model)!r}: it "
-            "was not built by keras_transfer.transfer() and is not a registered "
-            "keras.applications model. Pass the layers to unfreeze explicitly, e.g. "
-            "kt.unfreeze(model, blocks=['conv5_block1_1_conv', ...]) (layer "
-            "names or layers), or build the model with kt.transfer(model, ...)."
-        )
-    return [
-        (model, name, [model.get_layer(n) for n in names])
-        for name, names in registry.split_blocks(model.layers, family.blocks)
-    ]
+__all__ = ["block_multipliers", "freeze", "trainable_summary", "unfreeze"]
 
 
 def freeze(model):
@@ -93,16 +70,13 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
         lr_range: `(lo, hi)`, fastai's `slice(lo, hi)`: learning rates spread
             geometrically from `lo` for the lowest unfrozen block to `hi` for
             the head. The model must be compiled; its optimizer is wrapped in
-            `kt.optimizers.BlockwiseLR` and, when its rate is a float, set to
+            `ktr.optimizers.BlockwiseLR` and, when its rate is a float, set to
             `hi` (with a schedule, the schedule's rate is the head's).
-        regularization: `"l2sp"` or a `kt.regularizers.L2SP`: pull the
+        regularization: `"l2sp"` or a `ktr.regularizers.L2SP`: pull the
             backbone toward its current weights instead of toward zero.
     """
-    from keras_transfer import regularizers
-
     regularization = regularizers.get(regularization)
-    if bn is not None and bn not in BN_POLICIES:
-        raise ValueError(f"`bn` must be one of {BN_POLICIES} or None. Received: bn={bn!r}")
+    check_bn(bn, allow_none=True)
     if isinstance(blocks, (list, tuple)):
         owners = find_backbones(model) or [model]
         wanted = {getattr(layer, "name", layer) for layer in blocks}
@@ -139,7 +113,7 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
         regularization.attach(model)
     if lr_range is not None:
         set_multipliers(model, block_multipliers(model, lr_range))
-        _set_rate(model.optimizer, max(float(x) for x in lr_range))
+        set_rate(model.optimizer, max(float(x) for x in lr_range))
     else:
         refresh_compiled(model)
 
@@ -152,8 +126,6 @@ def block_multipliers(model, lr_range=None, factor=None, groups=None):
     below the head gets `factor**k` (ULMFiT's discriminative rates).
     `groups` (lists of layers, stem to top) replaces the model's own blocks.
     """
-    from keras_transfer.optimizers import geometric_multipliers
-
     if groups is None:
         per_owner = {}
         for owner, _, layers in blocks_of(model):
@@ -174,13 +146,6 @@ def block_multipliers(model, lr_range=None, factor=None, groups=None):
                 if layer.weights:
                     multipliers[layer.name] = float(scale)
     return multipliers
-
-
-def _set_rate(optimizer, rate):
-    while hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
-    if isinstance(optimizer._learning_rate, keras.Variable):
-        optimizer.learning_rate = rate
 
 
 def trainable_summary(model, print_fn=print):
@@ -216,129 +181,6 @@ def trainable_summary(model, print_fn=print):
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         print_fn("\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in table))
     return rows
-
-
-def refresh_compiled(model, optimizer=None):
-    """Makes a new trainable set take effect on a compiled model, even mid-fit.
-
-    A new optimizer (`optimizer`, or one rebuilt from the model's own config)
-    is built for the model's trainable variables. The iteration count, the
-    learning rate and the slots (moments, ...) of every variable that keeps
-    training are carried over, so their state is kept. The model's train
-    step is rebuilt for the new set; the loss, metrics and their state are
-    left alone, so this is safe inside `fit` (at an epoch boundary).
-    """
-    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        return
-    old = model.optimizer
-    trainable = model.trainable_variables
-    if optimizer is None:
-        if old.built and [id(v) for v in old._trainable_variables] == [id(v) for v in trainable]:
-            return  # nothing to do: same variables, same order
-        optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(old))
-        # A BlockwiseLR's keys may name blocks that are frozen now.
-        wrapper = optimizer
-        while wrapper is not None:
-            if hasattr(wrapper, "strict"):
-                wrapper.strict = False
-            wrapper = getattr(wrapper, "inner_optimizer", None)
-    # Built here, not in the first traced step: on TensorFlow, variables
-    # made while tracing make tf.function trace the whole step twice.
-    optimizer.build(trainable)
-    if old.built or getattr(old, "_deferred_state", None) is not None:
-        _carry_state(old, optimizer)
-    model.optimizer = optimizer
-    # What `model.save` writes; compile() wraps a LossScaleOptimizer again.
-    stored = optimizer
-    if isinstance(stored, keras.optimizers.LossScaleOptimizer):
-        stored = stored.inner_optimizer
-    model._compile_config.config["optimizer"] = stored
-    if getattr(model, "train_function", None) is not None:
-        if hasattr(model, "_record_training_state_sharding_spec"):  # JAX
-            model._record_training_state_sharding_spec()
-        model.make_train_function(force=True)
-
-
-def set_multipliers(model, multipliers):
-    """Gives each layer of `multipliers` its learning-rate multiplier.
-
-    The model's optimizer is wrapped in (or its `BlockwiseLR` rebuilt with)
-    these multipliers, its state kept.
-    """
-    from keras_transfer.optimizers import BlockwiseLR
-
-    if not getattr(model, "compiled", False):
-        raise ValueError(
-            "Per-block learning rates need a compiled model: call "
-            "model.compile(optimizer, loss, ...) first. Received: a model that "
-            "is not compiled."
-        )
-    optimizer = model.optimizer
-    scale = None
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        scale, optimizer = optimizer, optimizer.inner_optimizer
-    inner = optimizer.inner_optimizer if isinstance(optimizer, BlockwiseLR) else optimizer
-    inner = keras.optimizers.deserialize(keras.optimizers.serialize(inner))
-    new = BlockwiseLR(inner, multipliers, strict=False, name=optimizer.name)
-    if scale is not None:
-        new = keras.optimizers.LossScaleOptimizer(
-            new,
-            initial_scale=scale.initial_scale,
-            dynamic_growth_steps=scale.dynamic_growth_steps,
-            name=scale.name,
-        )
-    refresh_compiled(model, optimizer=new)
-
-
-def _carry_state(old, new):
-    """Copies optimizer state from `old` to `new` (built), per variable."""
-    deferred = getattr(old, "_deferred_state", None)
-    if deferred is not None:
-        if len(deferred) == len(new.variables) and all(
-            tuple(v.shape) == value.shape for v, value in zip(new.variables, deferred)
-        ):
-            for variable, value in zip(new.variables, deferred):
-                variable.assign(value)
-            return
-        new._deferred_state = deferred  # saved for another trainable set: wait
-    if hasattr(old, "inner_optimizer") and hasattr(new, "inner_optimizer"):
-        # A wrapper (BlockwiseLR, LossScaleOptimizer): the inner state, then
-        # its own (the loss scale).
-        if old.inner_optimizer.built:
-            _carry_state(old.inner_optimizer, new.inner_optimizer)
-        _copy_by_path(old._variables, new._variables)
-        return
-    # Slot lists (Adam's `_momentums`, ...) hold one entry per trained
-    # variable, in the order the optimizer was built with.
-    index = {id(v): i for i, v in enumerate(old._trainable_variables)}
-    count = len(old._trainable_variables)
-    slots = set()
-    for attr, values in vars(old).items():
-        if (
-            attr in ("_variables", "_trainable_variables")
-            or not isinstance(values, list)
-            or count == 0
-            or len(values) != count
-            or not all(v is None or isinstance(v, keras.Variable) for v in values)
-            or not isinstance(getattr(new, attr, None), list)
-        ):
-            continue
-        targets = getattr(new, attr)
-        for j, variable in enumerate(new._trainable_variables):
-            i = index.get(id(variable))
-            if i is not None and values[i] is not None and targets[j] is not None:
-                targets[j].assign(values[i])
-        slots.update(id(v) for v in values if v is not None)
-    # The rest (iterations, learning rate) by path.
-    _copy_by_path([v for v in old.variables if id(v) not in slots], new.variables)
-
-
-def _copy_by_path(sources, targets):
-    by_path = {v.path: v for v in sources}
-    for variable in targets:
-        match = by_path.get(variable.path)
-        if match is not None and tuple(match.shape) == tuple(variable.shape):
-            variable.assign(match)
 
 
 def _top_blocks(all_blocks, blocks):

@@ -4,9 +4,12 @@ logistic regression, plus `attach_head` to put one back on the backbone."""
 import keras
 import numpy as np
 
+from keras_transfer import factory, multi_worker
 from keras_transfer.features import Features
 from keras_transfer.labels import check_labels
 from keras_transfer.layers import InfNormalize
+
+__all__ = ["LogisticHead", "SVMHead", "attach_head", "fit_head"]
 
 _NORMALIZE = (None, "inf", "l2")
 
@@ -46,15 +49,13 @@ def fit_head(
         The trained head (a `keras.Model` taking features, giving logits),
         with its `History` as `.history`.
     """
+    multi_worker.patch_if_needed()
     x, y = _xy(features, labels, num_classes=num_classes)
     inputs = keras.Input(x.shape[1:])
     h = inputs
-    for width in hidden or []:
-        h = keras.layers.Dense(width, activation="relu")(h)
-        h = keras.layers.Dropout(dropout)(h)
-    if dropout:
-        h = keras.layers.Dropout(dropout)(h)
-    head = keras.Model(inputs, keras.layers.Dense(num_classes, dtype="float32")(h), name="head")
+    for layer in factory.head_layers(num_classes, hidden, dropout):
+        h = layer(h)
+    head = keras.Model(inputs, h, name="head")
     head.compile(
         keras.optimizers.Adam(learning_rate),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -13,9 +13,10 @@ import sys
 import types
 
 import keras
-from keras.src.saving import serialization_lib
 
-from keras_transfer import _io
+from keras_transfer import _compat, _io
+
+__all__ = ["HubLayer", "export", "is_handle", "resolve"]
 
 _URL_PREFIXES = ("http://", "https://", "gs://")
 # The marker file of the TF1 Hub format (hub.Module), beside saved_model.pb.
@@ -222,7 +223,7 @@ class HubLayer(keras.layers.Layer):
                     name=name,
                     autocast=False,
                 )
-            self._track_variable(wrapped)
+            _compat.track_variable(self, wrapped)
 
     # --- Calling ----------------------------------------------------------------
 
@@ -320,7 +321,7 @@ class HubLayer(keras.layers.Layer):
     def from_config(cls, config):
         # Refused while a file loads in safe mode; a direct call (cloning)
         # runs outside any safe-mode scope.
-        if serialization_lib.in_safe_mode():
+        if _compat.in_safe_mode():
             raise ValueError(
                 "Loading a HubLayer runs the graph of the SavedModel at "
                 f"{config.get('handle')!r}, which is not part of the file being "

@@ -8,6 +8,17 @@ import pathlib
 import keras
 import numpy as np
 
+__all__ = [
+    "ImageFolder",
+    "MAX_IMAGE_SIZE",
+    "SPLITS",
+    "check_image_size",
+    "image_files",
+    "read_image",
+    "scan",
+    "split_folders",
+]
+
 
 @dataclasses.dataclass
 class ImageFolder:

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+__all__ = ["check_labels"]
+
 
 def check_labels(labels, num_classes=None, argument="labels"):
     """Integer class labels `(N,)` as int64, or a `ValueError` that says why not.

@@ -12,13 +12,19 @@ worker (keras-team/keras#20585, open):
   input with 0 dimensions". A scalar is averaged across workers with
   `axis=None`.
 
-`patch()` mends both; `keras_transfer` calls it on import under the
-TensorFlow backend. Every other strategy (one device, `MirroredStrategy`,
-TPUs) takes Keras's own code unchanged: the patched functions hand those
-back to the originals.
+`patch()` mends both. Importing `keras_transfer` changes nothing: the
+patch is applied by `transfer()`, `extract_features`, `fine_tune` and
+`ktr.heads.fit_head` when they run under a multi-worker strategy
+(`patch_if_needed`), or by calling `patch()` before `fit`. Every other
+strategy (one device, `MirroredStrategy`, TPUs) takes Keras's own code
+unchanged: the patched functions hand those back to the originals.
 """
 
 import keras
+
+from keras_transfer import _compat
+
+__all__ = ["patch", "patch_if_needed"]
 
 _PATCHED = False
 
@@ -26,48 +32,32 @@ _PATCHED = False
 def patch():
     """Makes `fit`, `evaluate` and `predict` work with several workers.
 
-    Idempotent, and a no-op on backends other than TensorFlow.
+    Idempotent, and a no-op on backends other than TensorFlow, or on a Keras
+    whose trainer no longer has the functions it mends. Returns whether the
+    trainer is patched.
 
     Example:
 
-    >>> keras_transfer.multi_worker.patch()
+    >>> keras_transfer.multi_worker.patch() in (True, False)
+    True
     """
     global _PATCHED
-    if _PATCHED or keras.backend.backend() != "tensorflow":
+    if not _PATCHED and keras.backend.backend() == "tensorflow":
+        _PATCHED = _compat.patch_multi_worker_trainer()
+    return _PATCHED
+
+
+def patch_if_needed():
+    """`patch()` when a multi-worker strategy is in scope; otherwise nothing."""
+    if keras.backend.backend() != "tensorflow" or _PATCHED:
         return
     import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer
 
-    multi_worker = trainer._collective_all_reduce_multi_worker
-    symbolic_build = trainer.TensorFlowTrainer._maybe_symbolic_build
-    reduce_per_replica = trainer.reduce_per_replica
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or iterator is None or not multi_worker(strategy):
-            return symbolic_build(self, iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            data_batch = next(batches)
-            break
-        data_batch = tree.map_structure(
-            lambda v: (
-                strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues)
-                else v
-            ),
-            data_batch,
-        )
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    def _reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not multi_worker(strategy):
-            return reduce_per_replica(values, strategy, reduction)
-        return tree.map_structure(
-            lambda v: strategy.reduce("MEAN", v, axis=None if v.shape.rank == 0 else 0), values
-        )
-
-    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    trainer.reduce_per_replica = _reduce_per_replica
-    _PATCHED = True
+    if tf.distribute.has_strategy() and isinstance(
+        tf.distribute.get_strategy(),
+        (
+            tf.distribute.MultiWorkerMirroredStrategy,
+            tf.distribute.experimental.MultiWorkerMirroredStrategy,
+        ),
+    ):
+        patch()

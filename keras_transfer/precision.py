@@ -7,11 +7,13 @@ get float16, and Keras's `compile` wraps the optimizer in a
 half-precision path: there, "auto" is float32.
 """
 
-import contextlib
-
 import keras
 
-POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+from keras_transfer import _compat
+from keras_transfer._options import PRECISION_POLICIES as POLICIES
+from keras_transfer.hub import HubLayer
+
+__all__ = ["POLICIES", "accelerator", "apply", "resolve"]
 
 
 def accelerator():
@@ -89,27 +91,27 @@ def resolve(mixed_precision):
     return mixed_precision
 
 
-@contextlib.contextmanager
-def policy_scope(policy):
-    """Layers made inside take `policy`; the global policy is restored after."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
 def apply(model, policy):
-    """Sets `policy` on every layer of a model built before (a user's model).
+    """Sets a mixed `policy` on every layer of a built model (a user's
+    backbone), but its inputs and TF-Hub layers; `"float32"` leaves the
+    model as it is.
 
     Variables stay float32 under a mixed policy, so built layers take it.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> keras_transfer.precision.apply(model, "mixed_bfloat16")
+    >>> model.layers[0].compute_dtype, model.layers[0].variable_dtype
+    ('bfloat16', 'float32')
+
+    Args:
+        model: a built Keras model.
+        policy: a dtype policy name.
     """
     if policy == "float32":
         return
-    from keras_transfer.hub import HubLayer
-
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _compat.flatten_layers(model):
         # A SavedModel's graph is float32 inside: it keeps its policy.
         if not isinstance(layer, (keras.layers.InputLayer, HubLayer)):
             layer.dtype_policy = policy

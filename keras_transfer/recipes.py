@@ -7,10 +7,20 @@ import time
 import keras
 import numpy as np
 
-from keras_transfer import freezing, precision
+from keras_transfer import _compat, freezing, multi_worker, precision
+from keras_transfer.backbone_model import blocks_of
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
 from keras_transfer.schedules import OneCycle
+
+__all__ = [
+    "ExponentialRange",
+    "LRFinderResult",
+    "SCHEDULES",
+    "fine_tune",
+    "lr_find",
+    "tune_steps_per_execution",
+]
 
 SCHEDULES = ("one_cycle", "constant")
 
@@ -97,7 +107,8 @@ def fine_tune(
             "`base_lr` must be > 0 and `lr_mult` >= 1. Received: "
             f"base_lr={base_lr!r}, lr_mult={lr_mult!r}"
         )
-    freezing.blocks_of(model)  # fails early, and clearly, without blocks
+    blocks_of(model)  # fails early, and clearly, without blocks
+    multi_worker.patch_if_needed()
     x, y = train if isinstance(train, tuple) else (train, None)
     if y is not None:
         # One output is a binary (sigmoid) head: labels 0 and 1.
@@ -237,7 +248,7 @@ class _BatchEnds(keras.callbacks.Callback):
 def _set_steps_per_execution(model, steps):
     model.steps_per_execution = steps
     model.train_function = None  # made again, for the new count, by the next fit
-    model._compile_config.config["steps_per_execution"] = steps
+    _compat.compile_config(model)["steps_per_execution"] = steps
 
 
 def lr_find(
@@ -287,7 +298,7 @@ def lr_find(
     x, y = data if isinstance(data, tuple) else (data, None)
     weights = [np.array(keras.ops.convert_to_numpy(v)) for v in model.weights]
     optimizer, train_function = model.optimizer, model.train_function
-    stored = model._compile_config.config.get("optimizer")
+    stored = _compat.compile_config(model).get("optimizer")
     state = [np.array(keras.ops.convert_to_numpy(v)) for v in optimizer.variables]
     built = optimizer.built
     # A fresh copy of the optimizer whose rate follows the range test.
@@ -310,7 +321,7 @@ def lr_find(
         for variable, value in zip(model.weights, weights):
             variable.assign(value)
         model.optimizer = optimizer
-        model._compile_config.config["optimizer"] = stored
+        _compat.compile_config(model)["optimizer"] = stored
         if built:
             for variable, value in zip(optimizer.variables, state):
                 variable.assign(value)
@@ -448,11 +459,8 @@ def _rate(schedule, peak, total_steps, **kwargs):
 
 def _steps_per_epoch(x, y, batch_size, default=None):
     """Batches per epoch of `fit`'s input, from Keras's own data adapter."""
-    from keras.src.trainers.data_adapters import get_data_adapter
-
     try:
-        adapter = get_data_adapter(x, y, batch_size=batch_size or 32, shuffle=False)
-        count = adapter.num_batches
+        count = _compat.trainer_data_batches(x, y, batch_size or 32)
     except Exception:  # noqa: BLE001 - generators and unknown types
         count = None
     if count is None or count <= 0:
@@ -467,10 +475,10 @@ def _steps_per_epoch(x, y, batch_size, default=None):
 
 def _compile_args(model):
     if getattr(model, "compiled", False):
-        config = dict(model._compile_config.config)
+        config = dict(_compat.compile_config(model))
         config.pop("optimizer", None)
         return config
-    last = [layer for layer in model._flatten_layers() if hasattr(layer, "activation")]
+    last = [layer for layer in _compat.flatten_layers(model) if hasattr(layer, "activation")]
     activation = getattr(last[-1].activation, "__name__", "") if last else ""
     return {
         "loss": keras.losses.SparseCategoricalCrossentropy(

@@ -10,51 +10,12 @@ and `w_new` the kernels of the new head.
 import math
 
 import keras
-import numpy as np
-from keras import ops
 
+from keras_transfer import _compat
+from keras_transfer.backbone_model import find_backbones
+from keras_transfer.penalties import HalfL2, StartingPoint, candidate_variables
 
-@keras.saving.register_keras_serializable(package="keras_transfer")
-class StartingPoint(keras.regularizers.Regularizer):
-    """`alpha/2 * sum((w - w0)^2)` for one variable, `w0` its value at attach.
-
-    Example:
-
-    >>> reg = keras_transfer.regularizers.StartingPoint(2.0, np.ones((2,)))
-    >>> float(reg(keras.ops.convert_to_tensor(np.array([1.0, 3.0]))))
-    4.0
-
-    Args:
-        alpha: strength.
-        start: the starting value (an array of the variable's shape).
-    """
-
-    def __init__(self, alpha, start):
-        self.alpha = float(alpha)
-        self.start = np.asarray(start)
-
-    def __call__(self, x):
-        start = ops.cast(ops.convert_to_tensor(self.start), x.dtype)
-        return ops.multiply(0.5 * self.alpha, ops.sum(ops.square(ops.subtract(x, start))))
-
-    def get_config(self):
-        # Never serialised with a model: BackboneModel saves `start` as an
-        # array in the weights file.
-        return {"alpha": self.alpha, "start": self.start.tolist()}
-
-
-@keras.saving.register_keras_serializable(package="keras_transfer")
-class HalfL2(keras.regularizers.Regularizer):
-    """`beta/2 * sum(w^2)`, the paper's penalty on the new head."""
-
-    def __init__(self, beta):
-        self.beta = float(beta)
-
-    def __call__(self, x):
-        return ops.multiply(0.5 * self.beta, ops.sum(ops.square(x)))
-
-    def get_config(self):
-        return {"beta": self.beta}
+__all__ = ["HalfL2", "L2SP", "StartingPoint", "get"]
 
 
 class L2SP:
@@ -64,7 +25,7 @@ class L2SP:
     (pretrained) value, and every head kernel a plain L2 penalty. Keras adds
     them to the loss of `fit` for the weights that are trainable. Use it
     through `transfer(..., regularization="l2sp")` or
-    `kt.unfreeze(..., regularization=L2SP(...))`.
+    `ktr.unfreeze(..., regularization=L2SP(...))`.
 
     Example:
 
@@ -92,8 +53,6 @@ class L2SP:
 
     def attach(self, model):
         """Attaches the penalties; returns the number of variables covered."""
-        from keras_transfer.freezing import find_backbones
-
         backbones = find_backbones(model)
         if not backbones:
             raise ValueError(
@@ -106,8 +65,8 @@ class L2SP:
         # config; the backbone's starting point is saved by BackboneModel.
         owners = {
             id(v): layer
-            for layer in model._flatten_layers(include_self=True)
-            for v in layer._trainable_variables
+            for layer in _compat.flatten_layers(model)
+            for v in _compat.own_trainable_variables(layer)
         }
         count = 0
         for variable in candidate_variables(model):
@@ -139,14 +98,3 @@ def get(identifier):
         "`regularization` must be None, 'l2sp' or a "
         f"keras_transfer.regularizers.L2SP. Received: regularization={identifier!r}"
     )
-
-
-def candidate_variables(layer):
-    """Every variable that can train, frozen or not (no BN statistics)."""
-    seen, out = set(), []
-    for sub in layer._flatten_layers(include_self=True):
-        for variable in sub._trainable_variables:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                out.append(variable)
-    return out

@@ -11,6 +11,19 @@ import numpy as np
 from keras_transfer import _io
 from keras_transfer._io import atomic_write
 
+__all__ = [
+    "RUN_FILES",
+    "check_plotting",
+    "classification_report",
+    "is_run",
+    "output_dir",
+    "plot_bars",
+    "plot_confusion",
+    "plot_curves",
+    "staging",
+    "write_json",
+]
+
 # What `fit`, `evaluate` and `demo` write: a folder holding only these (and at
 # least one report) is a run, the only kind `overwrite` may replace.
 RUN_FILES = frozenset(

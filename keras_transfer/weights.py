@@ -14,7 +14,17 @@ import zipfile
 import keras
 import numpy as np
 
+from keras_transfer import _compat
 from keras_transfer._io import atomic_write
+
+__all__ = [
+    "TransferReport",
+    "load_legacy_h5",
+    "load_weights_file",
+    "load_weights_npz",
+    "save_weights_npz",
+    "transfer_weights",
+]
 
 _MATCHES = ("auto", "name", "order")
 
@@ -340,7 +350,7 @@ def _assign(target, table, match, skip_mismatch, verbose):
     for weight, value in assignments:
         weight.assign(value.astype(keras.backend.standardize_dtype(weight.dtype)))
     if verbose:
-        print(report.summary())
+        _compat.print_msg(report.summary())
     return report
 
 

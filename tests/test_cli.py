@@ -311,3 +311,12 @@ def test_extract_reads_a_split_root_by_class(photos, tmp_path, capsys):
         feats = kt.Features.load(out / split)
         assert feats.class_names == sorted(COLORS) and len(feats) == count
         assert sorted(set(feats.labels.tolist())) == [0, 1, 2]
+
+
+def test_the_command_line_never_changes_the_global_dtype_policy(photos, tmp_path):
+    out = tmp_path / "bf16"
+    argv = ["fit", str(photos), *FIT, "--epochs", "1", "--out", str(out), "--quiet"]
+    assert cli.main([*argv, "--mixed-precision", "mixed_bfloat16"]) == 0
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.get_layer("backbone").get_layer("block1_conv1").compute_dtype == "bfloat16"

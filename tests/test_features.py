@@ -289,7 +289,7 @@ def test_two_processes_extract_one_store_concurrently(tmp_path):
         for i in (0, 1)
     ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-2000:]
     assert [out.split()[-1] for out, _ in outputs] == ["5", "5"]
     merged = kt.Features.load(tmp_path / "store")

@@ -13,11 +13,13 @@ import pytest
 import keras_transfer as kt
 from tests.conftest import (
     BACKEND,
-    HUB_L2 as L2,
     HYMENOPTERA,
     as_numpy,
     pixels,
     tiny_backbone,
+)
+from tests.conftest import (
+    HUB_L2 as L2,
 )
 
 tf_only = pytest.mark.tensorflow_only

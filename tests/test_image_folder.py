@@ -4,11 +4,11 @@ orientation and 16-bit images. Pure file handling: the scanner and reader
 are backend-independent, so most of these run once, in the torch process;
 the extraction checks run on every backend."""
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-import keras
 import keras_transfer as kt
 from keras_transfer.image_folder import MAX_IMAGE_SIZE, read_image, scan
 from tests.conftest import runs_once_in

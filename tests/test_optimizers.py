@@ -146,7 +146,7 @@ def test_inside_a_loss_scale_optimizer():
     keras.config.set_dtype_policy("mixed_float16")
     model = _two_layers()
     model.compile(keras.optimizers.SGD(0.1), "mse")
-    from keras_transfer.freezing import set_multipliers
+    from keras_transfer.optimizers import set_multipliers
 
     set_multipliers(model, {"body": 0.0})
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)

@@ -11,11 +11,12 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import factory, freezing, precision
+from keras_transfer import factory, precision
 from keras_transfer.features import store
 from keras_transfer.features.features import Features
 from keras_transfer.features.sources import DataSource, RowDigest
-from keras_transfer.layers import ImagePreprocessing
+
+__all__ = ["extract_features"]
 
 
 def extract_features(
@@ -254,17 +255,9 @@ def _feature_models(backbone_or_model, layers, pooling, input_shape, weights, po
         if isinstance(item, keras.Model) and layers is None and len(item.output.shape) == 2:
             label, model = item.name, item  # already a feature model
         else:
-            with precision.policy_scope(policy):
-                source = factory.resolve(item, factory._check_input_shape(input_shape), weights)
-                precision.apply(source.model, policy)
-                shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
-                inputs = keras.Input(shape, name="image")
-                x = ImagePreprocessing(source.preprocessing, dtype="float32", name="preprocessing")(
-                    inputs
-                )
-                backbone = factory.build_backbone(source, taps, pooling, separate=True)
-                freezing.freeze(backbone)
-                label, model = source.label.lower(), keras.Model(inputs, backbone(x))
+            label, model = factory.build_feature_model(
+                item, taps, pooling, input_shape, weights, policy
+            )
         models.append((label if len(items) == 1 else f"{index}_{label}", model))
     return models
 
@@ -338,7 +331,7 @@ def _run(
         if len(images) < full:
             padded = np.concatenate([images, np.repeat(images[-1:], full - len(images), 0)])
         outputs = []
-        for label, model in models:
+        for _, model in models:
             result = model.predict_on_batch(padded)
             outputs.extend(result if isinstance(result, (list, tuple)) else [result])
         outputs = [

@@ -9,6 +9,8 @@ import numpy as np
 from keras_transfer import _io
 from keras_transfer.features import shards, store
 
+__all__ = ["Features"]
+
 
 @dataclasses.dataclass
 class Features:

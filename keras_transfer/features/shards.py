@@ -12,6 +12,8 @@ import collections
 
 from keras_transfer.features import store
 
+__all__ = ["merge_parts"]
+
 
 def merge_parts(root):
     """The manifest that joins a store's parts; a `ValueError` lists faults."""

@@ -13,6 +13,8 @@ import numpy as np
 from keras_transfer.image_folder import read_image, scan
 from keras_transfer.labels import check_labels
 
+__all__ = ["DataSource", "RowDigest"]
+
 
 class RowDigest:
     """SHA-256 of images and labels row by row: the same rows give the same

@@ -20,6 +20,25 @@ import numpy as np
 from keras_transfer._io import atomic_write, sha256_file
 from keras_transfer.layers import FeatureFusion
 
+__all__ = [
+    "FORMAT",
+    "KEY_FIELDS",
+    "MANIFEST",
+    "SHARD_SIZE",
+    "StoreWriter",
+    "check_key",
+    "fuse",
+    "is_store",
+    "load_arrays",
+    "part_dirs",
+    "part_name",
+    "read_manifest",
+    "read_npz",
+    "verify",
+    "write_manifest",
+    "write_npz",
+]
+
 FORMAT = 1
 SHARD_SIZE = 2048
 MANIFEST = "manifest.json"

@@ -1,9 +1,10 @@
 import keras
 from keras import ops
 
+from keras_transfer._options import FUSIONS
 from keras_transfer.layers.transfer_matrix import TransferMatrix
 
-_MODES = ("concat", "sum", "mean", "weighted", "attention")
+__all__ = ["FeatureFusion"]
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -43,8 +44,8 @@ class FeatureFusion(keras.layers.Layer):
 
     def __init__(self, mode="concat", units=None, **kwargs):
         super().__init__(**kwargs)
-        if mode not in _MODES:
-            raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
+        if mode not in FUSIONS:
+            raise ValueError(f"`mode` must be one of {FUSIONS}. Received: mode={mode!r}")
         if units is not None and (
             isinstance(units, bool) or not isinstance(units, int) or units < 1
         ):

@@ -1,6 +1,10 @@
 import keras
 from keras import ops
 
+from keras_transfer import _compat
+
+__all__ = ["ImagePreprocessing"]
+
 # keras.applications.imagenet_utils' constants, in RGB order.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -41,7 +45,7 @@ class ImagePreprocessing(keras.layers.Layer):
         if mode not in _MODES:
             raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
         self.mode = mode
-        self._build_at_init()
+        _compat.mark_built_at_init(self)
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)

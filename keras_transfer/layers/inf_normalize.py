@@ -1,6 +1,10 @@
 import keras
 from keras import ops
 
+from keras_transfer import _compat
+
+__all__ = ["InfNormalize"]
+
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class InfNormalize(keras.layers.Layer):
@@ -49,7 +53,7 @@ class InfNormalize(keras.layers.Layer):
             )
         self.epsilon = float(epsilon)
         self.supports_masking = True
-        self._build_at_init()
+        _compat.mark_built_at_init(self)
 
     def call(self, inputs):
         dtype = inputs.dtype

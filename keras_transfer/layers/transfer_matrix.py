@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+__all__ = ["TransferMatrix"]
+
 _METHODS = ("cross_covariance", "least_squares", "coral")
 
 

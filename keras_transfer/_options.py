@@ -1,0 +1,13 @@
+"""The allowed values of the library's options: one source of truth, and
+no import of Keras, so the command line can offer them before it loads a
+backend."""
+
+__all__ = ["BN_POLICIES", "FUSIONS", "POOLINGS", "PRECISION_POLICIES", "STRATEGIES"]
+
+# transfer(strategy=...); the command line adds its own "gradual" recipe.
+STRATEGIES = ("feature_extraction", "fine_tune")
+POOLINGS = ("avg", "max", "avgmax", "flatten", None)
+FUSIONS = ("concat", "sum", "mean", "weighted", "attention")
+# What BatchNormalization does in an unfrozen backbone (see BackboneModel).
+BN_POLICIES = ("inference", "train_affine", "train")
+PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
