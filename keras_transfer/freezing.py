@@ -10,7 +10,7 @@ train step, which is also safe inside `fit` (see `GradualUnfreezing`).
 
 import keras
 
-from keras_transfer import regularizers
+from keras_transfer import _compat, regularizers
 from keras_transfer.backbone_model import (
     BackboneModel,
     blocks_of,
@@ -148,7 +148,7 @@ def block_multipliers(model, lr_range=None, factor=None, groups=None):
     return multipliers
 
 
-def trainable_summary(model, print_fn=print):
+def trainable_summary(model, print_fn="default"):
     """One row per block: name, layers, params, trainable, BN mode.
 
     Example:
@@ -161,7 +161,8 @@ def trainable_summary(model, print_fn=print):
 
     Args:
         model: the model.
-        print_fn: called with the table's text; `None` prints nothing.
+        print_fn: called with the table's text; by default Keras's own
+            printer (as `model.summary()`), `None` prints nothing.
 
     Returns:
         A list of dicts with keys `part`, `block`, `layers`, `params`,
@@ -175,6 +176,8 @@ def trainable_summary(model, print_fn=print):
     for layer in getattr(model, "layers", []):
         if id(layer) not in in_blocks and layer.weights and layer is not model:
             rows.append(_row(layer.name, layer.name, [layer], "train"))
+    if print_fn == "default":
+        print_fn = _compat.print_msg
     if print_fn is not None:
         header = ("part", "block", "layers", "params", "trainable", "bn")
         table = [header] + [tuple(str(row[k]) for k in header) for row in rows]

@@ -301,6 +301,10 @@ def test_two_processes_extract_one_store_concurrently(tmp_path):
 
 # --- A store answers only for the data it was made from (issue: data path) ----------
 
+# The store's keys, files and checks are NumPy and file work whatever the
+# backend (the extraction under them is tested on every backend above): run once.
+store_logic = runs_once_in("jax")
+
 
 class _Batches(keras.utils.PyDataset):
     def __init__(self, x, y):
@@ -324,6 +328,7 @@ def _streams():
     }
 
 
+@store_logic
 @pytest.mark.parametrize("suffix", ["", ".npz"])
 def test_a_store_never_answers_for_another_stream(tmp_path, suffix):
     model = _feature_model()
@@ -347,6 +352,7 @@ def test_a_store_never_answers_for_another_stream(tmp_path, suffix):
         assert np.asarray(fresh.labels).tolist() == (1 - Y).tolist(), name
 
 
+@store_logic
 def test_a_longer_or_shorter_stream_is_not_answered_by_the_store(tmp_path):
     model = _feature_model()
     kt.extract_features(
@@ -360,6 +366,7 @@ def test_a_longer_or_shorter_stream_is_not_answered_by_the_store(tmp_path):
         kt.extract_features(model, iter([(X[:6], Y[:6])]), cache=tmp_path / "s", progress=False)
 
 
+@store_logic
 def test_every_row_of_an_array_is_in_the_key(tmp_path):
     model = _feature_model()
     images = pixels(130)  # the old key sampled every other row of these
@@ -380,6 +387,7 @@ def _class_folder(root, classes):
             Image.fromarray(image).save(root / name / f"{name}{i}.png")
 
 
+@store_logic
 def test_a_folder_key_covers_class_names_and_relative_paths(tmp_path):
     model = _feature_model()
     photos = tmp_path / "photos"
@@ -405,6 +413,7 @@ def test_a_folder_key_covers_class_names_and_relative_paths(tmp_path):
     assert swapped.labels.tolist() == [0, 0, 1, 1]
 
 
+@store_logic
 def test_save_replaces_a_store_atomically_and_never_appends(tmp_path):
     feats = kt.extract_features(_feature_model(), (X, Y), progress=False)
     for path in (tmp_path / "dir", tmp_path / "f.npz"):
@@ -417,6 +426,7 @@ def test_save_replaces_a_store_atomically_and_never_appends(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "f.npz"]  # no leftovers
 
 
+@store_logic
 def test_nothing_the_library_did_not_write_is_deleted_or_mixed(tmp_path):
     model = _feature_model()
     orphan = tmp_path / "orphan"  # shards without a manifest: not ours to delete
@@ -441,6 +451,7 @@ def test_nothing_the_library_did_not_write_is_deleted_or_mixed(tmp_path):
     assert (tmp_path / "photo.npz").read_bytes() == b"not a store"
 
 
+@store_logic
 def test_labels_must_be_integer_valued(tmp_path):
     model = _feature_model()
     feats = kt.extract_features(model, (X, Y.astype("float32")), progress=False)
@@ -456,6 +467,7 @@ def test_labels_must_be_integer_valued(tmp_path):
         kt.extract_features(model, iter([(X, Y - 1)]), progress=False)
 
 
+@store_logic
 def test_damaged_store_files_name_the_file(tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
     with pytest.raises(ValueError, match="empty.npz' is not a feature store .npz"):
@@ -475,6 +487,7 @@ def test_damaged_store_files_name_the_file(tmp_path):
             kt.Features.load(tmp_path / "s")
 
 
+@store_logic
 def test_an_unwritable_npz_cache_fails_before_the_extraction(tmp_path):
     model = _feature_model()
     blocker = tmp_path / "a_file"

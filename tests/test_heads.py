@@ -3,7 +3,7 @@ import pytest
 
 import keras_transfer as kt
 from keras_transfer.heads import LogisticHead, SVMHead, fit_head
-from tests.conftest import pixels, tiny_backbone
+from tests.conftest import pixels, runs_once_in, tiny_backbone
 
 RNG = np.random.default_rng(0)
 F = RNG.normal(size=(120, 6)).astype("float32")
@@ -78,6 +78,7 @@ def test_bad_input_to_heads():
         kt.attach_head(kt.transfer(tiny_backbone(top=False)), SVMHead(kernel="rbf").fit(F, LABELS))
 
 
+@runs_once_in("jax")  # the label checks are NumPy, before any backend work
 def test_labels_are_checked_before_a_head_learns_a_class_that_does_not_exist():
     with pytest.raises(ValueError, match=r"no examples of class\(es\) \[1\]"):
         LogisticHead().fit(F, np.where(LABELS == 1, 3, LABELS))  # 0, 2, 3: no 1

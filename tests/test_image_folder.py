@@ -1,8 +1,7 @@
 """The one folder scanner and image reader, used by ImageFolder, extraction
 and the command line: hidden folders, empty classes, split roots, EXIF
-orientation and 16-bit images. Pure file handling: the scanner and reader
-are backend-independent, so most of these run once, in the torch process;
-the extraction checks run on every backend."""
+orientation and 16-bit images. The scanner and reader are PIL and file work,
+the same under every backend, so these run once, in one process."""
 
 import keras
 import numpy as np
@@ -13,7 +12,8 @@ import keras_transfer as kt
 from keras_transfer.image_folder import MAX_IMAGE_SIZE, read_image, scan
 from tests.conftest import runs_once_in
 
-once = runs_once_in("torch")
+# The scanner and reader are PIL and file work: one process runs them all.
+once = runs_once_in("tensorflow")
 
 
 def _photo(path, color, size=(12, 10)):
@@ -45,6 +45,7 @@ def _red_on_top(image):
     return image[:half, ..., 0].mean() > 200 and image[half:, ..., 2].mean() > 200
 
 
+@once
 def test_hidden_folders_and_files_are_skipped_the_same_way_everywhere(tmp_path):
     for name, color in (("ants", "red"), ("bees", "blue")):
         _photo(tmp_path / name / "0.png", color)
@@ -60,6 +61,7 @@ def test_hidden_folders_and_files_are_skipped_the_same_way_everywhere(tmp_path):
     np.testing.assert_array_equal(feats.x, folder.images.reshape(2, -1))
 
 
+@once
 def test_an_empty_class_folder_is_refused_by_every_reader(tmp_path):
     _photo(tmp_path / "ants" / "0.png", "red")
     (tmp_path / "bees").mkdir()
@@ -69,6 +71,7 @@ def test_an_empty_class_folder_is_refused_by_every_reader(tmp_path):
         kt.extract_features(_pixels_model(), tmp_path, progress=False)
 
 
+@once
 def test_a_root_of_split_folders_is_read_by_class_not_by_split(tmp_path):
     for split in ("train", "val"):
         for name, color in (("ants", "red"), ("bees", "blue")):
@@ -91,6 +94,7 @@ def test_exif_orientation_is_applied_by_the_reader_and_image_folder(tmp_path):
     assert _red_on_top(folder.images[list(folder.class_names).index("up")])
 
 
+@once
 def test_exif_orientation_is_applied_in_extraction(tmp_path):
     _oriented_jpeg(tmp_path / "up" / "phone.jpg")
     _photo(tmp_path / "other" / "0.png", "green")

@@ -159,3 +159,15 @@ def test_every_module_declares_its_public_names(path):
     if path.name == "__init__.py":
         public = set(names)  # a package's public names are what it re-exports
     assert public <= set(names), f"public but not in __all__: {sorted(public - set(names))}"
+
+
+@pytest.mark.tensorflow_only
+def test_the_command_line_starts_without_backend_log_lines():
+    """TensorFlow's absl lines ("All log messages before absl::InitializeLog()",
+    the CUDA probe) are printed before logging is set up: hidden unless --debug."""
+    command = [sys.executable, "-m", "keras_transfer", "backbones", "--json"]
+    env = subprocess_env("tensorflow")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout.startswith("[")
+    assert quiet.stderr == ""
