@@ -185,7 +185,7 @@ def _assemble(
     fusion,
     policy,
     name,
-    head_layers,
+    head,
 ):
     resolved = [_resolve(source, shape, weights, kwargs) for source in sources]
     for source in resolved:
@@ -209,8 +209,8 @@ def _assemble(
         x = FeatureFusion(fusion, name="fusion", dtype=policy)(features)
     else:
         x = features[0]
-    if head_layers:
-        x = keras.Sequential(head_layers, name="head")(x)
+    if head:
+        x = keras.Sequential(head, name="head")(x)
     model = keras.Model(inputs, x, name=name or f"transfer_{resolved[0].label.lower()}")
     # compile() reads the model's own policy: mixed_float16 gets loss scaling.
     model.dtype_policy = policy

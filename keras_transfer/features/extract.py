@@ -100,7 +100,7 @@ def extract_features(
         "pooling": pooling,
         "fusion": fusion if len(models) > 1 else None,
         "dtype": dtype,
-        "data": source.fingerprint(),
+        "data": source.fingerprint(hash_data=cache is not None),
     }
     if policy != "float32":  # float32 stores keep the ids they had
         key["policy"] = policy

@@ -93,11 +93,15 @@ class DataSource:
         self.class_names, self.paths, labels = scan(root, argument="data")
         self.root, self.path_labels, self.images = root, np.array(labels), None
 
-    def fingerprint(self):
+    def fingerprint(self, hash_data=True):
         """What the store's key records of the data. Arrays: every row and
         label; a directory: the class names and each file's path relative to
         the root, size and modification time; a stream: nothing up front, its
-        rows are hashed shard by shard as they are read (`verify_prefix`)."""
+        rows are hashed shard by shard as they are read (`verify_prefix`).
+        `hash_data=False` (no store to protect) records the kind and count
+        only: hashing a large array costs more than a GPU's extraction."""
+        if not hash_data:
+            return {"kind": self._kind(), "count": self.size(), "sha256": None}
         digest = hashlib.sha256()
         if self.paths is not None:
             digest.update(repr(self.class_names).encode())
@@ -115,6 +119,11 @@ class DataSource:
             rows.update(self.images, self.labels)
             return {"kind": "array", "count": len(self.images), "sha256": rows.hexdigest()}
         return {"kind": "stream", "count": None, "sha256": None}
+
+    def _kind(self):
+        if self.paths is not None:
+            return "directory"
+        return "array" if self.images is not None else "stream"
 
     def size(self):
         """Rows in the data, or `None` for a stream."""
