@@ -169,7 +169,8 @@ def tune_steps_per_execution(
     Keras runs callbacks, the progress bar and the data iterator's Python
     once per execution. A step takes `compute + overhead / n` at
     `steps_per_execution=n`: two short `fit` runs of `3 * probe` batches,
-    at 1 and at `probe`, timed between batch ends, give both terms, and the smallest `n` with
+    at 1 and at `probe`, give both terms from their fastest execution
+    (timed between batch ends; noise only adds time), and the smallest `n` with
     `overhead / n <= target * step` is chosen. The model's weights, BatchNorm
     statistics and optimizer state are put back afterwards. On the PyTorch
     backend, which allows only 1, it returns 1 without measuring.
@@ -226,7 +227,8 @@ def tune_steps_per_execution(
                 f"tune_steps_per_execution needs at least {2 * probe} batches of data. "
                 f"Received: {steps} batches of {batch_size}"
             )
-        seconds[count] = (ends.times[-1] - ends.times[0]) / (steps - count)
+        # The fastest execution: a busy machine only ever adds time.
+        seconds[count] = float(np.min(np.diff(ends.times))) / count
     overhead = max(seconds[1] - seconds[probe], 0.0) * probe / (probe - 1)
     compute = max(seconds[1] - overhead, 1e-9)
     chosen = min(max(math.ceil(overhead * (1 - target) / (target * compute)), 1), max_steps)
