@@ -28,7 +28,7 @@ __all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "STRATEGIES", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # transfer()'s strategies, and the command line's own gradual-unfreezing recipe.
-STRATEGIES = (*TRANSFER_STRATEGIES, "gradual")
+STRATEGIES = ("auto", *TRANSFER_STRATEGIES, "gradual")
 _COMMANDS = {
     "fit": "fit",
     "evaluate": "evaluate",
@@ -145,15 +145,24 @@ def _parser():
         "data_dir", metavar="DATA_DIR", help="one sub-folder per class, or train/ and val/"
     )
     backbone_args(sub)
-    sub.add_argument("--strategy", choices=STRATEGIES, default="feature_extraction")
+    sub.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="auto",
+        help="auto (default): fine_tune's adaptive recipe, a probe, then fine-tuning from it, "
+        "kept only if it beats the probe on a held-out slice of the training images "
+        "(horizontal flips give the probe two more views of each image); the others are "
+        "fixed recipes",
+    )
     sub.add_argument(
         "--epochs",
         type=int,
-        default=10,
-        help="epochs (after --freeze-epochs head-only ones for fine_tune and gradual)",
+        default=None,
+        help="fixed strategies: epochs (after --freeze-epochs head-only ones for fine_tune "
+        "and gradual; default 10)",
     )
-    sub.add_argument("--freeze-epochs", type=int, default=1)
-    sub.add_argument("--lr", type=float, default=1e-3)
+    sub.add_argument("--freeze-epochs", type=int, default=None, help="fixed strategies; default 1")
+    sub.add_argument("--lr", type=float, default=None, help="fixed strategies; default 1e-3")
     split = sub.add_mutually_exclusive_group()
     split.add_argument("--val-split", type=float, default=0.2)
     split.add_argument("--val-dir", metavar="DIR")

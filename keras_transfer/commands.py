@@ -45,6 +45,8 @@ USAGE_ERRORS = (
     PermissionError,
     ImportError,
 )
+# The fixed strategies' defaults; the adaptive one (auto) chooses its own.
+_FIXED = {"epochs": 10, "freeze_epochs": 1, "lr": 1e-3}
 
 
 class UsageError(Exception):
@@ -56,8 +58,19 @@ class UsageError(Exception):
 
 def fit(args):
     """Trains a transfer model on DATA_DIR and writes the run's report."""
-    _check_positive(args, "epochs", "batch_size", "image_size")
-    if args.freeze_epochs < 0:
+    given = [name for name in _FIXED if getattr(args, name) is not None]
+    if args.strategy == "auto" and given:
+        raise UsageError(
+            f"--{given[0].replace('_', '-')} sets a fixed recipe: add --strategy fine_tune (or "
+            "feature_extraction, gradual). The default strategy, auto, chooses its own epochs "
+            f"and rates. Received: --{given[0].replace('_', '-')} {getattr(args, given[0])}"
+        )
+    for name, value in _FIXED.items():
+        if getattr(args, name) is None and args.strategy != "auto":
+            setattr(args, name, value)
+    fixed = ["epochs"] if args.strategy != "auto" else []
+    _check_positive(args, *fixed, "batch_size", "image_size")
+    if fixed and args.freeze_epochs < 0:
         raise UsageError(f"--freeze-epochs must be at least 0. Received: {args.freeze_epochs}")
     report.check_plotting()  # before training, not after
     out = report.output_dir(
@@ -99,6 +112,13 @@ def fit(args):
         images_per_s=round(epochs_run * len(train.labels) / fit_seconds, 1),
         wall_time_s=round(time.perf_counter() - start, 2),
     )
+    decision = getattr(history, "decision", None)
+    if decision is not None:  # the adaptive recipe: what each phase reached, what was kept
+        result["recipe"] = decision
+        _say(
+            args,
+            f"recipe: kept the {decision['kept'].replace('_', '-')} model; {decision['reason']}",
+        )
     config = _run_config(args, names)
     with report.staging(out, args.overwrite) as stage:
         model.save(stage / "model.keras")
@@ -308,6 +328,25 @@ def _train(args, train, val, source, verbose, callbacks):
             head.history,
             [{"name": "head", "first_epoch": 0, "epochs": args.epochs}],
         )
+    if args.strategy == "auto":
+        # Flips hold for photos; the recipe's probe also sees two flipped views.
+        model = transfer(
+            args.backbone,
+            len(names),
+            strategy="feature_extraction",
+            augmentation=[keras.layers.RandomFlip("horizontal", seed=args.seed)],
+            **source,
+        )
+        history = fine_tune(
+            model,
+            (train.images, train.labels),
+            validation_data=(val.images, val.labels),
+            batch_size=args.batch_size,
+            seed=args.seed,
+            verbose=verbose,
+            callbacks=callbacks,
+        )
+        return model, history, history.phases
     model = transfer(args.backbone, len(names), strategy="feature_extraction", **source)
     fit_args = dict(
         validation_data=(val.images, val.labels),

@@ -9,7 +9,7 @@ comparison runs on a folder of photos with a pretrained backbone.
 Strategies compared, each scored on held-out target images:
 - training from scratch (same architecture, random weights);
 - feature extraction + a linear SVM (InfNormalize'd features);
-- fine-tuning (`ktr.fine_tune`: head, then all blocks at graded rates);
+- fine-tuning (`ktr.fine_tune(model, train)`, its adaptive default);
 - gradual unfreezing (`ktr.callbacks.GradualUnfreezing`).
 """
 
@@ -249,17 +249,9 @@ def _svm(task):
 
 
 def _fine_tuning(task):
+    # The library's default, with no other argument: the adaptive recipe.
     model = _compile(_model(task, True))
-    head_epochs = max(task.epochs // 3, 1)  # the same head phase as gradual unfreezing
-    fine_tune(
-        model,
-        task.train,
-        epochs=max(task.epochs - head_epochs, 1),
-        freeze_epochs=head_epochs,
-        base_lr=3e-3,
-        batch_size=task.batch_size,
-        verbose=0,
-    )
+    fine_tune(model, task.train, verbose=0)
     return _accuracy(model, task)
 
 

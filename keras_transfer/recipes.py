@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_transfer import _compat, freezing, multi_worker, precision
+from keras_transfer.adaptive import HOLDOUT, adaptive_fine_tune
 from keras_transfer.backbone_model import blocks_of
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
@@ -29,13 +30,16 @@ def fine_tune(
     model,
     train,
     validation_data=None,
-    epochs=5,
-    freeze_epochs=1,
-    base_lr=2e-3,
-    lr_mult=100,
-    schedule="one_cycle",
+    epochs=None,
+    freeze_epochs=None,
+    base_lr=None,
+    lr_mult=None,
+    schedule=None,
     callbacks=None,
     *,
+    adaptive=None,
+    holdout=HOLDOUT,
+    seed=None,
     bn=None,
     batch_size=None,
     steps_per_epoch=None,
@@ -43,7 +47,38 @@ def fine_tune(
     verbose="auto",
     **fit_kwargs,
 ):
-    """fastai's `fine_tune` for Keras: train the head, then everything.
+    """The good default in one call, as fastai's `fine_tune` is.
+
+    **Adaptive (the default).** `fine_tune(model, train)`, with none of
+    `epochs`, `freeze_epochs`, `base_lr` and `lr_mult`, adapts to the data:
+
+    1. A stratified slice of `train` (`holdout`, 20% of each class) is set
+       aside. It is the recipe's only judge.
+    2. Probe: the backbone's features are extracted once (and for two
+       augmented views of each image, drawn with the model's own
+       `augmentation` when `transfer()` was given one), and a logistic
+       regression (C by cross-validation, an image's views in one fold)
+       becomes the head (LP-FT, Kumar et al. 2022).
+    3. Fine-tuning from that head: everything trains for about 1,000 steps
+       (3 to 10 epochs), Adam under one cycle, the head at 3e-4 and the
+       stem 10x lower. After each epoch the slice is scored; the best
+       epoch's weights are kept, and training stops after 3 epochs without
+       a better score.
+    4. The fine-tuned model is kept if it beats the probe on the slice by
+       more than chance: a one-sided sign test on the images the two
+       disagree on, p <= 0.2. Otherwise the probe, refitted on all of
+       `train`, is the model (the backbone as it was, frozen).
+
+    `validation_data` is never read to decide anything: it is passed to
+    `fit` for its curves only, so it stays an untouched measurement. With
+    fewer than two images of a class nothing is held out (a warning says
+    so, and so does the decision record). Afterwards `model` holds the kept
+    weights and saves and reloads like any model. `train` must be
+    `(images, labels)` or a finite dataset, which is read into memory.
+
+    **Fixed.** Passing any of `epochs`, `freeze_epochs`, `base_lr` or
+    `lr_mult`, or `adaptive=False`, runs fastai's recipe (defaults 5, 1,
+    2e-3, 100), the default before 0.1.0:
 
     1. The backbone is frozen and the head trains for `freeze_epochs` at
        `base_lr` (one cycle).
@@ -51,7 +86,7 @@ def fine_tune(
        learning rates spread geometrically from `base_lr / 2 / lr_mult`
        (stem) to `base_lr / 2` (head), under a one-cycle schedule.
 
-    Both phases use Adam. An uncompiled model is compiled with sparse
+    Both recipes use Adam. An uncompiled model is compiled with sparse
     categorical cross-entropy and accuracy; a compiled one keeps its loss
     and metrics.
 
@@ -64,31 +99,91 @@ def fine_tune(
     >>> history = keras_transfer.fine_tune(model, (x, y), epochs=1, verbose=0)
     >>> [phase["name"] for phase in history.phases], history.epoch
     (['head', 'unfrozen'], [0, 1])
+    >>> x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3))
+    >>> history = keras_transfer.fine_tune(model, (x, np.arange(12) % 2), verbose=0, seed=0)
+    >>> history.decision["kept"] in ("probe", "fine_tuned"), history.decision["holdout_images"]
+    (True, 2)
 
     Args:
-        model: a model built by `transfer()` (or with findable blocks).
+        model: a model built by `transfer()` (or with findable blocks; the
+            adaptive recipe needs `transfer()`'s linear head).
         train: what `fit` takes as `x` (a dataset, a PyDataset), or a pair
             `(x, y)` of arrays.
-        validation_data: passed to `fit`.
-        epochs: epochs of the unfrozen phase (>= 1).
-        freeze_epochs: epochs of the head-only phase (>= 0).
-        base_lr: the head's peak learning rate.
-        lr_mult: ratio between the head's and the stem's rate.
-        schedule: `"one_cycle"` or `"constant"`.
-        callbacks: passed to both phases.
+        validation_data: passed to `fit`, for its curves only.
+        epochs: epochs of the unfrozen phase (>= 1). Fixed recipe.
+        freeze_epochs: epochs of the head-only phase (>= 0). Fixed recipe.
+        base_lr: the head's peak learning rate. Fixed recipe.
+        lr_mult: ratio between the head's and the stem's rate. Fixed recipe.
+        schedule: `"one_cycle"` or `"constant"`. Fixed recipe.
+        callbacks: passed to every `fit`.
+        adaptive: `None` (adaptive unless a fixed-recipe argument is
+            given), `True` or `False`.
+        holdout: the share of each class the adaptive recipe holds out.
+        seed: the adaptive recipe's hold-out split, augmented view and
+            cross-validation (default: drawn from NumPy's global generator,
+            which `keras.utils.set_random_seed` seeds).
         bn: BatchNorm policy of the unfrozen phase (None: the model's own).
         batch_size: for array input.
         steps_per_epoch: needed only when the data's length is unknown.
+            Fixed recipe.
         steps_per_execution: an int, or `"auto"`: on an accelerator,
             `tune_steps_per_execution` picks it so that the host's per-step
             work stays under 5% of the step; on a CPU, whose steps are long
             next to that work, it is the compiled model's (1 by default).
-        verbose, **fit_kwargs: passed to `fit`.
+            Fixed recipe.
+        verbose, **fit_kwargs: passed to `fit` (`fit_kwargs`: fixed recipe).
 
     Returns:
-        A `keras.callbacks.History` over both phases, with `phases`: a list
-        of `{"name", "first_epoch", "epochs"}`.
+        A `keras.callbacks.History` with `phases`: a list of `{"name",
+        "first_epoch", "epochs"}`. The adaptive recipe adds `decision`: what
+        each phase scored on the held-out slice, what was kept and why, the
+        settings, and the seconds each phase took.
     """
+    if adaptive not in (None, True, False):
+        raise ValueError(f"`adaptive` must be None, True or False. Received: adaptive={adaptive!r}")
+    fixed = dict(
+        epochs=epochs,
+        freeze_epochs=freeze_epochs,
+        base_lr=base_lr,
+        lr_mult=lr_mult,
+        schedule=schedule,
+    )
+    if adaptive is None:
+        adaptive = all(value is None for value in fixed.values())
+    if isinstance(train, list):
+        raise ValueError(
+            "`train` must be a tuple (images, labels), a tf.data.Dataset or a PyDataset. "
+            f"Received: a list of {len(train)} items; pass tuple(train)"
+        )
+    if adaptive:
+        given = [name for name, value in fixed.items() if value is not None]
+        given += ["steps_per_epoch"] if steps_per_epoch is not None else []
+        if given or fit_kwargs:
+            raise ValueError(
+                "The adaptive recipe sets its own epochs and rates: drop "
+                f"{given + list(fit_kwargs)}, or pass adaptive=False for the fixed recipe. "
+                f"Received: {', '.join(given + list(fit_kwargs))}"
+            )
+        blocks_of(model)  # fails early, and clearly, without blocks
+        multi_worker.patch_if_needed()
+        if bn is not None:
+            freezing.unfreeze(model, "all", bn=bn)
+        return adaptive_fine_tune(
+            model,
+            train,
+            validation_data,
+            compile_args=_compile_args(model),
+            batch_size=batch_size,
+            holdout=holdout,
+            seed=seed,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    epochs = 5 if epochs is None else epochs
+    freeze_epochs = 1 if freeze_epochs is None else freeze_epochs
+    base_lr = 2e-3 if base_lr is None else base_lr
+    lr_mult = 100 if lr_mult is None else lr_mult
+    schedule = "one_cycle" if schedule is None else schedule
     for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
@@ -97,11 +192,6 @@ def fine_tune(
     for name, value in (("base_lr", base_lr), ("lr_mult", lr_mult)):
         if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
             raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if isinstance(train, list):
-        raise ValueError(
-            "`train` must be a tuple (images, labels), a tf.data.Dataset or a PyDataset. "
-            f"Received: a list of {len(train)} items; pass tuple(train)"
-        )
     if not (base_lr > 0 and lr_mult >= 1):
         raise ValueError(
             "`base_lr` must be > 0 and `lr_mult` >= 1. Received: "

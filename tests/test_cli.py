@@ -26,6 +26,7 @@ COLORS = {"blue": (30, 30, 200), "green": (30, 200, 30), "red": (200, 30, 30)}
 # VGG16 keeps colour apart even with random weights (the MobileNets' random
 # features vanish), and it builds in a second at 32 px.
 FIT = ["--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--batch-size", "8"]
+FIXED = ["--strategy", "feature_extraction"]  # --epochs and --lr set a fixed recipe
 
 
 def _folder(root, per_class=8, classes=COLORS):
@@ -67,7 +68,17 @@ def command(*args, entry_point=False):
 def run(photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "colors"
     result = command(
-        "fit", photos, *FIT, "--epochs", "12", "--lr", "0.03", "--out", out, entry_point=True
+        "fit",
+        photos,
+        *FIT,
+        *FIXED,
+        "--epochs",
+        "12",
+        "--lr",
+        "0.03",
+        "--out",
+        out,
+        entry_point=True,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return out, result
@@ -158,6 +169,26 @@ def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases):
     assert (out / "curves.png").is_file()
 
 
+def test_fit_runs_the_adaptive_recipe_by_default(photos, tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert cli.main(["fit", str(photos), *FIT, "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    recipe = metrics["recipe"]
+    assert recipe["kept"] in ("probe", "fine_tuned") and recipe["reason"]
+    assert recipe["holdout_images"] == 6 and recipe["augmented_views"] == 2  # 2 of 8 a class; flips
+    assert recipe["probe_holdout_accuracy"] is not None
+    assert recipe["fine_tune_holdout_curve"] and recipe["seconds"]["total"] > 0
+    assert [(p["name"], p["seconds"] >= 0) for p in metrics["phases"]] == [
+        ("probe", True),
+        ("fine_tune", True),
+    ]
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["strategy"] == "auto" and "--epochs" not in config["command"]
+    err = _bad(capsys, "fit", photos, *FIT, "--epochs", "3", "--out", tmp_path / "x")
+    assert "--epochs sets a fixed recipe: add --strategy fine_tune" in err
+    assert "Received: --epochs 3" in err
+
+
 def test_backbones_lists_the_registry(capsys):
     assert cli.main(["backbones", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -189,7 +220,7 @@ def test_bad_input_is_exit_code_2_with_a_clear_line(photos, tmp_path, capsys):
     err = _bad(capsys, "fit", photos, *FIT[2:], "--backbone", "resnet05")
     assert "Unknown backbone name" in err and "resnet50" in err.lower()
     assert "--epochs must be at least 1. Received: 0" in _bad(
-        capsys, "fit", photos, *FIT, "--epochs", "0"
+        capsys, "fit", photos, *FIT, *FIXED, "--epochs", "0"
     )
 
 
@@ -202,7 +233,8 @@ def test_an_existing_run_is_refused_unless_overwrite(photos, tmp_path, capsys):
     assert (out / "model.keras").read_text() == "an earlier run"  # nothing lost
     assert (
         cli.main(
-            ["fit", str(photos), *FIT, "--epochs", "1", "--out", str(out), "--overwrite", "--quiet"]
+            ["fit", str(photos), *FIT, *FIXED, "--epochs", "1", "--out", str(out), "--overwrite"]
+            + ["--quiet"]
         )
         == 0
     )
@@ -235,7 +267,9 @@ def test_overwrite_never_replaces_the_current_directory_or_the_data(
     before = _tree(tmp_path)
     monkeypatch.chdir(tmp_path / "work")
     for out in (".", "..", "photos", "photos/red", tmp_path / "work"):
-        err = _bad(capsys, "fit", "photos", *FIT, "--epochs", "1", "--out", out, "--overwrite")
+        err = _bad(
+            capsys, "fit", "photos", *FIT, *FIXED, "--epochs", "1", "--out", out, "--overwrite"
+        )
         assert "--out may not" in err and "Received: --out=" in err
     assert "input data" in _bad(capsys, "evaluate", run[0], photos, "--out", photos, "--overwrite")
     assert _tree(tmp_path) == before
@@ -246,7 +280,7 @@ def test_overwrite_replaces_only_a_run(photos, tmp_path, capsys):
     out.mkdir()
     (out / "notes.txt").write_text("keep")
     (out / "metrics.json").write_text("{}")
-    err = _bad(capsys, "fit", photos, *FIT, "--epochs", "1", "--out", out, "--overwrite")
+    err = _bad(capsys, "fit", photos, *FIT, *FIXED, "--epochs", "1", "--out", out, "--overwrite")
     assert "is not a keras-transfer run" in err and "notes.txt" in err
     assert (out / "notes.txt").read_text() == "keep"
 
@@ -315,7 +349,7 @@ def test_extract_reads_a_split_root_by_class(photos, tmp_path, capsys):
 
 def test_the_command_line_never_changes_the_global_dtype_policy(photos, tmp_path):
     out = tmp_path / "bf16"
-    argv = ["fit", str(photos), *FIT, "--epochs", "1", "--out", str(out), "--quiet"]
+    argv = ["fit", str(photos), *FIT, *FIXED, "--epochs", "1", "--out", str(out), "--quiet"]
     assert cli.main([*argv, "--mixed-precision", "mixed_bfloat16"]) == 0
     assert keras.config.dtype_policy().name == "float32"
     model = keras.saving.load_model(out / "model.keras")

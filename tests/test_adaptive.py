@@ -1,0 +1,157 @@
+"""`fine_tune`'s adaptive default: a probe, fine-tuning from it, and a
+choice made on a held-out slice of the training data only."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transfer as ktr
+from keras_transfer import adaptive
+from tests.conftest import as_numpy, pixels, tiny_backbone
+
+RNG = np.random.default_rng(0)
+Y = np.arange(40) % 2
+# Class 1 is redder: learnable, but not perfectly by a random backbone.
+X = pixels(40, seed=1) * 0.8
+X[Y == 1, ..., 0] += 50.0
+
+
+@pytest.fixture(autouse=True)
+def _short_recipe(monkeypatch):
+    # Three fine-tuning epochs, not ten: the decisions under test are the same.
+    monkeypatch.setattr(adaptive, "MAX_EPOCHS", 3)
+
+
+def _model(flip=False):
+    keras.utils.set_random_seed(0)  # before RandomFlip draws its seed
+    augmentation = [keras.layers.RandomFlip("horizontal")] if flip else None
+    return ktr.transfer(tiny_backbone(), 2, preprocessing="tf", augmentation=augmentation)
+
+
+def _record(history):
+    record = dict(history.decision)
+    record.pop("seconds")
+    return record
+
+
+class _Snapshots(keras.callbacks.Callback):
+    """Every weight at the end of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append([np.array(w) for w in self.model.get_weights()])
+
+
+def test_validation_data_is_never_read_and_a_rerun_repeats_the_decision():
+    # Two runs with the same seed, the second with shuffled validation
+    # labels: the same decision record and the same weights.
+    shuffled = np.random.default_rng(1).permutation(Y)
+    runs = []
+    for labels in (Y, shuffled):
+        model = _model(flip=True)
+        history = ktr.fine_tune(model, (X, Y), validation_data=(X, labels), seed=3, verbose=0)
+        runs.append((_record(history), [np.array(w) for w in model.get_weights()]))
+    (record, weights), (again, weights_again) = runs
+    assert again == record
+    for a, b in zip(weights, weights_again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_decision_is_in_the_history():
+    model = _model(flip=True)
+    history = ktr.fine_tune(model, (X, Y), validation_data=(X, Y), seed=5, verbose=0)
+    decision = history.decision
+    assert [phase["name"] for phase in history.phases] == ["probe", "fine_tune"]
+    assert decision["kept"] in ("probe", "fine_tuned") and decision["reason"]
+    assert decision["holdout_images"] == 8 and decision["train_images"] == 32
+    assert decision["augmented_views"] == 2  # drawn with the model's own RandomFlip
+    assert len(decision["fine_tune_holdout_curve"]) == decision["fine_tune_epochs"]
+    assert history.history["holdout_accuracy"] == decision["fine_tune_holdout_curve"]
+    assert len(history.history["val_accuracy"]) == decision["fine_tune_epochs"]
+    assert set(decision["sign_test"]) == {"gained", "lost", "p_value"}
+    assert set(decision["seconds"]) == {"probe", "fine_tune", "total"}
+
+
+def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
+    # A probe pushed towards class 0 scores chance on the slice; fine-tuning
+    # from it moves the bias back within a few steps and is kept, at its
+    # best epoch.
+    fit_probe = adaptive._fit_probe
+
+    def biased_probe(*args, **kwargs):
+        probe = fit_probe(*args, **kwargs)
+        probe["kernel"] = probe["kernel"] * 0.01
+        probe["bias"] = probe["bias"] * 0.01 + np.array([0.05, 0.0])
+        return probe
+
+    monkeypatch.setattr(adaptive, "_fit_probe", biased_probe)
+    monkeypatch.setattr(adaptive, "PEAK_LR", 0.1)  # enough for the 12 steps of this test
+    model = _model()
+    snapshots = _Snapshots()
+    history = ktr.fine_tune(model, (X, Y), seed=0, batch_size=8, callbacks=[snapshots], verbose=0)
+    decision = history.decision
+    assert decision["kept"] == "fine_tuned", decision
+    curve = decision["fine_tune_holdout_curve"]
+    assert decision["fine_tune_best_epoch"] == int(np.argmax(curve))
+    assert decision["fine_tune_holdout_accuracy"] == max(curve) > 0.5
+    for kept, best in zip(model.get_weights(), snapshots.weights[int(np.argmax(curve))]):
+        np.testing.assert_array_equal(kept, best)
+
+
+def test_the_probe_is_kept_when_fine_tuning_does_not_beat_it(monkeypatch, tmp_path):
+    # At a rate of 1e-12 fine-tuning cannot move: it ties the probe, and a
+    # tie keeps the probe, refitted on every training image, backbone frozen.
+    monkeypatch.setattr(adaptive, "PEAK_LR", 1e-12)
+    model = _model()
+    backbone = model.get_layer("backbone")
+    before = [np.array(w) for w in backbone.get_weights()]
+    history = ktr.fine_tune(model, (X, Y), seed=0, verbose=0)
+    assert history.decision["kept"] == "probe", history.decision
+    for a, b in zip(backbone.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert not backbone.trainable_weights
+    # The refitted probe is the model's head: the model scores like it.
+    assert model.evaluate(X, Y, verbose=0)[1] > 0.7
+    path = tmp_path / "probe.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        as_numpy(reloaded.predict(X, verbose=0)), as_numpy(model.predict(X, verbose=0)), atol=1e-5
+    )
+
+
+def test_bad_input_says_what_was_received():
+    with pytest.raises(ValueError, match="two classes.*Received: labels of one class"):
+        ktr.fine_tune(_model(), (X, np.zeros(40)), verbose=0)
+    with pytest.raises(ValueError, match=r"Received: train\[0\]=0.5"):
+        ktr.fine_tune(_model(), (X, Y + 0.5), verbose=0)
+    with pytest.raises(ValueError, match=r"`train` must be class indices in \[0, 2\)"):
+        ktr.fine_tune(_model(), (X, Y + 1), verbose=0)
+    with pytest.raises(ValueError, match="Received: holdout=1.5"):
+        ktr.fine_tune(_model(), (X, Y), holdout=1.5, verbose=0)
+    with pytest.raises(ValueError, match="adaptive=False.*Received: epochs"):
+        ktr.fine_tune(_model(), (X, Y), adaptive=True, epochs=2)
+    with pytest.raises(ValueError, match="Received: adaptive='yes'"):
+        ktr.fine_tune(_model(), (X, Y), adaptive="yes")
+    head = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="one Dense layer.*Received: a head with weighted"):
+        ktr.fine_tune(ktr.transfer(tiny_backbone(), 2, head=head), (X, Y), verbose=0)
+
+
+def test_too_few_images_to_hold_out_warns_and_says_so():
+    x, y = X[:6], np.array([0, 0, 0, 0, 0, 1])
+    with pytest.warns(UserWarning, match=r"fewer than 2 images of class\(es\) \[1\]"):
+        history = ktr.fine_tune(_model(), (x, y), seed=0, verbose=0)
+    assert history.decision["holdout_images"] == 0
+    assert history.decision["kept"] == "fine_tuned"
+    assert "fewer than 2 images" in history.decision["reason"]
+
+
+def test_the_sign_test_counts_disagreements_only():
+    assert adaptive._sign_test(4, 0) == pytest.approx(1 / 16)  # four coin flips, all heads
+    assert adaptive._sign_test(1, 0) == 0.5  # one image is a coin flip
+    assert adaptive._sign_test(0, 0) == 1.0
+    assert adaptive._sign_test(5, 1) == pytest.approx(7 / 64)
