@@ -258,7 +258,7 @@ def tune_steps_per_execution(
 
     Keras runs callbacks, the progress bar and the data iterator's Python
     once per execution. A step takes `compute + overhead / n` at
-    `steps_per_execution=n`: two short `fit` runs of `3 * probe` batches,
+    `steps_per_execution=n`: two short `fit` runs of `5 * probe` batches,
     at 1 and at `probe`, give both terms from their fastest execution
     (timed between batch ends; noise only adds time), and the smallest `n` with
     `overhead / n <= target * step` is chosen. The model's weights, BatchNorm
@@ -275,7 +275,7 @@ def tune_steps_per_execution(
 
     Args:
         model: a compiled model.
-        x, y: training data, as for `fit` (arrays are cut to `3 * probe`
+        x, y: training data, as for `fit` (arrays are cut to `5 * probe`
             batches; at least `2 * probe`).
         batch_size: the batch size training will use.
         target: the largest share of the step the host may take.
@@ -298,9 +298,9 @@ def tune_steps_per_execution(
         model.optimizer.build(model.trainable_variables)
     state = model.variables + model.optimizer.variables
     saved = [keras.ops.convert_to_numpy(v) for v in state]
-    # Three executions at `probe` steps each; the first (it compiles) and
+    # Five executions at `probe` steps each; the first (it compiles) and
     # fit's own set-up fall outside the timed span, between batch ends.
-    steps = 3 * probe
+    steps = 5 * probe
     if isinstance(x, np.ndarray):
         rows = steps * batch_size
         fit_args = dict(x=x[:rows], y=None if y is None else y[:rows], batch_size=batch_size)
@@ -317,8 +317,10 @@ def tune_steps_per_execution(
                 f"tune_steps_per_execution needs at least {2 * probe} batches of data. "
                 f"Received: {steps} batches of {batch_size}"
             )
-        # The fastest execution: a busy machine only ever adds time.
-        seconds[count] = float(np.min(np.diff(ends.times))) / count
+        # Spans of `probe` steps in both runs, and the fastest of them: a busy
+        # machine only ever adds time.
+        spans = np.diff(ends.times[:: probe // count])
+        seconds[count] = float(np.min(spans)) / probe
     overhead = max(seconds[1] - seconds[probe], 0.0) * probe / (probe - 1)
     compute = max(seconds[1] - overhead, 1e-9)
     chosen = min(max(math.ceil(overhead * (1 - target) / (target * compute)), 1), max_steps)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from keras_transfer import cli
+from keras_transfer import adaptive, cli
 from tests.conftest import (
     BACKEND,
     HYMENOPTERA,
@@ -163,7 +163,8 @@ def test_demo_compares_the_four_strategies_on_digits(tmp_path, capsys):
 
 @REAL_PHOTOS
 @pytest.mark.shared_data
-def test_demo_on_real_photos(tmp_path):
+def test_demo_on_real_photos(tmp_path, monkeypatch):
+    monkeypatch.setattr(adaptive, "MAX_EPOCHS", 3)  # --epochs 1 is for the fixed strategies
     assert (
         cli.main(
             [
