@@ -1,5 +1,10 @@
 """The recipe benchmark: ktr.fine_tune's default against the simple baselines.
 
+--setting demo: the four strategies of `make demo` (a CNN pre-trained on
+clean digit scans, transferred to noisy scans from 10 labels per digit),
+one demo run per seed, with the default's margins over training from
+scratch and the SVM.
+
 On real photos (--setting: ../shared/data/hymenoptera_data, 245 training
 photos, or cats_vs_dogs, 800) with the real ImageNet MobileNetV2-0.35
 (imported from the Keras 2 export in ../shared/weights), at 224 px, batch 32,
@@ -31,6 +36,7 @@ setting) per invocation with --json, then --merge the files.
     KERAS_BACKEND=tensorflow python bench/recipes.py --seeds 0 --only n e a b d c \
         --json hym0.json [--setting cats_vs_dogs]
     python bench/recipes.py --merge hym0.json hym1.json hym2.json   # one table
+    KERAS_BACKEND=tensorflow python bench/recipes.py --setting demo --json demo.json
 """
 
 import argparse
@@ -43,6 +49,7 @@ import keras
 import numpy as np
 
 import keras_transfer as ktr
+from keras_transfer import demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SETTINGS = {  # --setting: the photo folders (train/ and val/)
@@ -288,7 +295,7 @@ def main():
     parser.add_argument(
         "--no-plain", action="store_true", help="skip (a) and (b), the slow plain-Keras baselines"
     )
-    parser.add_argument("--setting", choices=SETTINGS, default="hymenoptera")
+    parser.add_argument("--setting", choices=[*SETTINGS, "demo"], default="hymenoptera")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="print the table of earlier --json runs"
@@ -303,7 +310,11 @@ def main():
                     setting.setdefault(key, []).append(run)
         for setting, results in settings.items():
             print(f"\n=== {setting}")
-            report(results)
+            (report_demo if setting == "demo" else report)(results)
+        return
+    if args.setting == "demo":
+        results = run_demo(args.seeds, args.json)
+        report_demo(results)
         return
     global DATA
     DATA = SETTINGS[args.setting]
@@ -343,6 +354,45 @@ def main():
             f"{cost['full']:.3f} s: ratio {cost['head_only'] / cost['full']:.2f} (bar < 1)"
         )
     report(results)
+
+
+def run_demo(seeds, json_path=None):
+    """`demo.run` once per seed: each row's held-out accuracy and seconds."""
+    import tempfile
+
+    results = {}
+    for seed in seeds:
+        keras.utils.clear_session()
+        with tempfile.TemporaryDirectory() as out:
+            rows = demo.run(out=pathlib.Path(out) / "demo", seed=seed, quiet=True)
+        for row, result in rows.items():
+            run = {"setting": "demo", "seed": seed, "final": result["accuracy"]}
+            results.setdefault(row, []).append({**run, "wall": result["seconds"]})
+        if json_path:
+            pathlib.Path(json_path).write_text(json.dumps({"runs": results}, indent=1))
+    return results
+
+
+def report_demo(results):
+    """The demo's rows, mean (min-max) over seeds, and the default's per-seed
+    margins over the other rows."""
+    print(f"\nbackend {keras.backend.backend()}, the demo's task")
+    by_seed = {row: {r["seed"]: r for r in runs} for row, runs in results.items()}
+    for row, runs in by_seed.items():
+        finals = [r["final"] for r in runs.values()]
+        wall = np.mean([r["wall"] for r in runs.values()])
+        print(
+            f"{row:28s} seeds {sorted(runs)} {np.mean(finals):.3f} "
+            f"({min(finals):.3f}-{max(finals):.3f}) {wall:6.1f} s"
+        )
+    default = by_seed["fine-tuning"]
+    for row in [r for r in by_seed if r != "fine-tuning"]:
+        seeds = sorted(set(default) & set(by_seed[row]))
+        diffs = [default[s]["final"] - by_seed[row][s]["final"] for s in seeds]
+        print(
+            f"default - {row} on seeds {seeds}: {np.mean(diffs):+.3f} "
+            f"(per seed {', '.join(f'{d:+.3f}' for d in diffs)})"
+        )
 
 
 def report(results):

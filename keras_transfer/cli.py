@@ -205,7 +205,7 @@ def _parser():
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--markdown", action="store_true")
 
-    sub = command("demo", "Compare strategies: digits 0-4 -> 5-9, or --data photos.")
+    sub = command("demo", "Compare strategies: clean digits -> noisy scans, or --data photos.")
     sub.add_argument("--data", metavar="DIR", help="photos (class folders or train/ val/)")
     sub.add_argument("--weights", help="with --data: the backbone's weights (file or imagenet)")
     sub.add_argument("--backbone", default="mobilenet_v2")

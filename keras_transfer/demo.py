@@ -1,10 +1,13 @@
 """The demo: what does each transfer strategy gain over training from scratch?
 
 By default, offline, on scikit-learn's bundled handwritten digits (real 8x8
-scans, no download): a small CNN is pre-trained on digits 0-4 (the source
-domain), then transferred to digits 5-9 (the target domain) from only
-`shots` labelled images per class. With `data=` and `weights=`, the same
-comparison runs on a folder of photos with a pretrained backbone.
+scans, no download): a small CNN is pre-trained on clean scans of the ten
+digits (one half of the scans: the source domain), then transferred to the
+other half seen through a noisy scanner (the target domain) from only
+`shots` labelled images per digit. The source knows digits; the target
+shifts what they look like, and gives too few labels to learn them from
+scratch: the case transfer learning is for. With `data=` and `weights=`,
+the same comparison runs on a folder of photos with a pretrained backbone.
 
 Strategies compared, each scored on held-out target images:
 - training from scratch (same architecture, random weights);
@@ -28,8 +31,11 @@ from keras_transfer.heads import SVMHead
 from keras_transfer.image_folder import ImageFolder
 from keras_transfer.recipes import fine_tune
 
-__all__ = ["ROWS", "Task", "digits_task", "photo_task", "run"]
+__all__ = ["ROWS", "SCANNER_NOISE", "Task", "digits_task", "photo_task", "run"]
 
+# The target scanner's noise: a Gaussian's standard deviation, in grey levels
+# of 255. Clean scans train the source; the target's shots are this noisy.
+SCANNER_NOISE = 80.0
 ROWS = ("from scratch", "feature extraction + SVM", "fine-tuning", "gradual unfreezing")
 
 
@@ -130,19 +136,22 @@ def run(
 
 
 def digits_task(shots=10, epochs=20, seed=0, say=_compat.print_msg):
-    """Digits 0-4 pre-train a CNN; digits 5-9, `shots` per class, are the target."""
+    """Clean scans pre-train a CNN; other scans, noisy, `shots` per digit, are the target."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    # 8x8 scans in [0, 16] -> RGB pixels in [0, 255], as transfer() models take.
-    images = np.repeat(digits.images[..., None] * (255.0 / 16.0), 3, axis=-1).astype("float32")
+    # 8x8 scans in [0, 16] -> grey pixels in [0, 255]; the same halves and the
+    # same scanner noise for every seed, which draws only the labelled shots.
+    clean = digits.images * (255.0 / 16.0)
+    noise = np.random.default_rng(1).normal(0.0, SCANNER_NOISE, clean.shape)
+    noisy = np.clip(clean + noise, 0.0, 255.0)
     labels = digits.target
-    source = labels < 5
+    order = np.random.default_rng(0).permutation(len(labels))
+    source, target = order[: len(order) // 2], order[len(order) // 2 :]
     rng = np.random.default_rng(seed)
-    train = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == d))[:shots] for d in range(5, 10)]
-    )
-    test = np.setdiff1d(np.flatnonzero(~source), train)
+    shots_of = [rng.permutation(target[labels[target] == d])[:shots] for d in range(10)]
+    train = np.concatenate(shots_of)
+    test = np.setdiff1d(target, train)
     start = time.perf_counter()
     pretrained = _digits_cnn()
     pretrained.compile(
@@ -150,9 +159,9 @@ def digits_task(shots=10, epochs=20, seed=0, say=_compat.print_msg):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    pretrained.fit(images[source], labels[source], epochs=10, batch_size=64, verbose=0)
+    pretrained.fit(_rgb(clean[source]), labels[source], epochs=10, batch_size=64, verbose=0)
     say(
-        f"source: CNN pre-trained on {int(source.sum())} images of digits 0-4 "
+        f"source: CNN pre-trained on {len(source)} clean scans of the ten digits "
         f"({time.perf_counter() - start:.0f} s)"
     )
 
@@ -163,10 +172,10 @@ def digits_task(shots=10, epochs=20, seed=0, say=_compat.print_msg):
         return model
 
     return Task(
-        "digits 0-4 -> 5-9",
-        (images[train], labels[train] - 5),
-        (images[test], labels[test] - 5),
-        [str(d) for d in range(5, 10)],
+        "clean digits -> noisy scans",
+        (_rgb(noisy[train]), labels[train]),
+        (_rgb(noisy[test]), labels[test]),
+        [str(d) for d in range(10)],
         backbone,
         {},
         epochs,
@@ -197,6 +206,11 @@ def photo_task(data, weights, backbone, backbone_kwargs, image_size, epochs, see
     )
 
 
+def _rgb(scans):
+    """Grey scans as RGB pixels, as transfer() models take."""
+    return np.repeat(scans[..., None], 3, axis=-1).astype("float32")
+
+
 def _digits_cnn():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
@@ -206,7 +220,7 @@ def _digits_cnn():
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(5, name="predictions")(x), name="digits_cnn")
+    return keras.Model(inputs, keras.layers.Dense(10, name="predictions")(x), name="digits_cnn")
 
 
 # --- Strategies -----------------------------------------------------------------------
