@@ -258,8 +258,8 @@ def tune_steps_per_execution(
 
     Keras runs callbacks, the progress bar and the data iterator's Python
     once per execution. A step takes `compute + overhead / n` at
-    `steps_per_execution=n`: two short `fit` runs of `5 * probe` batches,
-    at 1 and at `probe`, give both terms from their fastest execution
+    `steps_per_execution=n`: short `fit` runs of `10 * probe` batches, at 1
+    and at `probe`, twice in turn, give both terms from their fastest span
     (timed between batch ends; noise only adds time), and the smallest `n` with
     `overhead / n <= target * step` is chosen. The model's weights, BatchNorm
     statistics and optimizer state are put back afterwards. On the PyTorch
@@ -275,7 +275,7 @@ def tune_steps_per_execution(
 
     Args:
         model: a compiled model.
-        x, y: training data, as for `fit` (arrays are cut to `5 * probe`
+        x, y: training data, as for `fit` (arrays are cut to `10 * probe`
             batches; at least `2 * probe`).
         batch_size: the batch size training will use.
         target: the largest share of the step the host may take.
@@ -298,17 +298,19 @@ def tune_steps_per_execution(
         model.optimizer.build(model.trainable_variables)
     state = model.variables + model.optimizer.variables
     saved = [keras.ops.convert_to_numpy(v) for v in state]
-    # Five executions at `probe` steps each; the first (it compiles) and
+    # Ten executions at `probe` steps each; the first (it compiles) and
     # fit's own set-up fall outside the timed span, between batch ends.
-    steps = 5 * probe
+    steps = 10 * probe
     if isinstance(x, np.ndarray):
         rows = steps * batch_size
         fit_args = dict(x=x[:rows], y=None if y is None else y[:rows], batch_size=batch_size)
         steps = min(steps, math.ceil(len(x) / batch_size))
     else:
         fit_args = dict(x=x, y=y, steps_per_epoch=steps)
-    seconds = {}
-    for count in (1, probe):
+    seconds = {1: math.inf, probe: math.inf}
+    # Two interleaved rounds (1, probe, 1, probe): a burst of load from
+    # elsewhere rarely covers both runs of one count.
+    for count in (1, probe) * 2:
         _set_steps_per_execution(model, count)
         ends = _BatchEnds()
         model.fit(epochs=1, verbose=0, shuffle=False, callbacks=[ends], **fit_args)
@@ -320,7 +322,7 @@ def tune_steps_per_execution(
         # Spans of `probe` steps in both runs, and the fastest of them: a busy
         # machine only ever adds time.
         spans = np.diff(ends.times[:: probe // count])
-        seconds[count] = float(np.min(spans)) / probe
+        seconds[count] = min(seconds[count], float(np.min(spans)) / probe)
     overhead = max(seconds[1] - seconds[probe], 0.0) * probe / (probe - 1)
     compute = max(seconds[1] - overhead, 1e-9)
     chosen = min(max(math.ceil(overhead * (1 - target) / (target * compute)), 1), max_steps)
