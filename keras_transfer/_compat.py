@@ -12,6 +12,7 @@ Checked against Keras 3.15.1 (TensorFlow 2.21, JAX 0.10.2, torch 2.13).
 """
 
 import importlib
+import inspect
 
 import keras
 
@@ -23,6 +24,8 @@ __all__ = [
     "is_functional",
     "learning_rate_variable",
     "mark_built_at_init",
+    "output_in_graph",
+    "repaired_layer_configs",
     "patch_multi_worker_trainer",
     "optimizer_trainable_variables",
     "optimizer_variables",
@@ -218,3 +221,43 @@ def patch_multi_worker_trainer():
     tensorflow_trainer._maybe_symbolic_build = _maybe_symbolic_build
     trainer.reduce_per_replica = _reduce_per_replica
     return True
+
+
+def output_in_graph(model, layer):
+    """`layer`'s output tensor in `model`'s own graph.
+
+    `layer.output` is its *first* call's; a KerasHub transformer's layers are
+    first called inside the KerasHub Backbone, then again in the graph
+    `transfer()` writes out. Reads the functional model's private
+    `_nodes_by_depth` (Keras 3.15.1).
+    """
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is layer:
+                outputs = node.output_tensors
+                return outputs[0] if len(outputs) == 1 else outputs
+    return layer.output
+
+
+# Some KerasHub layers' get_config() writes keys their __init__ refuses
+# (keras-hub 0.32.0: ViTPatchingAndEmbedding's num_patches and
+# num_positions, ViTEncoderBlock's key_dim): harmless inside a saved KerasHub
+# Backbone, rebuilt from its own arguments, but fatal for a graph that holds
+# the layer itself, as transfer()'s backbone does. Such keys are dropped.
+_LAYER_KEYS = {"name", "trainable", "dtype", "autocast", "input_shape", "input_dim"}
+
+
+def repaired_layer_configs(config):
+    """A functional model's config without the keys its KerasHub layers'
+    constructors refuse, so that it loads."""
+    layers = []
+    for layer in config.get("layers", []):
+        module = str(layer.get("module", ""))
+        if module.startswith("keras_hub"):
+            cls = getattr(importlib.import_module(module), layer["class_name"], None)
+            if cls is not None:
+                accepted = set(inspect.signature(cls.__init__).parameters) | _LAYER_KEYS
+                inner = {k: v for k, v in layer["config"].items() if k in accepted}
+                layer = {**layer, "config": inner}
+        layers.append(layer)
+    return {**config, "layers": layers}

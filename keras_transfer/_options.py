@@ -6,7 +6,9 @@ __all__ = ["BN_POLICIES", "FUSIONS", "POOLINGS", "PRECISION_POLICIES", "STRATEGI
 
 # transfer(strategy=...); the command line adds its own "gradual" recipe.
 STRATEGIES = ("feature_extraction", "fine_tune")
-POOLINGS = ("avg", "max", "avgmax", "flatten", None)
+# "auto": "avg" for a CNN, the family's read-out for a transformer; "cls"
+# and "cls+avg" read a transformer's class token.
+POOLINGS = ("auto", "avg", "max", "avgmax", "flatten", "cls", "cls+avg", None)
 FUSIONS = ("concat", "sum", "mean", "weighted", "attention")
 # What BatchNormalization does in an unfrozen backbone (see BackboneModel).
 BN_POLICIES = ("inference", "train_affine", "train")

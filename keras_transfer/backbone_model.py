@@ -67,6 +67,10 @@ class BackboneModel(keras.Model):
         config.update({"blocks": self.blocks, "bn": self.bn})
         return config
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return super().from_config(_compat.repaired_layer_configs(config), custom_objects)
+
     def save_own_variables(self, store):
         super().save_own_variables(store)
         variables = candidate_variables(self)

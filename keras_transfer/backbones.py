@@ -23,12 +23,15 @@ import keras
 
 __all__ = [
     "FAMILIES",
+    "KERAS_HUB_FAMILIES",
     "Family",
+    "KerasHubFamily",
     "Variant",
     "constructor",
     "constructor_names",
     "family_of_constructor",
     "family_of_model",
+    "keras_hub_family",
     "markdown_table",
     "resolve_name",
     "split_blocks",
@@ -289,6 +292,78 @@ def resolve_name(name):
 
 def family_of_constructor(constructor_name):
     return _BY_CONSTRUCTOR.get(constructor_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasHubFamily:
+    """A KerasHub backbone family: how `transfer()` reads its layers.
+
+    A transformer's layers are nested in one encoder layer; `transfer()`
+    rebuilds the backbone's graph with each of them at the top (`unroll`),
+    so that they are blocks, taps and freezing units like a CNN's layers.
+    """
+
+    name: str
+    backbone_class: str  # the KerasHub Backbone subclass
+    kind: str  # "transformer" or "cnn"
+    # An ImagePreprocessing mode for a Backbone built without its preset; a
+    # preset brings its own ImageConverter, which wins.
+    preprocessing: str
+    blocks: tuple  # ((regex, block name), ...) on the (unrolled) layer names
+    # The encoder layer's name, and its attributes called in turn: those
+    # before the transformer layers, the list of them, those after.
+    unroll: tuple = ()  # (encoder name, (before, ...), layers, (after, ...))
+    class_token: str | bool = False  # a config key that says so, or a constant
+    register_tokens: str | None = None  # the config key of their count
+    pooling: str = "avg"  # the family's read-out, `pooling="auto"`
+    # The backbone can be rebuilt at another image size with the same weights
+    # (a CNN, or position embeddings that KerasHub interpolates).
+    resizable: bool = False
+    patch_size: str | None = None  # the config key, for a clear size error
+
+
+KERAS_HUB_FAMILIES = (
+    KerasHubFamily(
+        "vit",
+        "ViTBackbone",
+        "transformer",
+        "tf",  # KerasHub's ViT presets scale pixels to [-1, 1]
+        ((r"^vit_patching_and_embedding$", "stem"), (r"^transformer_block_\d+$", r"\g<0>")),
+        unroll=("vit_encoder", ("dropout",), "encoder_layers", ("layer_norm",)),
+        class_token="use_class_token",
+        pooling="cls",
+        patch_size="patch_size",
+    ),
+    KerasHubFamily(
+        "dinov2",
+        "DINOV2Backbone",
+        "transformer",
+        "torch",  # ImageNet mean and standard deviation
+        ((r"^embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
+        unroll=("encoder", (), "layers", ()),
+        class_token=True,
+        register_tokens="num_register_tokens",
+        pooling="cls+avg",
+        patch_size="patch_size",
+    ),
+    KerasHubFamily(
+        "resnet",
+        "ResNetBackbone",
+        "cnn",
+        "torch",
+        ((r"^(conv1|pool1)_", "stem"), (r"^stack(\d+)_block(\d+)_", r"stack\1_block\2")),
+        resizable=True,
+    ),
+)
+
+
+def keras_hub_family(backbone):
+    """The `KerasHubFamily` of a KerasHub Backbone instance, or `None`."""
+    names = [cls.__name__ for cls in type(backbone).__mro__]
+    for family in KERAS_HUB_FAMILIES:
+        if family.backbone_class in names:
+            return family
+    return None
 
 
 def family_of_model(model):

@@ -10,6 +10,7 @@ head`.
 import dataclasses
 import difflib
 import functools
+import pathlib
 
 import keras
 import numpy as np
@@ -18,7 +19,13 @@ from keras_transfer import _compat, freezing, hub, multi_worker, precision, regu
 from keras_transfer import backbones as registry
 from keras_transfer._options import FUSIONS, POOLINGS, STRATEGIES
 from keras_transfer.backbone_model import BackboneModel, check_bn
-from keras_transfer.layers import FeatureFusion, ImagePreprocessing, InfNormalize, TransferMatrix
+from keras_transfer.layers import (
+    FeatureFusion,
+    ImagePreprocessing,
+    InfNormalize,
+    TokenPooling,
+    TransferMatrix,
+)
 from keras_transfer.weights import load_weights_file
 
 __all__ = ["FUSIONS", "POOLINGS", "STRATEGIES", "build_feature_model", "head_layers", "transfer"]
@@ -29,9 +36,10 @@ class _Source:
     """A resolved backbone: a functional Keras model and what we know of it."""
 
     model: keras.Model
-    family: registry.Family | None
-    preprocessing: str  # an ImagePreprocessing mode
+    family: registry.Family | registry.KerasHubFamily | None
+    preprocessing: object  # an ImagePreprocessing mode, or a KerasHub ImageConverter
     label: str
+    tokens: tuple | None = None  # a transformer's (prefix tokens, has a class token)
 
 
 def transfer(
@@ -44,7 +52,7 @@ def transfer(
     preprocessing="auto",
     augmentation=None,
     feature_layer="last_conv",
-    pooling="avg",
+    pooling="auto",
     transfer_matrix=None,
     inf_normalize=False,
     head=None,
@@ -96,8 +104,13 @@ def transfer(
             training only.
         feature_layer: `"last_conv"`, a layer or block name, or a list of
             them (multi-scale features, each pooled, then concatenated).
-        pooling: `"avg"`, `"max"`, `"avgmax"` (both, concatenated),
-            `"flatten"`, or `None` for the feature map.
+        pooling: `"auto"` (`"avg"`, or a transformer family's read-out:
+            `"cls"` for ViT, `"cls+avg"` for DINOv2), `"avg"`, `"max"`,
+            `"avgmax"` (both, concatenated), `"flatten"`, `"cls"` (a
+            transformer's class token), `"cls+avg"` (the class token and the
+            patch tokens' mean), or `None` for the feature map (the token
+            sequence). On a transformer, `"avg"`, `"max"` and `"flatten"`
+            read the patch tokens only, without class and register tokens.
         transfer_matrix: units of a `TransferMatrix(units, activation="relu",
             use_gate=True)` in the head (the method's `phi(P o (W H))`).
         inf_normalize: add `InfNormalize` after it (the method's `F*`).
@@ -196,9 +209,7 @@ def _assemble(
     features = []
     for index, source in enumerate(resolved):
         suffix = "" if len(resolved) == 1 else f"_{index}"
-        mode = source.preprocessing if preprocessing == "auto" else preprocessing
-        # Mean subtraction in bfloat16 would round pixels to whole numbers.
-        x = ImagePreprocessing(mode, dtype="float32", name=f"preprocessing{suffix}")(inputs)
+        x = _preprocessing_layer(source, preprocessing, f"preprocessing{suffix}")(inputs)
         if augmentation is not None:
             x = _augmentation(augmentation, suffix)(x)
         net = _build_backbone(
@@ -220,7 +231,7 @@ def _assemble(
 def build_feature_model(
     backbone,
     layers="last_conv",
-    pooling="avg",
+    pooling="auto",
     input_shape=None,
     weights="imagenet",
     mixed_precision="auto",
@@ -248,8 +259,7 @@ def build_feature_model(
     precision.apply(source.model, policy)
     shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
     inputs = keras.Input(shape, name="image")
-    # Mean subtraction in bfloat16 would round pixels to whole numbers.
-    x = ImagePreprocessing(source.preprocessing, dtype="float32", name="preprocessing")(inputs)
+    x = _preprocessing_layer(source, "auto", "preprocessing")(inputs)
     net = _build_backbone(source, taps, pooling, separate=True, dtype=policy)
     freezing.freeze(net)
     model = keras.Model(inputs, net(x))
@@ -380,10 +390,148 @@ def _from_keras_model(backbone, input_shape, weights, kwargs):
 
 
 def _from_keras_hub(backbone, input_shape, weights, kwargs):
-    if "keras_hub" not in type(backbone).__module__:
+    converter = None
+    if _is_preset(backbone):
+        backbone, converter = _load_preset(str(backbone), weights)
+    elif not type(backbone).__module__.startswith("keras_hub"):
         return None
-    model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
-    return _Source(model, None, "none", backbone.name)
+    elif weights not in ("imagenet", None):
+        load_weights_file(backbone, weights)
+    family = registry.keras_hub_family(backbone)
+    if family is None:  # an unregistered family: its graph as it is
+        model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
+        return _Source(model, None, "none", backbone.name)
+    backbone = _resized(backbone, family, input_shape)
+    if converter is not None and input_shape is not None:
+        converter.image_size = tuple(input_shape[:2])
+    config = backbone.get_config()
+    tokens = None
+    if family.kind == "transformer":
+        has_class = family.class_token
+        if isinstance(has_class, str):
+            has_class = bool(config.get(has_class, True))
+        registers = int(config.get(family.register_tokens, 0)) if family.register_tokens else 0
+        tokens = (int(has_class) + registers, has_class)
+    model = _unrolled(backbone, family)
+    return _Source(model, family, converter or family.preprocessing, family.name, tokens)
+
+
+# A KerasHub preset: a handle with one of these prefixes, or a local directory
+# written by `save_to_preset` (its config.json and metadata.json).
+_PRESET_PREFIXES = ("keras_hub:", "kaggle://", "hf://", "modelscope://")
+
+
+def _is_preset(backbone):
+    if not isinstance(backbone, (str, pathlib.Path)):
+        return False
+    if str(backbone).startswith(_PRESET_PREFIXES):
+        return True
+    path = pathlib.Path(backbone)
+    return (path / "config.json").is_file() and (path / "metadata.json").is_file()
+
+
+def _keras_hub(handle):
+    try:
+        import keras_hub  # noqa: PLC0415 -- optional, and it loads TensorFlow
+    except ImportError as error:
+        raise ImportError(
+            "A KerasHub preset needs the keras-hub extra: pip install "
+            "'keras-transfer[keras-hub]' (Python 3.11 or newer). Received: "
+            f"backbone={handle!r}"
+        ) from error
+    return keras_hub
+
+
+def _load_preset(handle, weights):
+    """The preset's Backbone and its ImageConverter (or `None`)."""
+    keras_hub = _keras_hub(handle)
+    preset = handle.removeprefix("keras_hub:")
+    if weights not in ("imagenet", None):
+        raise ValueError(
+            "A KerasHub preset brings its own weights: use weights='imagenet' (the "
+            "preset's) or None (random). Received: weights=" + repr(weights)
+        )
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
+    except (ValueError, FileNotFoundError) as error:
+        known = sorted(keras_hub.models.Backbone.presets)
+        close = difflib.get_close_matches(preset, known, n=5)
+        raise ValueError(
+            f"Cannot load the KerasHub preset {preset!r} ({type(error).__name__}: {error}). "
+            f"Received: backbone={handle!r}. Close preset names: {close}"
+        ) from error
+    shape = [tuple(i.shape) for i in backbone.inputs]
+    if len(shape) != 1 or len(shape[0]) != 4:
+        raise ValueError(
+            f"The KerasHub preset {preset!r} is a {type(backbone).__name__}, not an image "
+            f"backbone: its inputs are {shape}. Received: backbone={handle!r}"
+        )
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
+    except (ValueError, FileNotFoundError):
+        converter = None  # the family's preprocessing instead
+    return backbone, converter
+
+
+def _resized(backbone, family, input_shape):
+    """The backbone at `input_shape`'s size: itself, or rebuilt with its
+    weights where the family allows it."""
+    current = tuple(backbone.inputs[0].shape[1:3])
+    if input_shape is None or None in current or tuple(input_shape[:2]) == current:
+        return backbone
+    size = tuple(input_shape[:2])
+    config = backbone.get_config()
+    patch = config.get(family.patch_size) if family.patch_size else None
+    if patch is not None:
+        patch = tuple(patch) if isinstance(patch, (list, tuple)) else (patch, patch)
+        if any(s is None or s % p for s, p in zip(size, patch)):
+            raise ValueError(
+                f"{type(backbone).__name__} cuts images into {patch[0]}x{patch[1]} patches: "
+                f"the image size must be a multiple of that. Received: input_shape={input_shape}"
+            )
+    if not family.resizable:
+        raise ValueError(
+            f"{type(backbone).__name__} was built for {current[0]}x{current[1]} images, and "
+            "its position embeddings are not resized here: build it with that "
+            f"image_shape, or pass input_shape={current + (3,)}. Received: "
+            f"input_shape={input_shape}"
+        )
+    rebuilt = type(backbone).from_config({**config, "image_shape": size + (3,)})
+    rebuilt.set_weights(backbone.get_weights())
+    return rebuilt
+
+
+def _unrolled(backbone, family):
+    """The backbone's graph with a transformer's layers at the top: the
+    encoder layer's `call` (before, each layer, after) written out."""
+    if family.kind != "transformer":
+        return keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
+    encoder, before, layers, after = family.unroll
+    parts = []
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer.name != encoder:
+            parts.append(layer)
+            continue
+        parts += [getattr(layer, name) for name in before]
+        parts += list(getattr(layer, layers))
+        parts += [getattr(layer, name) for name in after]
+    inputs = keras.Input(tuple(backbone.inputs[0].shape[1:]), name="images")
+    x = inputs
+    for part in parts:
+        x = part(x)
+    return keras.Model(inputs, x, name=backbone.name)
+
+
+def _preprocessing_layer(source, preprocessing, name):
+    """The model's `preprocessing` part: the preset's ImageConverter, or an
+    `ImagePreprocessing` in float32 (mean subtraction in bfloat16 would round
+    pixels to whole numbers)."""
+    mode = source.preprocessing if preprocessing == "auto" else preprocessing
+    if isinstance(mode, keras.layers.Layer):
+        return keras.Sequential([mode], name=name)
+    return ImagePreprocessing(mode, dtype="float32", name=name)
 
 
 def _preprocessing_mode(family):
@@ -431,7 +579,8 @@ def _build_backbone(
     model = source.model
     rules = source.family.blocks if source.family else None
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    last_conv = _last_feature_layer(model)
+    # A transformer's features are its last layer's tokens.
+    last_conv = layers[-1] if source.tokens else _last_feature_layer(model)
     kept = layers[: layers.index(last_conv) + 1]
     blocks = registry.split_blocks(kept, rules) if rules else _generic_blocks(kept)
     taps = feature_layer if isinstance(feature_layer, (list, tuple)) else [feature_layer]
@@ -441,7 +590,17 @@ def _build_backbone(
             "Several feature layers need a pooling to be concatenated. Received: "
             f"feature_layer={feature_layer!r}, pooling=None"
         )
-    pooled = [_pool(x, pooling, f"{name}_pool_{i}", dtype) for i, x in enumerate(outputs)]
+    if pooling == "auto":
+        pooling = source.family.pooling if source.tokens else "avg"
+    if pooling in ("cls", "cls+avg") and not source.tokens:
+        raise ValueError(
+            f"pooling={pooling!r} reads a transformer's class token; {source.label} gives a "
+            "feature map. Use 'avg', 'max', 'avgmax' or 'flatten'. "
+            f"Received: pooling={pooling!r}"
+        )
+    pooled = [
+        _pool(x, pooling, f"{name}_pool_{i}", dtype, source.tokens) for i, x in enumerate(outputs)
+    ]
     if separate or len(pooled) == 1:
         output = pooled if separate else pooled[0]
     else:
@@ -479,7 +638,7 @@ def _last_feature_layer(model):
 
 def _tap(model, kept, blocks, tap, last_conv):
     if tap == "last_conv":
-        return last_conv.output
+        return _compat.output_in_graph(model, last_conv)
     if not isinstance(tap, str):
         raise TypeError(
             f"`feature_layer` must be a string or a list of strings. "
@@ -487,10 +646,10 @@ def _tap(model, kept, blocks, tap, last_conv):
         )
     for block, names in blocks:
         if block == tap:
-            return model.get_layer(names[-1]).output
+            return _compat.output_in_graph(model, model.get_layer(names[-1]))
     names = [layer.name for layer in kept]
     if tap in names:
-        return model.get_layer(tap).output
+        return _compat.output_in_graph(model, model.get_layer(tap))
     close = difflib.get_close_matches(tap, names + [b for b, _ in blocks], n=5)
     raise ValueError(
         f"No layer or block named {tap!r} in the backbone. Received: "
@@ -499,7 +658,10 @@ def _tap(model, kept, blocks, tap, last_conv):
     )
 
 
-def _pool(x, pooling, name, dtype=None):
+def _pool(x, pooling, name, dtype=None, tokens=None):
+    if tokens and len(x.shape) == 3 and pooling is not None:
+        prefix, has_class = tokens
+        return TokenPooling(pooling, prefix, has_class, name=name, dtype=dtype)(x)
     if len(x.shape) != 4 or pooling is None:
         return x
     if pooling == "avg":

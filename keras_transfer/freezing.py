@@ -45,7 +45,7 @@ def freeze(model):
     unfreeze(model, blocks=0)
 
 
-def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
+def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None, lr_decay=None):
     """Makes the top blocks of the backbone trainable, and the rest frozen.
 
     Example:
@@ -74,8 +74,25 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
             `hi` (with a schedule, the schedule's rate is the head's).
         regularization: `"l2sp"` or a `ktr.regularizers.L2SP`: pull the
             backbone toward its current weights instead of toward zero.
+        lr_decay: layer-wise learning-rate decay in `(0, 1]`, the standard
+            recipe for fine-tuning vision transformers (BEiT, MAE, timm's
+            `layer_decay`): the head trains at the optimizer's rate, the top
+            block at `lr_decay` times it, the next at `lr_decay**2`, and so
+            on down to the stem. The model must be compiled; not with
+            `lr_range`.
     """
     regularization = regularizers.get(regularization)
+    if lr_decay is not None and (
+        isinstance(lr_decay, bool)
+        or not isinstance(lr_decay, (int, float))
+        or not 0 < lr_decay <= 1
+    ):
+        raise ValueError(f"`lr_decay` must be in (0, 1]. Received: lr_decay={lr_decay!r}")
+    if lr_decay is not None and lr_range is not None:
+        raise ValueError(
+            "Pass `lr_range` (rates from lo to hi) or `lr_decay` (a factor per block), not "
+            f"both. Received: lr_range={lr_range!r}, lr_decay={lr_decay!r}"
+        )
     check_bn(bn, allow_none=True)
     if isinstance(blocks, (list, tuple)):
         owners = find_backbones(model) or [model]
@@ -114,6 +131,8 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None):
     if lr_range is not None:
         set_multipliers(model, block_multipliers(model, lr_range))
         set_rate(model.optimizer, max(float(x) for x in lr_range))
+    elif lr_decay is not None:
+        set_multipliers(model, block_multipliers(model, factor=float(lr_decay)))
     else:
         refresh_compiled(model)
 
@@ -144,7 +163,9 @@ def block_multipliers(model, lr_range=None, factor=None, groups=None):
         for layers, scale in zip(trainable, scales):
             for layer in layers:
                 if layer.weights:
-                    multipliers[layer.name] = float(scale)
+                    # The path prefixes the layer's variable paths, also for a
+                    # KerasHub layer first built inside an encoder layer.
+                    multipliers[getattr(layer, "path", None) or layer.name] = float(scale)
     return multipliers
 
 

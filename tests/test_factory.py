@@ -71,24 +71,6 @@ def test_list_of_backbones_is_fused():
         )
 
 
-def test_keras_hub_backbone():
-    keras_hub = pytest.importorskip(
-        "keras_hub", reason="keras-hub is optional and not installed here"
-    )
-    backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[8],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[8],
-        stackwise_num_blocks=[1],
-        stackwise_num_strides=[1],
-        block_type="basic_block",
-        use_pre_activation=False,
-        image_shape=(32, 32, 3),
-    )
-    model = kt.transfer(backbone, 2, preprocessing="unit")
-    assert tuple(model(pixels()).shape) == (4, 2)
-
-
 @pytest.mark.parametrize(
     "pooling, width", [("avg", 16), ("max", 16), ("avgmax", 32), ("flatten", 8 * 8 * 16)]
 )

@@ -1,0 +1,279 @@
+"""KerasHub backbones: tiny constructors with random weights, and a local
+preset directory written by `save_to_preset` (offline)."""
+
+import importlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_transfer as kt
+from tests.conftest import as_numpy, pixels, runs_once_in, subprocess_env
+
+# Imported by the first test that runs, not at collection: keras_hub loads
+# TensorFlow, which the JAX and torch processes need not hold before then.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("keras_hub") is None,
+    reason="keras-hub is the optional keras-hub extra (Python 3.11+), not installed here",
+)
+
+
+class _Lazy:
+    def __getattr__(self, name):
+        return getattr(importlib.import_module("keras_hub"), name)
+
+
+keras_hub = _Lazy()
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+X, Y = pixels(8), np.arange(8) % 3
+# These tests check what trains, not how fast: eager steps skip a compile per
+# model and per unfreezing step (the compiled path is tested on CNNs).
+EAGER = {"run_eagerly": True}
+
+
+def vit():
+    return keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=4, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=32
+    )
+
+
+def dinov2():
+    return keras_hub.models.DINOV2Backbone(
+        patch_size=4,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        num_register_tokens=2,
+        image_shape=(32, 32, 3),
+        position_embedding_shape=(32, 32, 3),
+    )
+
+
+def resnet():
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[2, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(None, None, 3),
+    )
+
+
+def _weights(net):
+    return [as_numpy(v).copy() for v in net.weights]
+
+
+@pytest.mark.parametrize("family", [vit, dinov2, resnet])
+def test_transfer_builds_each_family_and_feature_extraction_keeps_the_backbone(family):
+    tuned = kt.transfer(family(), 3, input_shape=(32, 32, 3), strategy="fine_tune")
+    assert [layer.name for layer in tuned.layers] == ["image", "preprocessing", "backbone", "head"]
+    assert tuned.get_layer("backbone").trainable_weights
+    frozen = kt.transfer(family(), 3, input_shape=(32, 32, 3), dropout=0.0)
+    assert [layer.name for layer in frozen.layers] == ["image", "preprocessing", "backbone", "head"]
+    before = _weights(frozen.get_layer("backbone"))
+    frozen.compile(keras.optimizers.SGD(0.1), LOSS, **EAGER)
+    frozen.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    for old, new in zip(before, _weights(frozen.get_layer("backbone"))):
+        np.testing.assert_array_equal(old, new)
+    assert tuple(frozen(X).shape) == (8, 3)
+
+
+def test_blocks_are_transformer_layers_and_unfreezing_one_trains_the_top_one():
+    model = kt.transfer(vit(), 3, dropout=0.0)
+    blocks = model.get_layer("backbone").blocks
+    # The patch embedding is the stem; the final norm goes with the top layer.
+    assert [name for name, _ in blocks] == [
+        "stem",
+        "transformer_block_1",
+        "transformer_block_2",
+        "transformer_block_3",
+    ]
+    assert blocks[0][1] == ["vit_patching_and_embedding"] and blocks[-1][1][-1] == "ln"
+    kt.unfreeze(model, blocks=1)
+    trainable = {v.path.split("/")[-3] for v in model.trainable_weights if v.path.count("/") >= 2}
+    assert {v.path.split("/")[0] for v in model.trainable_weights} == {"vit_encoder", "head"}
+    assert "transformer_block_3" in trainable and "transformer_block_2" not in trainable
+    backbone = model.get_layer("backbone")
+    top, below = (
+        backbone.get_layer("transformer_block_3"),
+        backbone.get_layer("transformer_block_2"),
+    )
+    top_before, below_before = _weights(top), _weights(below)
+    model.compile(keras.optimizers.SGD(0.5), LOSS, **EAGER)
+    model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(top_before, _weights(top)))
+    for a, b in zip(below_before, _weights(below)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradual_unfreezing_walks_the_transformer_layers_from_the_top():
+    model = kt.transfer(vit(), 3, dropout=0.0)
+    model.compile(keras.optimizers.Adam(1e-3), LOSS, **EAGER)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            rows = kt.trainable_summary(self.model, print_fn=None)
+            seen.append(
+                [r["block"] for r in rows if r["trainable"] == "yes" and r["part"] != "head"]
+            )
+
+    callbacks = [kt.callbacks.GradualUnfreezing(verbose=0), Record()]
+    model.fit(X, Y, batch_size=8, epochs=3, verbose=0, callbacks=callbacks)
+    assert seen == [
+        [],
+        ["transformer_block_3"],
+        ["transformer_block_2", "transformer_block_3"],
+    ]
+
+
+def test_lr_decay_scales_each_transformer_layer_by_its_depth():
+    keras.utils.set_random_seed(0)
+    start = kt.transfer(vit(), 3, dropout=0.0, strategy="fine_tune").get_weights()
+
+    def one_step(decay):
+        model = kt.transfer(vit(), 3, dropout=0.0, strategy="fine_tune")
+        model.set_weights(start)
+        # A large rate: the update dwarfs the weight it is added to, so the
+        # float32 difference after - before keeps its digits.
+        model.compile(keras.optimizers.SGD(1e4), LOSS, **EAGER)
+        kt.unfreeze(model, "all", lr_decay=decay)
+        model.fit(X, Y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        backbone = model.get_layer("backbone")
+        return {
+            name: as_numpy(backbone.get_layer(name).weights[0]) - before
+            for name, before in (
+                ("transformer_block_3", start_weights["transformer_block_3"]),
+                ("transformer_block_2", start_weights["transformer_block_2"]),
+            )
+        }
+
+    reference = kt.transfer(vit(), 3, dropout=0.0)
+    reference.set_weights(start)
+    start_weights = {
+        name: as_numpy(reference.get_layer("backbone").get_layer(name).weights[0]).copy()
+        for name in ("transformer_block_3", "transformer_block_2")
+    }
+    plain, decayed = one_step(1.0), one_step(0.5)
+    # Plain SGD: the update is rate x multiplier x gradient, from the same
+    # weights and batch, so update over plain update is the multiplier.
+    ratios = {}
+    for name in plain:
+        moved = np.abs(plain[name]) > 1e-2
+        assert moved.mean() > 0.5
+        ratios[name] = decayed[name][moved] / plain[name][moved]
+    np.testing.assert_allclose(ratios["transformer_block_3"], 0.5, rtol=1e-6)
+    np.testing.assert_allclose(ratios["transformer_block_2"], 0.25, rtol=1e-6)
+    np.testing.assert_allclose(
+        ratios["transformer_block_3"] / ratios["transformer_block_2"], 2, rtol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"`lr_decay` must be in \(0, 1\]. Received: lr_decay=0"):
+        kt.unfreeze(kt.transfer(vit(), 3), "all", lr_decay=0)
+    with pytest.raises(ValueError, match=r"Received: lr_decay=1.5"):
+        kt.unfreeze(kt.transfer(vit(), 3), "all", lr_decay=1.5)
+
+
+def test_token_poolings_on_a_hand_checked_input():
+    # Tokens: class, 2 registers, then 2 patches; width 2.
+    tokens = np.array([[[1, 2], [9, 9], [-9, -9], [3, 0], [5, 4]]], "float32")
+
+    def pooled(mode):
+        return as_numpy(kt.layers.TokenPooling(mode, prefix_tokens=3)(tokens))[0].tolist()
+
+    assert pooled("avg") == [4.0, 2.0]
+    assert pooled("max") == [5.0, 4.0]
+    assert pooled("cls") == [1.0, 2.0]
+    assert pooled("cls+avg") == [1.0, 2.0, 4.0, 2.0]
+    widths = {
+        pooling: kt.transfer(dinov2(), pooling=pooling).output.shape[-1]
+        for pooling in ("auto", "avg", "cls", "cls+avg")
+    }
+    assert widths == {"auto": 32, "avg": 16, "cls": 16, "cls+avg": 32}  # DINOv2: cls+avg
+    assert kt.transfer(vit()).get_layer("backbone").get_layer("backbone_pool_0").mode == "cls"
+    with pytest.raises(ValueError, match="pooling='cls' reads a transformer's class token"):
+        kt.transfer(resnet(), input_shape=(32, 32, 3), pooling="cls")
+    no_class = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+        use_class_token=False,
+    )
+    with pytest.raises(ValueError, match="this backbone has none"):
+        kt.transfer(no_class, pooling="cls")
+
+
+def test_a_keras_hub_resnets_blocks_are_its_residual_blocks():
+    model = kt.transfer(resnet(), 3, input_shape=(32, 32, 3))
+    blocks = dict(model.get_layer("backbone").blocks)
+    assert list(blocks) == ["stem", "stack0_block0", "stack0_block1", "stack1_block0"]
+    assert blocks["stack0_block0"][-2:] == ["stack0_block0_add", "stack0_block0_out"]
+
+
+def test_a_local_preset_directory_brings_its_image_converter(tmp_path):
+    backbone = vit()
+    converter = keras_hub.layers.ImageConverter(
+        image_size=(32, 32), scale=1 / 127.5, offset=-1.0, crop_to_aspect_ratio=False
+    )
+    backbone.save_to_preset(str(tmp_path / "tiny_vit"))
+    converter.save_to_preset(str(tmp_path / "tiny_vit"))
+    model = kt.transfer(str(tmp_path / "tiny_vit"), 3, strategy="fine_tune")
+    inside = keras.Model(model.input, model.get_layer("preprocessing").output)
+    np.testing.assert_allclose(as_numpy(inside(X)), as_numpy(converter(X)), rtol=1e-6, atol=1e-6)
+    # The preset's weights, not random ones.
+    np.testing.assert_array_equal(
+        as_numpy(model.get_layer("backbone").get_layer("transformer_block_1").weights[0]),
+        as_numpy(backbone.get_layer("vit_encoder").encoder_layers[0].weights[0]),
+    )
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(
+        as_numpy(loaded.predict(X, verbose=0)), as_numpy(model.predict(X, verbose=0))
+    )
+
+
+def test_bad_keras_hub_input(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"cuts images into 4x4 patches.*input_shape=\(30, 30, 3\)"
+    ):
+        kt.transfer(vit(), 3, input_shape=(30, 30, 3))
+    with pytest.raises(ValueError, match=r"built for 32x32 images.*Received: input_shape"):
+        kt.transfer(dinov2(), 3, input_shape=(48, 48, 3))
+    with pytest.raises(ValueError, match=r"Close preset names: \[.*'dinov2_small'"):
+        kt.transfer("keras_hub:dinov2_smal", 3)
+    text = keras_hub.models.BertBackbone(
+        vocabulary_size=10,
+        num_layers=1,
+        num_heads=1,
+        hidden_dim=4,
+        intermediate_dim=8,
+        max_sequence_length=4,
+    )
+    text.save_to_preset(str(tmp_path / "bert"))
+    with pytest.raises(ValueError, match="is a BertBackbone, not an image backbone"):
+        kt.transfer(str(tmp_path / "bert"), 3)
+
+
+@runs_once_in("torch")  # a fresh JAX process: one is enough
+def test_importing_keras_transfer_does_not_import_keras_hub():
+    code = (
+        "import sys, keras, keras_transfer as ktr\n"
+        "ktr.transfer(keras.applications.MobileNet, 2, weights=None, input_shape=(32, 32, 3))\n"
+        "print('keras_hub' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env("jax"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip().endswith("False")
