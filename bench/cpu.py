@@ -2,7 +2,9 @@
 
 1. `fit` throughput of a `transfer()` model against the same model written
    by hand (the Keras transfer-learning guide's), both strategies; the bar
-   is within 3% (ratio >= 0.97).
+   is within 3% (ratio >= 0.97). `--vit`: the same for a KerasHub ViT
+   (random weights, fine-tuned), against the ViTBackbone written by hand
+   with plain Keras and keras-hub (class token, dropout, Dense).
 2. Feature extraction into an on-disk store (`extract_features(cache=...)`,
    first run, nothing cached) against plain `model.predict` of the same
    feature model over the same uint8 images; the bar is >= 1.0.
@@ -16,6 +18,7 @@ noise; each figure is the median of the `--repeats` paired ratios, printed
 with their min and max so that a reader can tell noise from a gap.
 
     KERAS_BACKEND=tensorflow python bench/cpu.py [--image-size 96] [--repeats 3] [--only-fit]
+    KERAS_BACKEND=tensorflow python bench/cpu.py --vit --image-size 64 --repeats 5
 """
 
 import argparse
@@ -58,6 +61,33 @@ def kt_model(size, trainable, mixed_precision="auto", num_classes=2):
         strategy="fine_tune" if trainable else "feature_extraction",
         mixed_precision=mixed_precision,
     )
+
+
+def vit_backbone(size):
+    import keras_hub  # the keras-hub extra
+
+    keras.utils.set_random_seed(0)
+    return keras_hub.models.ViTBackbone(
+        image_shape=(size, size, 3),
+        patch_size=8,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=64,
+        mlp_dim=128,
+    )
+
+
+def vit_by_hand(size):
+    """The ViT written by hand: [-1, 1] pixels, the backbone, its class token."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = vit_backbone(size)(x)[:, 0, :]
+    x = keras.layers.Dropout(0.2)(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def vit_transfer(size):
+    return ktr.transfer(vit_backbone(size), 2, strategy="fine_tune")
 
 
 class _BatchTimes(keras.callbacks.Callback):
@@ -126,6 +156,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only-fit", action="store_true", help="section 1 only")
+    parser.add_argument("--vit", action="store_true", help="section 1 for a KerasHub ViT only")
     parser.add_argument(
         "--epochs",
         type=int,
@@ -143,6 +174,21 @@ def main():
         f"{args.repeats} alternating runs"
     )
     figures = {}
+    if args.vit:
+        models = {"hand": compiled(vit_by_hand(size)), "transfer": compiled(vit_transfer(size))}
+        assert len(models["hand"].trainable_weights) == len(models["transfer"].trainable_weights)
+        rates = alternate(
+            {name: lambda m=m: fit_rate(m, x, y, batch, args.epochs) for name, m in models.items()},
+            args.repeats,
+        )
+        figures["fit_vit"] = ratio(rates, "transfer", "hand")
+        print(
+            f"1. fit, ViT fine-tuned: by hand {statistics.median(rates['hand']):7.1f} img/s, "
+            f"transfer() {statistics.median(rates['transfer']):7.1f} img/s, ratio "
+            f"{spread(figures['fit_vit'])}",
+            flush=True,
+        )
+        return _report(figures, {"fit_vit": 0.97})
 
     for strategy, trainable in (("feature_extraction", False), ("fine_tune", True)):
         models = {

@@ -16,6 +16,7 @@ layers, which need not be contiguous where cells take two inputs (NASNet).
 
 import dataclasses
 import difflib
+import importlib
 import re
 import typing
 
@@ -32,6 +33,7 @@ __all__ = [
     "family_of_constructor",
     "family_of_model",
     "keras_hub_family",
+    "keras_hub_table",
     "markdown_table",
     "resolve_name",
     "split_blocks",
@@ -440,6 +442,28 @@ def table():
         }
         for family in FAMILIES
         for name, variant in family.models.items()
+    ]
+
+
+def keras_hub_table():
+    """One row per preset of the registered KerasHub families, in `table()`'s
+    form (sizes and blocks come with the preset, so they are `None`); empty
+    without the keras-hub extra. Imports keras_hub (and so TensorFlow)."""
+    if importlib.util.find_spec("keras_hub") is None:
+        return []
+    keras_hub = importlib.import_module("keras_hub")
+    return [
+        {
+            "name": f"keras_hub:{name}",
+            "family": f"{family.name} (KerasHub {family.kind})",
+            "input_size": None,
+            "min_size": None,
+            "preprocessing": "preset",
+            "blocks": None,
+            "parameters": preset.get("metadata", {}).get("params"),
+        }
+        for family in KERAS_HUB_FAMILIES
+        for name, preset in getattr(keras_hub.models, family.backbone_class).presets.items()
     ]
 
 

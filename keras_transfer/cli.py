@@ -123,7 +123,8 @@ def _parser():
             "--backbone",
             required=required,
             default="mobilenet_v2",
-            help="a registered name (see `keras-transfer backbones`)",
+            help="a registered name (see `keras-transfer backbones`), or a KerasHub preset: "
+            "keras_hub:NAME, kaggle://..., hf://..., or a save_to_preset directory",
         )
         sub.add_argument(
             "--backbone-arg",

@@ -263,8 +263,9 @@ def extract(args):
 
 
 def backbones(args):
-    """Lists the registered backbones."""
-    rows = registry.table()
+    """Lists the registered backbones: keras.applications, then KerasHub's
+    presets when the keras-hub extra is installed."""
+    rows = registry.table() + registry.keras_hub_table()
     if args.json:
         print(json.dumps(rows, indent=2))
         return
@@ -272,12 +273,20 @@ def backbones(args):
         print(registry.markdown_table())
         return
     header = ("name", "family", "size", "min", "preprocessing", "blocks", "parameters")
-    print("  ".join(f"{h:<18}" if i < 2 else f"{h:>13}" for i, h in enumerate(header)))
+    wide = [max(len(str(r[k])) for r in rows + [{"name": "", "family": ""}]) for k in header[:2]]
+    wide = [max(18, w) for w in wide]
+    print("  ".join(f"{h:<{wide[i]}}" if i < 2 else f"{h:>13}" for i, h in enumerate(header)))
     for r in rows:
+        cells = [
+            "-" if r[k] is None else f"{r[k]:,}" if k == "parameters" else str(r[k])
+            for k in ("input_size", "min_size", "preprocessing", "blocks", "parameters")
+        ]
         print(
-            f"{r['name']:<18}  {r['family']:<18}  {r['input_size']:>13}  {r['min_size']:>13}  "
-            f"{r['preprocessing']:>13}  {r['blocks']:>13}  {r['parameters']:>13,}"
+            f"{r['name']:<{wide[0]}}  {r['family']:<{wide[1]}}  "
+            + "  ".join(f"{c:>13}" for c in cells)
         )
+    if not any(r["family"].endswith(("transformer)", "cnn)")) for r in rows):
+        print("KerasHub presets: pip install 'keras-transfer[keras-hub]'")
 
 
 def demo_command(args):

@@ -121,7 +121,10 @@ def transfer(
             or layer name to train from.
         bn: BatchNorm policy: `"inference"`, `"train_affine"` or `"train"`.
             A Hub model's BatchNorm is inside its graph: it runs in training
-            mode (and its dropout with it) only under `"train"`.
+            mode (and its dropout with it) only under `"train"`. A
+            transformer's LayerNorm has no running statistics and trains
+            with its block: for a transformer without BatchNorm, anything
+            but `"inference"` is an error.
         classifier_activation: activation of the last Dense; `None` gives
             logits (compile with `from_logits=True`).
         fusion: a `FeatureFusion` mode for a list of backbones.
@@ -176,6 +179,7 @@ def transfer(
             policy,
         ),
     )
+    freezing.check_bn_applies(model, bn)
     if strategy == "feature_extraction":
         freezing.freeze(model)
     else:

@@ -18,6 +18,7 @@ from keras_transfer.backbone_model import (
     find_backbones,
 )
 from keras_transfer.hub import HubLayer
+from keras_transfer.layers import TokenPooling
 from keras_transfer.optimizers import (
     geometric_multipliers,
     refresh_compiled,
@@ -25,7 +26,20 @@ from keras_transfer.optimizers import (
     set_rate,
 )
 
-__all__ = ["block_multipliers", "freeze", "trainable_summary", "unfreeze"]
+__all__ = [
+    "LAYER_DECAY",
+    "block_multipliers",
+    "check_bn_applies",
+    "freeze",
+    "is_transformer",
+    "recipe_multipliers",
+    "trainable_summary",
+    "unfreeze",
+]
+
+# The recipes' layer-wise rate decay for a vision transformer's blocks, as in
+# BEiT's and timm's fine-tuning recipes (0.65 to 0.75 for ViT-B).
+LAYER_DECAY = 0.75
 
 
 def freeze(model):
@@ -88,6 +102,7 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None, l
         or not 0 < lr_decay <= 1
     ):
         raise ValueError(f"`lr_decay` must be in (0, 1]. Received: lr_decay={lr_decay!r}")
+    check_bn_applies(model, bn)
     if lr_decay is not None and lr_range is not None:
         raise ValueError(
             "Pass `lr_range` (rates from lo to hi) or `lr_decay` (a factor per block), not "
@@ -167,6 +182,32 @@ def block_multipliers(model, lr_range=None, factor=None, groups=None):
                     # KerasHub layer first built inside an encoder layer.
                     multipliers[getattr(layer, "path", None) or layer.name] = float(scale)
     return multipliers
+
+
+def check_bn_applies(model, bn):
+    """Refuses a BatchNorm policy other than the default for a transformer
+    without BatchNormalization, where it would silently do nothing."""
+    if bn not in (None, "inference") and is_transformer(model) and not _has_batch_norm(model):
+        raise ValueError(
+            "`bn` sets what BatchNormalization does, and this transformer has none: its "
+            "LayerNorm keeps no running statistics, and its gamma and beta train with their "
+            f"block. Leave bn='inference' (or None). Received: bn={bn!r}"
+        )
+
+
+def is_transformer(model):
+    """Whether a backbone of `model` reads a transformer's tokens."""
+    return any(
+        isinstance(layer, TokenPooling) for net in find_backbones(model) for layer in net.layers
+    )
+
+
+def recipe_multipliers(model, lr_range):
+    """The recipes' per-block rates: `lr_range`'s geometric spread for a CNN,
+    `LAYER_DECAY` per block for a transformer (the standard ViT recipe)."""
+    if is_transformer(model):
+        return block_multipliers(model, factor=LAYER_DECAY)
+    return block_multipliers(model, lr_range=lr_range)
 
 
 def trainable_summary(model, print_fn="default"):
@@ -262,6 +303,15 @@ def _row(part, block, layers, policy):
         "trainable": trainable,
         "bn": bn,
     }
+
+
+def _has_batch_norm(model):
+    return any(
+        isinstance(sub, keras.layers.BatchNormalization)
+        for net in find_backbones(model)
+        for layer in net.layers
+        for sub in _flatten(layer)
+    )
 
 
 def _flatten(layer):

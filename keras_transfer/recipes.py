@@ -114,6 +114,10 @@ def fine_tune(
         freeze_epochs: epochs of the head-only phase (>= 0). Fixed recipe.
         base_lr: the head's peak learning rate. Fixed recipe.
         lr_mult: ratio between the head's and the stem's rate. Fixed recipe.
+            Not given, a transformer backbone gets layer-wise decay instead:
+            each block `ktr.freezing.LAYER_DECAY` (0.75) times the rate of
+            the block above it, as in timm's ViT recipe (also in the
+            adaptive recipe).
         schedule: `"one_cycle"` or `"constant"`. Fixed recipe.
         callbacks: passed to every `fit`.
         adaptive: `None` (adaptive unless a fixed-recipe argument is
@@ -182,6 +186,7 @@ def fine_tune(
     epochs = 5 if epochs is None else epochs
     freeze_epochs = 1 if freeze_epochs is None else freeze_epochs
     base_lr = 2e-3 if base_lr is None else base_lr
+    lr_mult_given = lr_mult is not None
     lr_mult = 100 if lr_mult is None else lr_mult
     schedule = "one_cycle" if schedule is None else schedule
     for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
@@ -230,7 +235,10 @@ def fine_tune(
     # fastai halves the rate once the whole network trains.
     head_lr = base_lr / 2 if freeze_epochs else base_lr
     freezing.unfreeze(model, "all", bn=bn)
-    multipliers = freezing.block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
+    if lr_mult_given:
+        multipliers = freezing.block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
+    else:
+        multipliers = freezing.recipe_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
     rate = _rate(schedule, head_lr, epochs * steps, pct_start=0.3, div=5.0)
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)

@@ -2,6 +2,7 @@
 preset directory written by `save_to_preset` (offline)."""
 
 import importlib
+import json
 import subprocess
 import sys
 
@@ -179,6 +180,44 @@ def test_lr_decay_scales_each_transformer_layer_by_its_depth():
         kt.unfreeze(kt.transfer(vit(), 3), "all", lr_decay=1.5)
 
 
+def test_fine_tune_gives_transformer_layers_layer_wise_decay():
+    model = kt.transfer(vit(), 3, dropout=0.0)
+    model.compile("adam", LOSS, **EAGER)
+    kt.fine_tune(model, (X, Y), epochs=1, freeze_epochs=0, batch_size=8, verbose=0)
+    multipliers = model.optimizer.multipliers
+    decay = kt.freezing.LAYER_DECAY
+    assert multipliers["vit_encoder/transformer_block_3"] == pytest.approx(decay)
+    assert multipliers["vit_encoder/transformer_block_2"] == pytest.approx(decay**2)
+    assert multipliers["vit_patching_and_embedding"] == pytest.approx(decay**4)
+    with pytest.raises(ValueError, match="this transformer has none.*Received: bn='train'"):
+        kt.transfer(vit(), 3, bn="train")
+    with pytest.raises(ValueError, match="Received: bn='train_affine'"):
+        kt.unfreeze(model, "all", bn="train_affine")
+
+
+@runs_once_in("torch")  # the command line's tests run in the torch process
+def test_the_command_line_fits_a_preset_directory(tmp_path):
+    from PIL import Image
+
+    from keras_transfer import cli
+
+    vit().save_to_preset(str(tmp_path / "tiny_vit"))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 3)):
+        for name, color in (("blue", (30, 30, 200)), ("red", (200, 30, 30))):
+            (tmp_path / "photos" / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(np.array(color) + rng.normal(0, 25, (32, 32, 3)), 0, 255)
+                Image.fromarray(pixels.astype("uint8")).save(
+                    tmp_path / "photos" / split / name / f"{i}.png"
+                )
+    argv = ["fit", tmp_path / "photos", "--backbone", tmp_path / "tiny_vit", "--image-size", "32"]
+    argv += ["--strategy", "feature_extraction", "--epochs", "1", "--out", tmp_path / "run"]
+    assert cli.main([str(a) for a in argv] + ["--quiet"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and len(metrics["history"]["val_accuracy"]) == 1
+
+
 def test_token_poolings_on_a_hand_checked_input():
     # Tokens: class, 2 registers, then 2 patches; width 2.
     tokens = np.array([[[1, 2], [9, 9], [-9, -9], [3, 0], [5, 4]]], "float32")
@@ -238,6 +277,27 @@ def test_a_local_preset_directory_brings_its_image_converter(tmp_path):
     np.testing.assert_array_equal(
         as_numpy(loaded.predict(X, verbose=0)), as_numpy(model.predict(X, verbose=0))
     )
+
+
+def test_extraction_of_a_preset_keys_its_weights_and_its_image_converter(tmp_path):
+    backbone = vit()
+    backbone.save_to_preset(str(tmp_path / "p"))
+
+    def key(scale):
+        keras_hub.layers.ImageConverter(image_size=(32, 32), scale=scale).save_to_preset(
+            str(tmp_path / "p")
+        )
+        feats = kt.extract_features(
+            str(tmp_path / "p"), (X, Y), layers=["transformer_block_2", "last_conv"], progress=False
+        )
+        # Two taps: an intermediate transformer layer and the top, patch means.
+        assert {k: v.shape for k, v in feats.features.items()} == {
+            "transformer_block_2": (8, 16),
+            "last_conv": (8, 16),
+        }
+        return feats.manifest["key"]["id"]
+
+    assert key(1 / 255) == key(1 / 255) != key(1 / 127.5)
 
 
 def test_bad_keras_hub_input(tmp_path):

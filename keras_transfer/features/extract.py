@@ -277,8 +277,21 @@ def _model_key(model, hash_weights=True):
         "architecture": hashlib.sha256(architecture.encode()).hexdigest()[:16],
         "weights": digest.hexdigest()[:16] if hash_weights else None,
         "input_shape": list(model.input_shape[1:]),
-        "preprocessing": [layer.mode for layer in model.layers if hasattr(layer, "mode")],
+        "preprocessing": [layer.mode for layer in model.layers if hasattr(layer, "mode")]
+        + [_converter(layer) for layer in model.layers if isinstance(layer, keras.Sequential)],
     }
+
+
+def _converter(part):
+    """A KerasHub preset's ImageConverter (scale, offset, size, interpolation):
+    two presets with the same weights may differ only there."""
+    configs = [
+        {k: v for k, v in layer.get_config().items() if k not in ("name", "dtype", "trainable")}
+        for layer in part.layers
+    ]
+    return hashlib.sha256(json.dumps(configs, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _leaves(model):
