@@ -322,6 +322,9 @@ class KerasHubFamily:
     # (a CNN, or position embeddings that KerasHub interpolates).
     resizable: bool = False
     patch_size: str | None = None  # the config key, for a clear size error
+    # A two-tower model (CLIP, SigLIP): the attribute holding its vision
+    # tower, whose own row then applies.
+    tower: str | None = None
 
 
 KERAS_HUB_FAMILIES = (
@@ -348,6 +351,29 @@ KERAS_HUB_FAMILIES = (
         pooling="cls+avg",
         patch_size="patch_size",
     ),
+    KerasHubFamily(
+        "clip",
+        "CLIPVisionEncoder",
+        "transformer",
+        "torch",  # ImageNet statistics; CLIP's presets bring their own (close) ones
+        ((r"(^|_)(embedding|pre_layer_norm)$", "stem"), (r"encoder_block_\d+$", r"\g<0>")),
+        class_token=True,
+        pooling="cls",
+        patch_size="patch_size",
+    ),
+    KerasHubFamily("clip", "CLIPBackbone", "two-tower", "none", (), tower="vision_encoder"),
+    KerasHubFamily(
+        "siglip",
+        "SigLIPVisionEncoder",
+        "transformer",
+        "tf",  # SigLIP scales pixels to [-1, 1]
+        ((r"(^|_)embedding$", "stem"), (r"encoder_block_\d+$", r"\g<0>")),
+        # Its attention-pooling head gives the top's vector; "avg" reads the
+        # patch tokens of an intermediate tap.
+        pooling="avg",
+        patch_size="patch_size",
+    ),
+    KerasHubFamily("siglip", "SigLIPBackbone", "two-tower", "none", (), tower="vision_encoder"),
     KerasHubFamily(
         "resnet",
         "ResNetBackbone",

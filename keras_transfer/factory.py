@@ -401,6 +401,7 @@ def _from_keras_hub(backbone, input_shape, weights, kwargs):
         return None
     elif weights not in ("imagenet", None):
         load_weights_file(backbone, weights)
+    backbone = _vision_tower(backbone)
     family = registry.keras_hub_family(backbone)
     if family is None:  # an unregistered family: its graph as it is
         model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
@@ -464,6 +465,7 @@ def _load_preset(handle, weights):
             f"Cannot load the KerasHub preset {preset!r} ({type(error).__name__}: {error}). "
             f"Received: backbone={handle!r}. Close preset names: {close}"
         ) from error
+    backbone = _vision_tower(backbone)
     shape = [tuple(i.shape) for i in backbone.inputs]
     if len(shape) != 1 or len(shape[0]) != 4:
         raise ValueError(
@@ -475,6 +477,12 @@ def _load_preset(handle, weights):
     except (ValueError, FileNotFoundError):
         converter = None  # the family's preprocessing instead
     return backbone, converter
+
+
+def _vision_tower(backbone):
+    """A two-tower model's (CLIP, SigLIP) vision tower; any other as it is."""
+    family = registry.keras_hub_family(backbone)
+    return getattr(backbone, family.tower) if family and family.tower else backbone
 
 
 def _resized(backbone, family, input_shape):
@@ -508,8 +516,8 @@ def _resized(backbone, family, input_shape):
 def _unrolled(backbone, family):
     """The backbone's graph with a transformer's layers at the top: the
     encoder layer's `call` (before, each layer, after) written out."""
-    if family.kind != "transformer":
-        return keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
+    if not family.unroll:  # a CNN, or a transformer with its layers at the top
+        return keras.Model(backbone.inputs[0], backbone.outputs[0], name=backbone.name)
     encoder, before, layers, after = family.unroll
     parts = []
     for layer in backbone.layers:
@@ -596,11 +604,11 @@ def _build_backbone(
         )
     if pooling == "auto":
         pooling = source.family.pooling if source.tokens else "avg"
-    if pooling in ("cls", "cls+avg") and not source.tokens:
+    if pooling in ("cls", "cls+avg") and not (source.tokens and source.tokens[1]):
+        what = "has no class token" if source.tokens else "gives a feature map"
         raise ValueError(
-            f"pooling={pooling!r} reads a transformer's class token; {source.label} gives a "
-            "feature map. Use 'avg', 'max', 'avgmax' or 'flatten'. "
-            f"Received: pooling={pooling!r}"
+            f"pooling={pooling!r} reads a transformer's class token, and {source.label} "
+            f"{what}. Use 'avg', 'max', 'avgmax' or 'flatten'. Received: pooling={pooling!r}"
         )
     pooled = [
         _pool(x, pooling, f"{name}_pool_{i}", dtype, source.tokens) for i, x in enumerate(outputs)

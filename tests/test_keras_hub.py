@@ -53,6 +53,28 @@ def dinov2():
     )
 
 
+def clip_vision():
+    return keras_hub.models.CLIPVisionEncoder(
+        patch_size=4,
+        hidden_dim=16,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(32, 32, 3),
+    )
+
+
+def siglip_vision():
+    return keras_hub.models.SigLIPVisionEncoder(
+        patch_size=4,
+        hidden_dim=16,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(32, 32, 3),
+    )
+
+
 def resnet():
     return keras_hub.models.ResNetBackbone(
         input_conv_filters=[64],
@@ -70,7 +92,7 @@ def _weights(net):
     return [as_numpy(v).copy() for v in net.weights]
 
 
-@pytest.mark.parametrize("family", [vit, dinov2, resnet])
+@pytest.mark.parametrize("family", [vit, dinov2, clip_vision, siglip_vision, resnet])
 def test_transfer_builds_each_family_and_feature_extraction_keeps_the_backbone(family):
     tuned = kt.transfer(family(), 3, input_shape=(32, 32, 3), strategy="fine_tune")
     assert [layer.name for layer in tuned.layers] == ["image", "preprocessing", "backbone", "head"]
@@ -246,8 +268,37 @@ def test_token_poolings_on_a_hand_checked_input():
         mlp_dim=32,
         use_class_token=False,
     )
-    with pytest.raises(ValueError, match="this backbone has none"):
+    with pytest.raises(ValueError, match="vit has no class token"):
         kt.transfer(no_class, pooling="cls")
+
+
+def test_a_two_tower_preset_gives_its_vision_tower(tmp_path):
+    text = keras_hub.models.CLIPTextEncoder(
+        vocabulary_size=10,
+        embedding_dim=8,
+        hidden_dim=8,
+        num_layers=1,
+        num_heads=2,
+        intermediate_dim=16,
+        max_sequence_length=4,
+    )
+    clip = keras_hub.models.CLIPBackbone(clip_vision(), text, projection_dim=8)
+    clip.save_to_preset(str(tmp_path / "clip"))
+    model = kt.transfer(str(tmp_path / "clip"), 3)
+    blocks = model.get_layer("backbone").blocks
+    assert [name for name, _ in blocks] == ["stem", "encoder_block_0", "encoder_block_1"]
+    # Layer names carry the tower's name as a prefix.
+    assert [n.split("encoder_")[-1] for n in blocks[0][1]] == ["embedding", "pre_layer_norm"]
+    assert blocks[-1][1][-1].endswith("_layer_norm")
+    assert model.output.shape[-1] == 3
+    # SigLIP's attention-pooling head is the top block's; no class token.
+    siglip = kt.transfer(siglip_vision(), 3).get_layer("backbone")
+    assert [n.split("encoder_")[-1] for n in siglip.blocks[-1][1][-2:]] == [
+        "post_layer_norm",
+        "head",
+    ]
+    with pytest.raises(ValueError, match="siglip has no class token"):
+        kt.transfer(siglip_vision(), 3, pooling="cls")
 
 
 def test_a_keras_hub_resnets_blocks_are_its_residual_blocks():
