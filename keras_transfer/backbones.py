@@ -382,6 +382,27 @@ KERAS_HUB_FAMILIES = (
         ((r"^(conv1|pool1)_", "stem"), (r"^stack(\d+)_block(\d+)_", r"stack\1_block\2")),
         resizable=True,
     ),
+    KerasHubFamily(
+        "efficientnet",
+        "EfficientNetBackbone",
+        "cnn",
+        "torch",
+        # Each MBConv block (block2a, block2b, ...), as a ResNet's residual blocks.
+        ((r"^stem_", "stem"), (r"^(block\d+[a-z]+)_", r"\1"), (r"^top_", "top")),
+        resizable=True,
+    ),
+    KerasHubFamily(
+        "densenet",
+        "DenseNetBackbone",
+        "cnn",
+        "torch",
+        (
+            (r"^(conv1|pool1)", "stem"),
+            (r"^(stack\d+_block\d+)_", r"\1"),
+            (r"^(transition\d+)_", r"\1"),
+        ),
+        resizable=True,
+    ),
 )
 
 
