@@ -48,6 +48,9 @@ def pytest_collection_modifyitems(config, items):
     skip_shared = pytest.mark.skip(
         reason=f"../shared is absent ({SHARED}): real photos and weights are not on this machine"
     )
+    # keras_hub loads TensorFlow (tensorflow-text): its tests run last, so
+    # the JAX and torch processes hold TensorFlow only for them.
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_keras_hub.py"))
     for item in items:
         if "tensorflow_only" in item.keywords and BACKEND != "tensorflow":
             item.add_marker(skip_tf)
