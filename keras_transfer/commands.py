@@ -285,7 +285,7 @@ def backbones(args):
             f"{r['name']:<{wide[0]}}  {r['family']:<{wide[1]}}  "
             + "  ".join(f"{c:>13}" for c in cells)
         )
-    if not any(r["family"].endswith(("transformer)", "cnn)")) for r in rows):
+    if not any("KerasHub" in r["family"] for r in rows):
         print("KerasHub presets: pip install 'keras-transfer[keras-hub]'")
 
 

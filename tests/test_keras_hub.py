@@ -40,39 +40,22 @@ def vit():
     )
 
 
+# The tiny transformer shared by the families' constructors: 32 px, patch 4.
+TINY = dict(patch_size=4, num_layers=2, hidden_dim=16, num_heads=2, image_shape=(32, 32, 3))
+
+
 def dinov2():
     return keras_hub.models.DINOV2Backbone(
-        patch_size=4,
-        num_layers=2,
-        hidden_dim=16,
-        num_heads=2,
-        intermediate_dim=32,
-        num_register_tokens=2,
-        image_shape=(32, 32, 3),
-        position_embedding_shape=(32, 32, 3),
+        **TINY, intermediate_dim=32, num_register_tokens=2, position_embedding_shape=(32, 32, 3)
     )
 
 
 def clip_vision():
-    return keras_hub.models.CLIPVisionEncoder(
-        patch_size=4,
-        hidden_dim=16,
-        num_layers=2,
-        num_heads=2,
-        intermediate_dim=32,
-        image_shape=(32, 32, 3),
-    )
+    return keras_hub.models.CLIPVisionEncoder(**TINY, intermediate_dim=32)
 
 
 def siglip_vision():
-    return keras_hub.models.SigLIPVisionEncoder(
-        patch_size=4,
-        hidden_dim=16,
-        num_layers=2,
-        num_heads=2,
-        intermediate_dim=32,
-        image_shape=(32, 32, 3),
-    )
+    return keras_hub.models.SigLIPVisionEncoder(**TINY, intermediate_dim=32)
 
 
 def resnet():
