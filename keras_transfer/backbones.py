@@ -315,13 +315,21 @@ class KerasHubFamily:
     # The encoder layer's name, and its attributes called in turn: those
     # before the transformer layers, the list of them, those after.
     unroll: tuple = ()  # (encoder name, (before, ...), layers, (after, ...))
+    # A backbone layer applied to the images whose output each transformer
+    # layer takes as `position_embeddings`, with `num_prefix_tokens` (DINOv3's
+    # rotary embeddings).
+    rope: str | None = None
     class_token: str | bool = False  # a config key that says so, or a constant
     register_tokens: str | None = None  # the config key of their count
     pooling: str = "avg"  # the family's read-out, `pooling="auto"`
-    # The backbone can be rebuilt at another image size with the same weights
-    # (a CNN, or position embeddings that KerasHub interpolates).
-    resizable: bool = False
     patch_size: str | None = None  # the config key, for a clear size error
+    # At another image size the backbone is rebuilt, and its weights loaded
+    # as `from_preset(image_shape=...)` does: a CNN's and rotary embeddings
+    # need nothing, and DINOv2 interpolates its position embeddings. Other
+    # learned position tables, (prefix + grid rows, width), are named here by
+    # the end of their path: `transfer()` resamples their grid bicubically,
+    # as timm's `resample_abs_pos_embed` does.
+    position_table: str | None = None
     # A two-tower model (CLIP, SigLIP): the attribute holding its vision
     # tower, whose own row then applies.
     tower: str | None = None
@@ -338,14 +346,28 @@ KERAS_HUB_FAMILIES = (
         class_token="use_class_token",
         pooling="cls",
         patch_size="patch_size",
+        position_table="position_embedding/embeddings",
     ),
     KerasHubFamily(
         "dinov2",
         "DINOV2Backbone",
         "transformer",
         "torch",  # ImageNet mean and standard deviation
-        ((r"^embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
+        ((r"(^|_)embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
         unroll=("encoder", (), "layers", ()),
+        class_token=True,
+        register_tokens="num_register_tokens",
+        pooling="cls+avg",
+        patch_size="patch_size",
+    ),
+    KerasHubFamily(
+        "dinov3",
+        "DINOV3Backbone",
+        "transformer",
+        "torch",  # ImageNet mean and standard deviation
+        ((r"(^|_)embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
+        unroll=("encoder", (), "layers", ()),
+        rope="rope_embedding",
         class_token=True,
         register_tokens="num_register_tokens",
         pooling="cls+avg",
@@ -360,6 +382,7 @@ KERAS_HUB_FAMILIES = (
         class_token=True,
         pooling="cls",
         patch_size="patch_size",
+        position_table="position_embedding/embeddings",
     ),
     KerasHubFamily("clip", "CLIPBackbone", "two-tower", "none", (), tower="vision_encoder"),
     KerasHubFamily(
@@ -372,6 +395,7 @@ KERAS_HUB_FAMILIES = (
         # patch tokens of an intermediate tap.
         pooling="avg",
         patch_size="patch_size",
+        position_table="position_embedding/embeddings",
     ),
     KerasHubFamily("siglip", "SigLIPBackbone", "two-tower", "none", (), tower="vision_encoder"),
     KerasHubFamily(
@@ -380,7 +404,6 @@ KERAS_HUB_FAMILIES = (
         "cnn",
         "torch",
         ((r"^(conv1|pool1)_", "stem"), (r"^stack(\d+)_block(\d+)_", r"stack\1_block\2")),
-        resizable=True,
     ),
     KerasHubFamily(
         "efficientnet",
@@ -389,7 +412,6 @@ KERAS_HUB_FAMILIES = (
         "torch",
         # Each MBConv block (block2a, block2b, ...), as a ResNet's residual blocks.
         ((r"^stem_", "stem"), (r"^(block\d+[a-z]+)_", r"\1"), (r"^top_", "top")),
-        resizable=True,
     ),
     KerasHubFamily(
         "densenet",
@@ -401,7 +423,6 @@ KERAS_HUB_FAMILIES = (
             (r"^(stack\d+_block\d+)_", r"\1"),
             (r"^(transition\d+)_", r"\1"),
         ),
-        resizable=True,
     ),
 )
 

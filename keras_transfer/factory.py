@@ -10,7 +10,9 @@ head`.
 import dataclasses
 import difflib
 import functools
+import os
 import pathlib
+import tempfile
 
 import keras
 import numpy as np
@@ -417,7 +419,7 @@ def _from_keras_hub(backbone, input_shape, weights, kwargs):
             has_class = bool(config.get(has_class, True))
         registers = int(config.get(family.register_tokens, 0)) if family.register_tokens else 0
         tokens = (int(has_class) + registers, has_class)
-    model = _unrolled(backbone, family)
+    model = _unrolled(backbone, family, tokens[0] if tokens else 0)
     return _Source(model, family, converter or family.preprocessing, family.name, tokens)
 
 
@@ -487,7 +489,7 @@ def _vision_tower(backbone):
 
 def _resized(backbone, family, input_shape):
     """The backbone at `input_shape`'s size: itself, or rebuilt with its
-    weights where the family allows it."""
+    weights (see `KerasHubFamily.position_table`)."""
     current = tuple(backbone.inputs[0].shape[1:3])
     if input_shape is None or None in current or tuple(input_shape[:2]) == current:
         return backbone
@@ -501,38 +503,86 @@ def _resized(backbone, family, input_shape):
                 f"{type(backbone).__name__} cuts images into {patch[0]}x{patch[1]} patches: "
                 f"the image size must be a multiple of that. Received: input_shape={input_shape}"
             )
-    if not family.resizable:
-        raise ValueError(
-            f"{type(backbone).__name__} was built for {current[0]}x{current[1]} images, and "
-            "its position embeddings are not resized here: build it with that "
-            f"image_shape, or pass input_shape={current + (3,)}. Received: "
-            f"input_shape={input_shape}"
-        )
     rebuilt = type(backbone).from_config({**config, "image_shape": size + (3,)})
-    rebuilt.set_weights(backbone.get_weights())
+    if family.position_table:
+        grids = [[s // p for s, p in zip(sides, patch)] for sides in (current, size)]
+        for old, new in zip(backbone.weights, rebuilt.weights):
+            value = keras.ops.convert_to_numpy(old)
+            if old.path.endswith(family.position_table):
+                value = _resampled_table(value, *grids)
+            elif value.shape != tuple(new.shape):
+                continue  # position ids: the rebuilt layer's own count
+            new.assign(value)
+        return rebuilt
+    # Through a weights file, as `from_preset(image_shape=...)` loads them:
+    # each layer's `load_own_variables` adapts what depends on the size.
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "backbone.weights.h5")
+        backbone.save_weights(path)
+        rebuilt.load_weights(path)
     return rebuilt
 
 
-def _unrolled(backbone, family):
+def _resampled_table(table, grid, new_grid):
+    """A position table's grid rows resized bicubically, as timm's
+    `resample_abs_pos_embed` does (torch's bicubic, align_corners=False);
+    its prefix rows (a class token's) as they are. In NumPy: the backends'
+    own bicubic kernels differ."""
+    prefix = table.shape[0] - grid[0] * grid[1]
+    rows = np.reshape(table[prefix:], (*grid, table.shape[-1])).astype("float64")
+    along_h, along_w = (_bicubic_matrix(n, m) for n, m in zip(grid, new_grid))
+    rows = np.einsum("ih,hwc,jw->ijc", along_h, rows, along_w)
+    return np.concatenate([table[:prefix], rows.reshape(-1, table.shape[-1])]).astype(table.dtype)
+
+
+def _bicubic_matrix(size, new_size, a=-0.75):
+    """(new_size, size): torch's bicubic weights (Keys, a=-0.75), with the
+    edge rows repeated beyond the border."""
+    x = (np.arange(new_size) + 0.5) * size / new_size - 0.5
+    base = np.floor(x)
+    matrix = np.zeros((new_size, size))
+    for k in (-1, 0, 1, 2):
+        d = np.abs(x - base - k)
+        near = ((a + 2) * d - (a + 3)) * d * d + 1
+        far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+        weight = np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+        np.add.at(matrix, (np.arange(new_size), np.clip(base + k, 0, size - 1).astype(int)), weight)
+    return matrix
+
+
+def _unrolled(backbone, family, prefix_tokens=0):
     """The backbone's graph with a transformer's layers at the top: the
     encoder layer's `call` (before, each layer, after) written out."""
     if not family.unroll:  # a CNN, or a transformer with its layers at the top
         return keras.Model(backbone.inputs[0], backbone.outputs[0], name=backbone.name)
     encoder, before, layers, after = family.unroll
-    parts = []
+
+    # A backbone built with a name (as `from_preset` does) prefixes its own
+    # layers' names with it.
+    def named(layer, name):
+        return name is not None and (layer.name == name or layer.name.endswith("_" + name))
+
+    parts, blocks, rope = [], [], None
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if layer.name != encoder:
+        if named(layer, family.rope):
+            rope = layer
+            continue
+        if not named(layer, encoder):
             parts.append(layer)
             continue
         parts += [getattr(layer, name) for name in before]
-        parts += list(getattr(layer, layers))
+        blocks = list(getattr(layer, layers))
+        parts += blocks
         parts += [getattr(layer, name) for name in after]
     inputs = keras.Input(tuple(backbone.inputs[0].shape[1:]), name="images")
+    side = {}
+    if rope is not None:
+        side = {"position_embeddings": rope(inputs), "num_prefix_tokens": prefix_tokens}
     x = inputs
     for part in parts:
-        x = part(x)
+        x = part(x, **side) if part in blocks else part(x)
     return keras.Model(inputs, x, name=backbone.name)
 
 

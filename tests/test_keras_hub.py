@@ -50,6 +50,10 @@ def dinov2():
     )
 
 
+def dinov3():
+    return keras_hub.models.DINOV3Backbone(**TINY, intermediate_dim=32, num_register_tokens=2)
+
+
 def clip_vision():
     return keras_hub.models.CLIPVisionEncoder(**TINY, intermediate_dim=32)
 
@@ -98,7 +102,7 @@ def _weights(net):
 
 
 @pytest.mark.parametrize(
-    "family", [vit, dinov2, clip_vision, siglip_vision, resnet, efficientnet, densenet]
+    "family", [vit, dinov2, dinov3, clip_vision, siglip_vision, resnet, efficientnet, densenet]
 )
 def test_transfer_builds_each_family_with_both_strategies(family):
     for strategy in ("feature_extraction", "fine_tune"):
@@ -380,8 +384,6 @@ def test_bad_keras_hub_input(tmp_path):
         ValueError, match=r"cuts images into 4x4 patches.*input_shape=\(30, 30, 3\)"
     ):
         kt.transfer(vit(), 3, input_shape=(30, 30, 3))
-    with pytest.raises(ValueError, match=r"built for 32x32 images.*Received: input_shape"):
-        kt.transfer(dinov2(), 3, input_shape=(48, 48, 3))
     with pytest.raises(ValueError, match=r"Close preset names: \[.*'dinov2_small'"):
         kt.transfer("keras_hub:dinov2_smal", 3)
     text = keras_hub.models.BertBackbone(
@@ -412,3 +414,68 @@ def test_importing_keras_transfer_does_not_import_keras_hub():
         check=True,
     ).stdout
     assert out.strip().endswith("False")
+
+
+def _cls_and_patch_mean(tokens, prefix):
+    tokens = as_numpy(tokens)
+    return np.concatenate([tokens[:, 0], tokens[:, prefix:].mean(axis=1)], axis=-1)
+
+
+def test_dinov3_and_dinov2_compute_what_keras_hub_computes_at_any_size(tmp_path):
+    # DINOv3's layers take its rotary embeddings of the image as a side input.
+    # A preset's layers carry its name as a prefix (dinov3_backbone_...).
+    dinov3().save_to_preset(str(tmp_path / "dinov3"))
+    dinov2().save_to_preset(str(tmp_path / "dinov2"))
+    images = np.random.default_rng(0).normal(size=(2, 48, 48, 3)).astype("float32")
+    for name in ("dinov3", "dinov2"):
+        # At 48 px: KerasHub's own resizing (DINOv2 interpolates its position
+        # embeddings when it loads them), the reference.
+        reference = keras_hub.models.Backbone.from_preset(
+            str(tmp_path / name), image_shape=(48, 48, 3)
+        )
+        model = kt.transfer(str(tmp_path / name), 3, input_shape=(48, 48, 3))
+        backbone = model.get_layer("backbone")
+        assert [block for block, _ in backbone.blocks] == ["stem", "layers_0", "layers_1"]
+        np.testing.assert_allclose(
+            as_numpy(backbone([images])),  # pooling "auto": the class token and patch mean
+            _cls_and_patch_mean(reference({key: images for key in reference.input}), prefix=3),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+
+
+def test_mixed_precision_follows_the_cnn_rules_and_saves_without_custom_objects(tmp_path):
+    model = kt.transfer(vit(), 3, strategy="fine_tune", mixed_precision="mixed_bfloat16")
+    backbone = model.get_layer("backbone")
+    assert backbone.get_layer("transformer_block_3").compute_dtype == "bfloat16"
+    assert model.get_layer("preprocessing").compute_dtype == "float32"
+    assert model.get_layer("head").get_layer("classifier").compute_dtype == "float32"
+    assert {v.dtype for v in model.weights} == {"float32"}
+    model.compile(keras.optimizers.Adam(1e-3), LOSS, **EAGER)
+    losses = model.fit(X, Y, batch_size=8, epochs=1, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses))
+    model.save(tmp_path / "vit.keras")
+    loaded = keras.saving.load_model(tmp_path / "vit.keras")  # no custom_objects
+    assert loaded.get_layer("backbone").get_layer("transformer_block_3").compute_dtype == "bfloat16"
+    np.testing.assert_array_equal(
+        as_numpy(loaded.predict(X, verbose=0)), as_numpy(model.predict(X, verbose=0))
+    )
+
+
+def test_a_learned_position_table_is_resampled_as_timm_does():
+    import torch  # timm's reference: torch's bicubic, align_corners=False
+
+    backbone = vit()
+    model = kt.transfer(backbone, 3, input_shape=(48, 40, 3))  # 8x8 patches -> 12x10
+    assert model.predict(pixels(2, 48)[:, :, :40], verbose=0).shape == (2, 3)
+    path = "vit_patching_and_embedding/position_embedding/embeddings"
+    (old,) = [as_numpy(w) for w in backbone.weights if w.path == path]
+    (new,) = [as_numpy(w) for w in model.get_layer("backbone").weights if w.path == path]
+    grid = torch.tensor(old[1:]).reshape(1, 8, 8, 16).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, (12, 10), mode="bicubic", align_corners=False)
+    np.testing.assert_array_equal(new[0], old[0])  # the class token's row
+    np.testing.assert_allclose(
+        new[1:], expected.permute(0, 2, 3, 1).reshape(120, 16).numpy(), rtol=1e-5, atol=1e-6
+    )
+    # SigLIP's table (no class token) too.
+    assert kt.transfer(siglip_vision(), 3, input_shape=(48, 48, 3)).output.shape == (None, 3)
