@@ -69,7 +69,16 @@ class BackboneModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return super().from_config(_compat.repaired_layer_configs(config), custom_objects)
+        model = super().from_config(_compat.repaired_layer_configs(config), custom_objects)
+        # A layer rebuilt frozen freezes the variables it makes itself, not
+        # the sublayers it makes in `build` (a KerasHub transformer layer's).
+        # Each is set on its own: under TensorFlow, setting a layer's
+        # unchanged `trainable` does not reach its sublayers.
+        for layer in _compat.flatten_layers(model, include_self=False):
+            if not layer.trainable:
+                for inner in _compat.flatten_layers(layer, include_self=False):
+                    inner.trainable = False
+        return model
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
