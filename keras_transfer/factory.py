@@ -510,7 +510,7 @@ def _resized(backbone, family, input_shape):
             value = keras.ops.convert_to_numpy(old)
             if old.path.endswith(family.position_table):
                 value = _resampled_table(value, *grids)
-            elif value.shape != tuple(new.shape):
+            elif value.shape != tuple(new.shape) and "int" in str(new.dtype):
                 continue  # position ids: the rebuilt layer's own count
             new.assign(value)
         return rebuilt

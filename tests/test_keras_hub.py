@@ -76,7 +76,7 @@ def resnet():
 def efficientnet():
     # One width and no expansion: few distinct kernel shapes, as JAX compiles
     # a truncated-normal initializer per shape (half a second each).
-    two = dict(stackwise_squeeze_and_excite_ratios=[0.25, 0.25], stackwise_block_types=["v1", "v1"])
+    two = dict(stackwise_squeeze_and_excite_ratios=[0.0, 0.0], stackwise_block_types=["v1", "v1"])
     return keras_hub.models.EfficientNetBackbone(
         stackwise_kernel_sizes=[3, 3],
         stackwise_num_repeats=[1, 2],
@@ -119,9 +119,8 @@ def test_transfer_builds_each_family_with_both_strategies(family):
         assert tuple(model.output.shape) == (None, 3)
 
 
-@pytest.mark.parametrize("family", [vit, dinov2])
-def test_feature_extraction_leaves_every_backbone_weight_unchanged(family):
-    frozen = kt.transfer(family(), 3, dropout=0.0)
+def test_feature_extraction_leaves_every_backbone_weight_unchanged():
+    frozen = kt.transfer(vit(), 3, dropout=0.0)
     before = _weights(frozen.get_layer("backbone"))
     frozen.compile(keras.optimizers.SGD(0.1), LOSS, **EAGER)
     frozen.fit(X, Y, batch_size=8, epochs=1, verbose=0)
@@ -157,9 +156,9 @@ def test_blocks_are_transformer_layers_and_unfreezing_one_trains_the_top_one():
         np.testing.assert_array_equal(a, b)
 
 
-def test_gradual_unfreezing_walks_the_transformer_layers_from_the_top():
+def test_gradual_unfreezing_walks_the_transformer_layers_from_the_top(tmp_path):
     model = kt.transfer(vit(), 3, dropout=0.0)
-    model.compile(keras.optimizers.Adam(1e-3), LOSS, **EAGER)
+    initial = model.get_weights()
     seen = []
 
     class Record(keras.callbacks.Callback):
@@ -169,13 +168,42 @@ def test_gradual_unfreezing_walks_the_transformer_layers_from_the_top():
                 [r["block"] for r in rows if r["trainable"] == "yes" and r["part"] != "head"]
             )
 
-    callbacks = [kt.callbacks.GradualUnfreezing(verbose=0), Record()]
-    model.fit(X, Y, batch_size=8, epochs=3, verbose=0, callbacks=callbacks)
+    def fit(model, epochs, initial_epoch=0, callbacks=()):
+        if not model.compiled:  # a loaded checkpoint is, with its optimizer's state
+            model.compile(keras.optimizers.Adam(1e-3), LOSS)
+        model.run_eagerly = EAGER["run_eagerly"]
+        callbacks = [kt.callbacks.GradualUnfreezing(verbose=0), Record(), *callbacks]
+        model.fit(
+            X,
+            Y,
+            batch_size=8,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            verbose=0,
+            shuffle=False,
+            callbacks=callbacks,
+        )
+
+    fit(model, epochs=3)
     assert seen == [
         [],
         ["transformer_block_3"],
         ["transformer_block_2", "transformer_block_3"],
     ]
+    # Resumed from a checkpoint after epoch 2, as for a CNN: the same blocks
+    # and the same weights as the uninterrupted fit.
+    interrupted = kt.transfer(vit(), 3, dropout=0.0)
+    interrupted.set_weights(initial)
+    checkpoint = str(tmp_path / "epoch.keras")
+    fit(interrupted, epochs=2, callbacks=[keras.callbacks.ModelCheckpoint(checkpoint)])
+    resumed = keras.saving.load_model(checkpoint)
+    # Frozen on load too: a transformer layer's sublayers, made in its
+    # `build`, included.
+    assert len(resumed.trainable_weights) == len(interrupted.trainable_weights)
+    fit(resumed, epochs=3, initial_epoch=2)
+    assert seen[-1] == ["transformer_block_2", "transformer_block_3"]
+    for a, b in zip(resumed.weights, model.weights):
+        np.testing.assert_allclose(as_numpy(a), as_numpy(b), rtol=1e-5, atol=1e-6, err_msg=a.path)
 
 
 def test_lr_decay_scales_each_transformer_layer_by_its_depth():
@@ -275,8 +303,9 @@ def test_token_poolings_on_a_hand_checked_input():
     assert pooled("max") == [5.0, 4.0]
     assert pooled("cls") == [1.0, 2.0]
     assert pooled("cls+avg") == [1.0, 2.0, 4.0, 2.0]
+    backbone = dinov2()  # built once: each `transfer` unrolls its layers anew
     widths = {
-        pooling: kt.transfer(dinov2(), pooling=pooling).output.shape[-1]
+        pooling: kt.transfer(backbone, pooling=pooling).output.shape[-1]
         for pooling in ("auto", "avg", "cls", "cls+avg")
     }
     assert widths == {"auto": 32, "avg": 16, "cls": 16, "cls+avg": 32}  # DINOv2: cls+avg
@@ -431,6 +460,16 @@ def test_dinov3_and_dinov2_compute_what_keras_hub_computes_at_any_size(tmp_path)
         )
 
 
+def _policies(model):
+    # In order, not by name: a reloaded layer's generated name can differ.
+    # Keras saves no policy for a model container.
+    return [
+        (type(layer).__name__, layer.dtype_policy.name)
+        for layer in kt._compat.flatten_layers(model)
+        if not isinstance(layer, (keras.layers.InputLayer, keras.Model))
+    ]
+
+
 def test_mixed_precision_follows_the_cnn_rules_and_saves_without_custom_objects(tmp_path):
     model = kt.transfer(vit(), 3, strategy="fine_tune", mixed_precision="mixed_bfloat16")
     backbone = model.get_layer("backbone")
@@ -438,12 +477,15 @@ def test_mixed_precision_follows_the_cnn_rules_and_saves_without_custom_objects(
     assert model.get_layer("preprocessing").compute_dtype == "float32"
     assert model.get_layer("head").get_layer("classifier").compute_dtype == "float32"
     assert {v.dtype for v in model.weights} == {"float32"}
+    assert model.output.dtype == "float32"
     model.save(tmp_path / "vit.keras")
     loaded = keras.saving.load_model(tmp_path / "vit.keras")  # no custom_objects
-    assert loaded.get_layer("backbone").get_layer("transformer_block_3").compute_dtype == "bfloat16"
-    logits = as_numpy(model(X))
-    assert logits.dtype == np.float32 and np.all(np.isfinite(logits))
-    np.testing.assert_array_equal(as_numpy(loaded(X)), logits)
+    # Every layer's policy and every weight: the same model. (Predictions
+    # after a round trip are compared in float32 above; a bfloat16 step is
+    # tested on CNNs, and costs JAX a compile per op here.)
+    assert _policies(loaded) == _policies(model)
+    for a, b in zip(loaded.weights, model.weights):
+        np.testing.assert_array_equal(as_numpy(a), as_numpy(b), err_msg=a.path)
 
 
 @runs_once_in("torch")  # the resampling is NumPy
