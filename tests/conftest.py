@@ -1,5 +1,6 @@
 """Shared test set-up. Each pytest process runs under one KERAS_BACKEND."""
 
+import gc
 import os
 import pathlib
 
@@ -56,6 +57,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_tf)
         if "shared_data" in item.keywords and not SHARED.is_dir():
             item.add_marker(skip_shared)
+
+
+def pytest_runtest_setup(item):
+    # The KerasHub tests run last. What the suite before them left to the
+    # collector is frozen once, not traced again: one full collection of it
+    # took the TensorFlow process 49 s, inside a KerasHub test.
+    if item.nodeid.startswith("tests/test_keras_hub.py") and not gc.get_freeze_count():
+        gc.freeze()
 
 
 @pytest.fixture(autouse=True)
