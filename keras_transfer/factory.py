@@ -398,12 +398,13 @@ def _from_keras_model(backbone, input_shape, weights, kwargs):
 def _from_keras_hub(backbone, input_shape, weights, kwargs):
     converter = None
     if _is_preset(backbone):
-        backbone, converter = _load_preset(str(backbone), weights)
+        backbone, converter = _load_preset(str(backbone), weights)  # its vision tower
     elif not type(backbone).__module__.startswith("keras_hub"):
         return None
-    elif weights not in ("imagenet", None):
-        load_weights_file(backbone, weights)
-    backbone = _vision_tower(backbone)
+    else:
+        if weights not in ("imagenet", None):
+            load_weights_file(backbone, weights)
+        backbone = _vision_tower(backbone)
     family = registry.keras_hub_family(backbone)
     if family is None:  # an unregistered family: its graph as it is
         model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)

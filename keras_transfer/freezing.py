@@ -102,13 +102,13 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None, l
         or not 0 < lr_decay <= 1
     ):
         raise ValueError(f"`lr_decay` must be in (0, 1]. Received: lr_decay={lr_decay!r}")
-    check_bn_applies(model, bn)
     if lr_decay is not None and lr_range is not None:
         raise ValueError(
             "Pass `lr_range` (rates from lo to hi) or `lr_decay` (a factor per block), not "
             f"both. Received: lr_range={lr_range!r}, lr_decay={lr_decay!r}"
         )
     check_bn(bn, allow_none=True)
+    check_bn_applies(model, bn)
     if isinstance(blocks, (list, tuple)):
         owners = find_backbones(model) or [model]
         wanted = {getattr(layer, "name", layer) for layer in blocks}

@@ -40,6 +40,15 @@ def vit():
 
 # The tiny transformer shared by the families' constructors: 32 px, patch 4.
 TINY = dict(patch_size=4, num_layers=2, hidden_dim=16, num_heads=2, image_shape=(32, 32, 3))
+# A tiny text tower (CLIP's, and a text model that is not an image backbone).
+TINY_TEXT = dict(
+    vocabulary_size=10,
+    num_layers=1,
+    num_heads=2,
+    hidden_dim=8,
+    intermediate_dim=16,
+    max_sequence_length=4,
+)
 
 
 def dinov2():
@@ -329,15 +338,7 @@ def test_token_poolings_on_a_hand_checked_input():
 
 @runs_once_in("torch")  # the registry's tower and block rules
 def test_a_two_tower_preset_gives_its_vision_tower(tmp_path):
-    text = keras_hub.models.CLIPTextEncoder(
-        vocabulary_size=10,
-        embedding_dim=8,
-        hidden_dim=8,
-        num_layers=1,
-        num_heads=2,
-        intermediate_dim=16,
-        max_sequence_length=4,
-    )
+    text = keras_hub.models.CLIPTextEncoder(**TINY_TEXT, embedding_dim=8)
     clip = keras_hub.models.CLIPBackbone(clip_vision(), text, projection_dim=8)
     clip.save_to_preset(str(tmp_path / "clip"))
     model = kt.transfer(str(tmp_path / "clip"), 3)
@@ -420,14 +421,7 @@ def test_bad_keras_hub_input(tmp_path):
         kt.transfer(vit(), 3, input_shape=(30, 30, 3))
     with pytest.raises(ValueError, match=r"Close preset names: \[.*'dinov2_small'"):
         kt.transfer("keras_hub:dinov2_smal", 3)
-    text = keras_hub.models.BertBackbone(
-        vocabulary_size=10,
-        num_layers=1,
-        num_heads=1,
-        hidden_dim=4,
-        intermediate_dim=8,
-        max_sequence_length=4,
-    )
+    text = keras_hub.models.BertBackbone(**TINY_TEXT)
     text.save_to_preset(str(tmp_path / "bert"))
     with pytest.raises(ValueError, match="is a BertBackbone, not an image backbone"):
         kt.transfer(str(tmp_path / "bert"), 3)
