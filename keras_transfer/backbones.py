@@ -335,6 +335,19 @@ class KerasHubFamily:
     tower: str | None = None
 
 
+_DINOV2 = KerasHubFamily(
+    "dinov2",
+    "DINOV2Backbone",
+    "transformer",
+    "torch",  # ImageNet mean and standard deviation
+    ((r"(^|_)embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
+    unroll=("encoder", (), "layers", ()),
+    class_token=True,
+    register_tokens="num_register_tokens",
+    pooling="cls+avg",
+    patch_size="patch_size",
+)
+
 KERAS_HUB_FAMILIES = (
     KerasHubFamily(
         "vit",
@@ -348,30 +361,10 @@ KERAS_HUB_FAMILIES = (
         patch_size="patch_size",
         position_table="position_embedding/embeddings",
     ),
-    KerasHubFamily(
-        "dinov2",
-        "DINOV2Backbone",
-        "transformer",
-        "torch",  # ImageNet mean and standard deviation
-        ((r"(^|_)embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
-        unroll=("encoder", (), "layers", ()),
-        class_token=True,
-        register_tokens="num_register_tokens",
-        pooling="cls+avg",
-        patch_size="patch_size",
-    ),
-    KerasHubFamily(
-        "dinov3",
-        "DINOV3Backbone",
-        "transformer",
-        "torch",  # ImageNet mean and standard deviation
-        ((r"(^|_)embeddings$", "stem"), (r"^layers_\d+$", r"\g<0>")),
-        unroll=("encoder", (), "layers", ()),
-        rope="rope_embedding",
-        class_token=True,
-        register_tokens="num_register_tokens",
-        pooling="cls+avg",
-        patch_size="patch_size",
+    _DINOV2,
+    # DINOv2's layout, with rotary embeddings in place of a position table.
+    dataclasses.replace(
+        _DINOV2, name="dinov3", backbone_class="DINOV3Backbone", rope="rope_embedding"
     ),
     KerasHubFamily(
         "clip",
