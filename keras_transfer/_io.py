@@ -62,7 +62,10 @@ def replace_dir(stage, target):
     except BaseException:
         os.replace(old, target)  # put the user's previous version back
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():
+        old.unlink()  # a link: only the link was moved aside
+    else:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def is_inside(path, other):

@@ -2,7 +2,14 @@
 no import of Keras, so the command line can offer them before it loads a
 backend."""
 
-__all__ = ["BN_POLICIES", "FUSIONS", "POOLINGS", "PRECISION_POLICIES", "STRATEGIES"]
+__all__ = [
+    "BN_POLICIES",
+    "FUSIONS",
+    "POOLINGS",
+    "PRECISION_POLICIES",
+    "PREPROCESSING_MODES",
+    "STRATEGIES",
+]
 
 # transfer(strategy=...); the command line adds its own "gradual" recipe.
 STRATEGIES = ("feature_extraction", "fine_tune")
@@ -13,3 +20,5 @@ FUSIONS = ("concat", "sum", "mean", "weighted", "attention")
 # What BatchNormalization does in an unfrozen backbone (see BackboneModel).
 BN_POLICIES = ("inference", "train_affine", "train")
 PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# ImagePreprocessing's modes; transfer(preprocessing=...) also takes "auto".
+PREPROCESSING_MODES = ("caffe", "tf", "torch", "unit", "none")

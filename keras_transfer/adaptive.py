@@ -21,7 +21,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import freezing
+from keras_transfer import freezing, guards
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
 from keras_transfer.schedules import OneCycle
@@ -91,7 +91,11 @@ def adaptive_fine_tune(
         callbacks, verbose: passed to `fit`.
     """
     start = time.perf_counter()
+    if isinstance(holdout, bool) or not isinstance(holdout, (float, int)) or not 0 < holdout < 1:
+        raise ValueError(f"`holdout` must be between 0 and 1. Received: holdout={holdout!r}")
+    batch_size = guards.check_batch_size(batch_size) or 32
     x, y = _arrays(train)
+    guards.check_finite_values(x, "train", "pixels")
     num_classes = max(int(model.outputs[0].shape[-1]), 2)
     y = check_labels(y, num_classes, argument="train")
     if len(x) != len(y):
@@ -105,9 +109,6 @@ def adaptive_fine_tune(
             "`train` must hold at least two classes to learn a classifier. Received: labels "
             f"of one class only ({int(present[0])})"
         )
-    if not isinstance(holdout, (float, int)) or not 0 < holdout < 1:
-        raise ValueError(f"`holdout` must be between 0 and 1. Received: holdout={holdout!r}")
-    batch_size = batch_size or 32
     seed = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     fit_rows, held_rows, why = _split(y, holdout, rng)
@@ -120,6 +121,8 @@ def adaptive_fine_tune(
     probe_start = time.perf_counter()
     keras.utils.set_random_seed(seed)
     features, views = _features(model, x, batch_size)
+    for view in [features, *views]:
+        guards.check_finite_values(view, "the backbone's features of train", "values")
     copies = 1 + len(views)
     probe = _fit_probe(
         _rows(features, views, fit_rows),
@@ -144,6 +147,7 @@ def adaptive_fine_tune(
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
     keep = _KeepBest(x[held_rows], y[held_rows], batch_size, PATIENCE)
+    stop = guards.StopOnNonFiniteLoss()
     history = model.fit(
         x[fit_rows],
         y[fit_rows],
@@ -151,28 +155,38 @@ def adaptive_fine_tune(
         epochs=epochs,
         validation_data=validation_data,
         verbose=verbose,
-        callbacks=list(callbacks or []) + ([keep] if len(held_rows) else []),
+        callbacks=[stop, *(callbacks or [])] + ([keep] if len(held_rows) else []),
     )
     tune_seconds = time.perf_counter() - tune_start
+    if stop.failed is not None:
+        model.set_weights(probe_weights)
+        freezing.freeze(model)
+        stop.check("fine_tune's fine-tuning phase (the backbone and the probe's head are put back)")
 
     test = None
     if not len(held_rows):
         kept, reason = "fine_tuned", why
     else:
-        gained = int(np.sum(keep.best_right & ~probe_right))
-        lost = int(np.sum(~keep.best_right & probe_right))
+        tuned_right = np.zeros_like(probe_right) if keep.best_right is None else keep.best_right
+        gained = int(np.sum(tuned_right & ~probe_right))
+        lost = int(np.sum(~tuned_right & probe_right))
         test = {"gained": gained, "lost": lost, "p_value": _sign_test(gained, lost)}
+        best_epoch = 0 if keep.best_epoch is None else keep.best_epoch
         scores = (
-            f"fine-tuning's best {keep.best_score:.4f} (epoch {keep.best_epoch + 1}) against "
+            f"fine-tuning's best {keep.best_score:.4f} (epoch {best_epoch + 1}) against "
             f"the probe's {np.mean(probe_right):.4f} on the held-out slice: {gained} images "
             f"gained, {lost} lost, sign test p={test['p_value']:.3f}"
         )
         kept = "fine_tuned" if gained > lost and test["p_value"] <= KEEP_P else "probe"
+    if kept == "fine_tuned" and not len(held_rows) and not _finite(model.get_weights()):
+        # Nothing held out to pick an epoch: a broken last epoch is never kept.
+        kept, reason = "probe", f"{why} Fine-tuning ended with non-finite weights: not kept."
     if kept == "fine_tuned" and len(held_rows):
         reason = f"{scores}, at most {KEEP_P}"
         model.set_weights(keep.best_weights)
     elif kept == "probe":
-        reason = f"{scores}, not below {KEEP_P}: the backbone stays as it was"
+        if len(held_rows):
+            reason = f"{scores}, not below {KEEP_P}: the backbone stays as it was"
         model.set_weights(probe_weights)
         everything = np.arange(len(y))
         refitted = _fit_probe(
@@ -215,27 +229,53 @@ def adaptive_fine_tune(
 
 
 def _arrays(train):
-    """`(images, labels)` as arrays; a finite dataset is read into memory."""
+    """`(images, labels)` as arrays; a finite dataset is read into memory, and
+    one of unknown length only up to `guards.memory_budget()`."""
     if isinstance(train, tuple) and len(train) == 2:
         return np.asarray(train[0]), train[1]
+    guards.check_finite_length(
+        train, "train", "(images, labels) arrays, or adaptive=False with steps_per_epoch"
+    )
     if hasattr(train, "as_numpy_iterator"):
-        batches = list(train.as_numpy_iterator())
+        batches = iter(train.as_numpy_iterator())
     elif isinstance(train, keras.utils.PyDataset):
-        batches = [train[i] for i in range(len(train))]
+        batches = (train[i] for i in range(train.num_batches))
     else:
         raise ValueError(
             "The adaptive recipe reads `train` into memory: pass (images, labels), a "
             "tf.data.Dataset or a PyDataset of (images, labels) batches. Received: train of "
             f"type {type(train).__name__}"
         )
-    if not batches or not isinstance(batches[0], tuple) or len(batches[0]) < 2:
-        raise ValueError(
-            "`train` must yield (images, labels) batches. Received: batches without labels"
-        )
-    return (
-        np.concatenate([np.asarray(b[0]) for b in batches]),
-        np.concatenate([np.asarray(b[1]) for b in batches]),
-    )
+    images, labels, kept, budget = [], [], 0, guards.memory_budget()
+    for batch in batches:
+        if not isinstance(batch, tuple) or len(batch) < 2:
+            raise ValueError(
+                "`train` must yield (images, labels) batches. Received: batches without labels"
+            )
+        x, y = np.asarray(batch[0]), np.asarray(batch[1])
+        if x.ndim != 4:
+            raise ValueError(
+                "`train` must yield batches of images, shaped (batch, height, width, "
+                f"channels): batch it, e.g. train.batch(32). Received: an element of images "
+                f"shaped {x.shape}"
+            )
+        kept += x.nbytes + y.nbytes
+        if kept > budget:
+            raise ValueError(
+                f"`train` does not fit in memory: the adaptive recipe had read {kept:,} bytes "
+                f"of it, past its budget of {budget:,} (half the free memory), and it had not "
+                "ended. Pass fewer images (train.take(n)), or adaptive=False, whose fit "
+                "streams the data."
+            )
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise ValueError("`train` is empty. Received: a dataset that yielded no batches")
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _finite(weights):
+    return all(np.all(np.isfinite(w)) for w in weights if np.asarray(w).dtype.kind == "f")
 
 
 def _split(y, fraction, rng):
@@ -395,12 +435,14 @@ class _KeepBest(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logits = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
         right = np.asarray(logits).argmax(-1) == self.y
-        score = float(np.mean(right))
+        # An epoch whose weights (or outputs) are not numbers is never the best.
+        finite = np.all(np.isfinite(logits)) and _finite(self.model.get_weights())
+        score = float(np.mean(right)) if finite else 0.0
         self.scores.append(score)
         if logs is not None:
             logs["holdout_accuracy"] = score
-        if score > self.best_score:
+        if finite and score > self.best_score:
             self.best_score, self.best_epoch, self.best_right = score, epoch, right
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
-        elif epoch - self.best_epoch >= self.patience:
+        elif epoch - (-1 if self.best_epoch is None else self.best_epoch) >= self.patience:
             self.model.stop_training = True

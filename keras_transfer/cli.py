@@ -7,8 +7,10 @@
     keras-transfer backbones
     keras-transfer demo
 
-Exit codes: 0 success; 2 bad arguments or data (one line says what to fix;
-`--debug` shows the traceback); 1 an unexpected failure.
+Exit codes: 0 success; 2 bad arguments or data, or a download that failed
+offline (one line says what to fix; `--debug` shows the traceback); 1 a
+failed run (a training loss that became NaN or infinite: nothing is
+written) or an unexpected failure; 130 interrupted (Ctrl-C), at any point.
 
 This module imports no backend: `--help` is instant, and the backend's
 start-up logs are quietened before it loads (`--debug` keeps them).
@@ -24,9 +26,11 @@ import traceback
 from keras_transfer._options import PRECISION_POLICIES
 from keras_transfer._options import STRATEGIES as TRANSFER_STRATEGIES
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "STRATEGIES", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "STRATEGIES", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# The shell's code for a program ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 # transfer()'s strategies, and the command line's own gradual-unfreezing recipe.
 STRATEGIES = ("auto", *TRANSFER_STRATEGIES, "gradual")
 _COMMANDS = {
@@ -41,6 +45,14 @@ _COMMANDS = {
 
 def main(argv=None):
     """Runs the command line; returns the exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while parsing, loading the backend or running
+        print("keras-transfer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv):
     parser = _parser()
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad syntax
     if args.command is None:
@@ -49,8 +61,10 @@ def main(argv=None):
     commands = _load_commands(quiet=not args.debug)
     try:
         getattr(commands, _COMMANDS[args.command])(args)
-    except KeyboardInterrupt:
-        print("keras-transfer: interrupted", file=sys.stderr)
+    except commands.NonFiniteLossError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"keras-transfer {args.command}: failed: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except (commands.UsageError, *commands.USAGE_ERRORS) as error:
         if args.debug:
@@ -108,7 +122,8 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="keras-transfer",
         description="Transfer learning on a folder of images.",
-        epilog="Exit codes: 0 success, 2 bad arguments or data, 1 unexpected failure.",
+        epilog="Exit codes: 0 success, 2 bad arguments or data, 1 a failed run (NaN loss) or "
+        "an unexpected failure, 130 interrupted.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 

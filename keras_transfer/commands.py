@@ -3,6 +3,7 @@ parsed the arguments and quietened the backend's start-up logs."""
 
 import ast
 import json
+import math
 import pathlib
 import sys
 import time
@@ -16,6 +17,7 @@ from keras_transfer import backbones as registry
 from keras_transfer.callbacks import GradualUnfreezing
 from keras_transfer.factory import transfer
 from keras_transfer.features import extract_features
+from keras_transfer.guards import NonFiniteLossError, StopOnNonFiniteLoss
 from keras_transfer.image_folder import (
     MAX_IMAGE_SIZE,
     ImageFolder,
@@ -26,6 +28,7 @@ from keras_transfer.image_folder import (
 from keras_transfer.recipes import fine_tune
 
 __all__ = [
+    "NonFiniteLossError",
     "USAGE_ERRORS",
     "UsageError",
     "backbones",
@@ -44,6 +47,8 @@ USAGE_ERRORS = (
     FileExistsError,
     PermissionError,
     ImportError,
+    ConnectionError,  # a download that failed offline: the message says what to pass
+    BlockingIOError,  # a feature store that another process is writing
 )
 # The fixed strategies' defaults; the adaptive one (auto) chooses its own.
 _FIXED = {"epochs": 10, "freeze_epochs": 1, "lr": 1e-3}
@@ -70,6 +75,8 @@ def fit(args):
             setattr(args, name, value)
     fixed = ["epochs"] if args.strategy != "auto" else []
     _check_positive(args, *fixed, "batch_size", "image_size")
+    if fixed and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a finite number above 0. Received: --lr {args.lr}")
     if fixed and args.freeze_epochs < 0:
         raise UsageError(f"--freeze-epochs must be at least 0. Received: {args.freeze_epochs}")
     report.check_plotting()  # before training, not after
@@ -378,12 +385,14 @@ def _train(args, train, val, source, verbose, callbacks):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    fit_args["callbacks"] = callbacks + [
+    stop = StopOnNonFiniteLoss()
+    fit_args["callbacks"] = [stop, *callbacks] + [
         GradualUnfreezing(start_epoch=args.freeze_epochs, verbose=0 if args.quiet else 1)
     ]
     history = model.fit(
         train.images, train.labels, epochs=args.freeze_epochs + args.epochs, **fit_args
     )
+    stop.check("Gradual unfreezing")
     return (
         model,
         history,

@@ -7,19 +7,22 @@ the named parts together: `preprocessing -> augmentation -> backbone ->
 head`.
 """
 
+import contextlib
 import dataclasses
 import difflib
 import functools
 import os
 import pathlib
+import socket
 import tempfile
+import threading
 
 import keras
 import numpy as np
 
 from keras_transfer import _compat, freezing, hub, multi_worker, precision, regularizers
 from keras_transfer import backbones as registry
-from keras_transfer._options import FUSIONS, POOLINGS, STRATEGIES
+from keras_transfer._options import FUSIONS, POOLINGS, PREPROCESSING_MODES, STRATEGIES
 from keras_transfer.backbone_model import BackboneModel, check_bn
 from keras_transfer.layers import (
     FeatureFusion,
@@ -148,6 +151,14 @@ def transfer(
     if isinstance(num_classes, np.integer):
         num_classes = int(num_classes)
     _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head)
+    if not isinstance(preprocessing, keras.layers.Layer) and preprocessing not in (
+        "auto",
+        *PREPROCESSING_MODES,
+    ):
+        raise ValueError(
+            f"`preprocessing` must be 'auto', one of {PREPROCESSING_MODES} or a Keras layer. "
+            f"Received: preprocessing={preprocessing!r}"
+        )
     regularization = regularizers.get(regularization)
     sources = backbone if isinstance(backbone, (list, tuple)) else [backbone]
     if not sources:
@@ -350,12 +361,17 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
             )
     from_file = weights not in ("imagenet", None)
     try:
-        model = backbone(
-            include_top=False,
-            weights=None if from_file else weights,
-            input_shape=build_shape,
-            **kwargs,
-        )
+        with _network_errors(
+            f"{label}'s {weights} weights",
+            "pass a local weights file (weights='path/to/file.h5' or .weights.h5; the "
+            "command line's --weights PATH) or weights=None",
+        ):
+            model = backbone(
+                include_top=False,
+                weights=None if from_file else weights,
+                input_shape=build_shape,
+                **kwargs,
+            )
     except (TypeError, ValueError) as error:
         if not kwargs:
             raise
@@ -459,8 +475,21 @@ def _load_preset(handle, weights):
             "A KerasHub preset brings its own weights: use weights='imagenet' (the "
             "preset's) or None (random). Received: weights=" + repr(weights)
         )
+    local = (
+        "download it where there is a network, save it with save_to_preset(DIR), and pass "
+        "that directory"
+    )
+    host = _PRESET_HOSTS.get(preset.split("://")[0])
+    if host and not _reachable(host):
+        raise ConnectionError(
+            f"Could not reach {host} within {_PROBE_SECONDS} s to download the KerasHub preset "
+            f"{preset!r}: offline? {local[0].upper()}{local[1:]}. Received: backbone={handle!r}"
+        )
     try:
-        backbone = keras_hub.models.Backbone.from_preset(preset, load_weights=weights is not None)
+        with _network_errors(f"the KerasHub preset {preset!r}", local):
+            backbone = keras_hub.models.Backbone.from_preset(
+                preset, load_weights=weights is not None
+            )
     except (ValueError, FileNotFoundError) as error:
         known = sorted(keras_hub.models.Backbone.presets)
         close = difflib.get_close_matches(preset, known, n=5)
@@ -480,6 +509,50 @@ def _load_preset(handle, weights):
     except (ValueError, FileNotFoundError):
         converter = None  # the family's preprocessing instead
     return backbone, converter
+
+
+# Remote presets whose host is probed first: offline, their clients retry
+# for tens of seconds before they fail.
+_PRESET_HOSTS = {"hf": "huggingface.co", "kaggle": "www.kaggle.com"}
+_PROBE_SECONDS = 3
+
+
+def _reachable(host):
+    """Whether a TCP connection to `host`:443 opens within `_PROBE_SECONDS`
+    (name lookup included, in a thread: it has no timeout of its own)."""
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=_PROBE_SECONDS).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(_PROBE_SECONDS)
+    return bool(result and result[0])
+
+
+@contextlib.contextmanager
+def _network_errors(what, instead):
+    """A failed download, whatever the client raised (Keras's get_file: a
+    bare Exception; requests: its ConnectionError), as a ConnectionError
+    that says what could not be downloaded and how to do without it."""
+    try:
+        yield
+    except Exception as error:
+        names = {cls.__name__ for cls in type(error).__mro__}
+        if not (
+            str(error).startswith("URL fetch failure")
+            or names & {"URLError", "ConnectionError", "Timeout", "TimeoutError"}
+        ):
+            raise
+        raise ConnectionError(
+            f"Could not download {what}: offline? ({type(error).__name__}: {error}). To work "
+            f"offline, {instead}."
+        ) from error
 
 
 def _vision_tower(backbone):

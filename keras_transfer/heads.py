@@ -4,7 +4,7 @@ logistic regression, plus `attach_head` to put one back on the backbone."""
 import keras
 import numpy as np
 
-from keras_transfer import factory, multi_worker
+from keras_transfer import factory, guards, multi_worker
 from keras_transfer.features import Features
 from keras_transfer.labels import check_labels
 from keras_transfer.layers import InfNormalize
@@ -49,6 +49,8 @@ def fit_head(
         The trained head (a `keras.Model` taking features, giving logits),
         with its `History` as `.history`.
     """
+    guards.check_learning_rate(learning_rate)
+    guards.check_batch_size(batch_size)
     multi_worker.patch_if_needed()
     x, y = _xy(features, labels, num_classes=num_classes)
     inputs = keras.Input(x.shape[1:])
@@ -66,6 +68,8 @@ def fit_head(
     head.optimizer.build(head.trainable_variables)
     validation_data = None if validation is None else _xy(validation, None, num_classes=num_classes)
     train = _tf_dataset(x, y, batch_size, shuffle=True)
+    stop = guards.StopOnNonFiniteLoss()
+    callbacks = [stop, *(callbacks or [])]
     if train is not None:
         validation_data = validation_data and _tf_dataset(
             *validation_data, batch_size, shuffle=False
@@ -88,6 +92,7 @@ def fit_head(
             verbose=verbose,
             callbacks=callbacks,
         )
+    stop.check("fit_head")
     return head
 
 
@@ -253,14 +258,15 @@ def _xy(features, labels, need_labels=True, num_classes=None):
         x, y = features
     else:
         x, y = features, labels
+    guards.check_finite_length(x, "features", "a Features or an array (N, width)")
     x = np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"Features must be a 2D array (samples, width). Received: shape {x.shape}")
-    if not np.all(np.isfinite(x)):
         raise ValueError(
-            f"Features hold {int(np.sum(~np.isfinite(x)))} NaN or Inf values: refusing "
-            "to fit or predict on them. Check the extraction (input pixels, weights)."
+            "`features` must be a Features or a 2D array (samples, width). Received: "
+            f"{type(x).__name__ if x.dtype == object else 'an array'} of shape {x.shape}"
         )
+    # Check the extraction (input pixels, weights) when this fails.
+    guards.check_finite_values(x, "features", "values")
     if y is None:
         if need_labels:
             raise ValueError("Labels are needed: pass `labels`, or Features with labels.")

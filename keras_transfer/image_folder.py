@@ -10,6 +10,7 @@ import numpy as np
 
 __all__ = [
     "ImageFolder",
+    "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIZE",
     "SPLITS",
     "check_image_size",
@@ -142,6 +143,10 @@ SPLITS = ("train", "val", "validation", "test")
 # Larger images take gigabytes each to decode and resize; no backbone in the
 # registry takes more than 600 px.
 MAX_IMAGE_SIZE = 4096
+# Larger files are refused before decoding: 50 megapixels is a 150 MB RGB
+# array, above any phone's 48-megapixel photo and below PIL's own 89-million
+# warning.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 def image_files(directory):
@@ -213,6 +218,16 @@ def scan(root, class_names=None, argument="data"):
             f"{str(root)!r} holds classes the model does not know: {unknown}. "
             f"Allowed: {class_names}"
         )
+    real = {}
+    for name in found:
+        # A class folder that is a link to another: its images under two labels.
+        other = real.setdefault((root / name).resolve(), name)
+        if other != name:
+            raise ValueError(
+                f"Class folders {other!r} and {name!r} of {str(root)!r} are the same folder "
+                f"(one is a link to the other): its images would be trained under two "
+                f"labels. Remove the link. Received: {argument}={str(root)!r}"
+            )
     paths, labels = [], []
     for name in found:
         files = image_files(root / name)
@@ -244,7 +259,15 @@ def read_image(path, size):
     """
     from PIL import Image, ImageOps
 
-    with Image.open(path) as image:
+    with Image.open(path) as image:  # reads the header only
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            # A small file can decode to gigabytes (a 140 kB PNG of 12,000 x
+            # 12,000 pixels took 814 MB).
+            raise ValueError(
+                f"{path.name} is {image.width} x {image.height} pixels, above the limit of "
+                f"{MAX_IMAGE_PIXELS:,} pixels (image_folder.MAX_IMAGE_PIXELS): not decoded. "
+                f"Resize it first."
+            )
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):  # 16-bit PNG or TIFF ("I;16", or "I" holding 16 bits)
             array = np.asarray(image, dtype="float64")

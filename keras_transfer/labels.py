@@ -46,9 +46,9 @@ def check_labels(labels, num_classes=None, argument="labels"):
         bad = ~np.isfinite(array) | (array != np.round(array))
         if bad.any():
             raise ValueError(
-                f"`{argument}` must be integer class indices; integer-valued floats such "
-                f"as 1.0 are accepted. Received: {argument}[{int(np.argmax(bad))}]="
-                f"{array[np.argmax(bad)].item()!r}"
+                f"The labels of `{argument}` must be integer class indices; integer-valued "
+                "floats such as 1.0 are accepted. Received: the label at index "
+                f"{int(np.argmax(bad))} is {array[np.argmax(bad)].item()!r}"
             )
     array = array.astype("int64")
     if len(array):

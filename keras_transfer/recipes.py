@@ -7,7 +7,7 @@ import time
 import keras
 import numpy as np
 
-from keras_transfer import _compat, freezing, multi_worker, precision
+from keras_transfer import _compat, freezing, guards, multi_worker, precision
 from keras_transfer.adaptive import HOLDOUT, adaptive_fine_tune
 from keras_transfer.backbone_model import blocks_of
 from keras_transfer.labels import check_labels
@@ -154,6 +154,7 @@ def fine_tune(
     )
     if adaptive is None:
         adaptive = all(value is None for value in fixed.values())
+    batch_size = guards.check_batch_size(batch_size)
     if isinstance(train, list):
         raise ValueError(
             "`train` must be a tuple (images, labels), a tf.data.Dataset or a PyDataset. "
@@ -194,21 +195,26 @@ def fine_tune(
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: schedule={schedule!r}")
-    for name, value in (("base_lr", base_lr), ("lr_mult", lr_mult)):
-        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-            raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if not (base_lr > 0 and lr_mult >= 1):
-        raise ValueError(
-            "`base_lr` must be > 0 and `lr_mult` >= 1. Received: "
-            f"base_lr={base_lr!r}, lr_mult={lr_mult!r}"
-        )
+    guards.check_learning_rate(base_lr, "base_lr")
+    if (
+        not isinstance(lr_mult, (int, float, np.integer, np.floating))
+        or isinstance(lr_mult, bool)
+        or not 1 <= lr_mult < math.inf
+    ):
+        raise ValueError(f"`lr_mult` must be a finite number >= 1. Received: lr_mult={lr_mult!r}")
     blocks_of(model)  # fails early, and clearly, without blocks
     multi_worker.patch_if_needed()
     x, y = train if isinstance(train, tuple) else (train, None)
+    if steps_per_epoch is None:
+        guards.check_finite_length(x, "train", "steps_per_epoch=N")
+    if isinstance(x, np.ndarray):
+        guards.check_finite_values(x, "train", "pixels")
     if y is not None:
         # One output is a binary (sigmoid) head: labels 0 and 1.
         y = check_labels(y, max(int(model.outputs[0].shape[-1]), 2), argument="train")
     steps = steps_per_epoch or _steps_per_epoch(x, y, batch_size)
+    # A non-finite loss puts the weights back as they came, then raises.
+    stop = guards.StopOnNonFiniteLoss(restore=model.get_weights())
     compile_args = _compile_args(model)
     if steps_per_execution != "auto":
         compile_args["steps_per_execution"] = steps_per_execution
@@ -218,7 +224,7 @@ def fine_tune(
         batch_size=batch_size,
         validation_data=validation_data,
         steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
+        callbacks=[stop, *(callbacks or [])],
         verbose=verbose,
         **fit_kwargs,
     )
@@ -230,6 +236,7 @@ def fine_tune(
         model.compile(optimizer=keras.optimizers.Adam(rate), **compile_args)
         _auto_steps(model, steps_per_execution, x, y, batch_size, compile_args)
         histories.append(model.fit(epochs=freeze_epochs, **fit_args))
+        stop.check("fine_tune's head phase (the model's weights are put back)")
         phases.append({"name": "head", "first_epoch": 0, "epochs": freeze_epochs})
 
     # fastai halves the rate once the whole network trains.
@@ -247,6 +254,7 @@ def fine_tune(
     histories.append(
         model.fit(epochs=freeze_epochs + epochs, initial_epoch=freeze_epochs, **fit_args)
     )
+    stop.check("fine_tune's unfrozen phase (the model's weights are put back)")
     phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
     return _merge(model, histories, phases)
 
@@ -394,7 +402,7 @@ def lr_find(
             "lr_find needs a compiled model: call model.compile(optimizer, loss) "
             "first. Received: a model that is not compiled."
         )
-    if not (0 < start < end) or not isinstance(steps, int) or steps < 2:
+    if not (0 < start < end < math.inf) or not isinstance(steps, int) or steps < 2:
         raise ValueError(
             "lr_find needs 0 < start < end and an int steps >= 2. Received: "
             f"start={start!r}, end={end!r}, steps={steps!r}"

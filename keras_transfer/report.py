@@ -82,10 +82,12 @@ def output_dir(out, overwrite, inputs=(), argument="--out"):
             )
         if not is_run(out):
             found = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+            # What a run never writes is what makes the folder not a run.
+            foreign = [name for name in found if name not in RUN_FILES] or found
             raise FileExistsError(
-                f"{str(out)!r} is not a keras-transfer run (it holds {found[:5]}): "
-                "--overwrite replaces only a folder that a run wrote. Choose another "
-                f"{argument}. Received: {argument}={str(out)!r}"
+                f"{str(out)!r} is not a keras-transfer run (it holds {foreign[:5]}, which no "
+                "run writes): --overwrite replaces only a folder that a run wrote. Choose "
+                f"another {argument}, or move those files. Received: {argument}={str(out)!r}"
             )
     return out
 
@@ -96,6 +98,9 @@ def staging(out, overwrite):
     an interrupted run never leaves a half-written report, and the old run
     is deleted only once the new one is in place."""
     out = pathlib.Path(out)
+    if out.is_symlink():
+        # Through a link, the run replaces the folder it points to; the link stays.
+        out = out.resolve()
     stage = _io.staging_dir(out)
     try:
         yield stage

@@ -212,6 +212,9 @@ def load_weights_file(model, path):
             model.load_weights(path)
             return None
         except Exception as error:  # Keras raises many types here
+            report = _from_transfer_model(model, path) if name.endswith(".keras") else None
+            if report is not None:
+                return report
             raise ValueError(
                 f"weights={str(path)!r} does not fit this backbone: {error}"
             ) from error
@@ -234,6 +237,21 @@ def load_weights_file(model, path):
         raise ValueError(
             f"weights={str(path)!r} is incompatible with this backbone: " + report.summary()
         )
+    return report
+
+
+def _from_transfer_model(model, path):
+    """A whole transfer model's `.keras` (a run's `model.keras`): its part
+    named `backbone` into `model`, layer by layer name. `None` when the file
+    holds no such part, or it does not fit."""
+    try:
+        saved = keras.saving.load_model(path, compile=False)
+        backbone = saved.get_layer("backbone")
+    except Exception:  # noqa: BLE001 - not a loadable transfer model
+        return None
+    report = transfer_weights(backbone, model, match="name", skip_mismatch=True)
+    if report.missing or not report.transferred:
+        return None
     return report
 
 

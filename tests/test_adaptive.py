@@ -124,7 +124,7 @@ def test_the_probe_is_kept_when_fine_tuning_does_not_beat_it(monkeypatch, tmp_pa
 def test_bad_input_says_what_was_received():
     with pytest.raises(ValueError, match="two classes.*Received: labels of one class"):
         ktr.fine_tune(_model(), (X, np.zeros(40)), verbose=0)
-    with pytest.raises(ValueError, match=r"Received: train\[0\]=0.5"):
+    with pytest.raises(ValueError, match=r"Received: the label at index 0 is 0.5"):
         ktr.fine_tune(_model(), (X, Y + 0.5), verbose=0)
     with pytest.raises(ValueError, match=r"`train` must be class indices in \[0, 2\)"):
         ktr.fine_tune(_model(), (X, Y + 1), verbose=0)

@@ -200,8 +200,13 @@ def test_bad_input_is_reported(tmp_path):
     nan[3, 0, 0, 0] = np.nan
     inputs = keras.Input((32, 32, 3))
     pooling = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
-    with pytest.raises(ValueError, match="NaN or Inf in the features"):
+    with pytest.raises(ValueError, match=r"1 NaN or Inf pixels; the first at index \(3, 0, 0, 0\)"):
         kt.extract_features(pooling, nan, progress=False)
+    # Finite pixels, a backbone that makes them infinite.
+    scaled = keras.layers.Rescaling(float("inf"))(inputs)
+    broken = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(scaled))
+    with pytest.raises(ValueError, match="NaN or Inf in the features"):
+        kt.extract_features(broken, X, progress=False)
 
 
 def test_sharded_parts_merge_into_one_store_and_faults_are_reported(tmp_path):

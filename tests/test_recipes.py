@@ -61,7 +61,7 @@ def test_fine_tune_bad_input():
         kt.fine_tune(_model(), (X, Y), base_lr="1e-3")
     with pytest.raises(ValueError, match=r"`train` must be class indices in \[0, 2\)"):
         kt.fine_tune(_model(), (X, Y + 1))
-    with pytest.raises(ValueError, match=r"Received: train\[0\]=0.5"):
+    with pytest.raises(ValueError, match=r"Received: the label at index 0 is 0.5"):
         kt.fine_tune(_model(), (X, Y + 0.5))
 
 

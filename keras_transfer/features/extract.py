@@ -3,7 +3,9 @@ to a feature store that answers only for the same model and data."""
 
 import hashlib
 import json
+import math
 import pathlib
+import shutil
 import tempfile
 import time
 import warnings
@@ -11,7 +13,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import factory, precision
+from keras_transfer import factory, guards, precision
 from keras_transfer.features import store
 from keras_transfer.features.features import Features
 from keras_transfer.features.sources import DataSource, RowDigest
@@ -36,6 +38,7 @@ def extract_features(
     shard_size=store.SHARD_SIZE,
     shard=None,
     mixed_precision="auto",
+    steps=None,
 ):
     """Runs a frozen backbone over data in batches and returns its features.
 
@@ -82,6 +85,12 @@ def extract_features(
             finish merges the store (see `Features.merge`).
         mixed_precision: as for `transfer()`; "auto" is bfloat16 or float16
             on a GPU, float32 on CPU. Features are stored as `dtype`.
+        steps: for a stream, the number of batches to read (as `predict`'s
+            `steps`). An infinite stream (`tf.data` after `.repeat()`, a
+            PyDataset without a length) needs it; one of unknown length
+            without it is read to its end, but stops with an error once
+            its features pass half the free memory (or, to a store, half
+            the free disk).
 
     Returns:
         A `Features`.
@@ -90,10 +99,12 @@ def extract_features(
         raise ValueError(
             f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}"
         )
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+        raise ValueError(f"`steps` must be a positive integer or None. Received: steps={steps!r}")
     shard = _check_shard(shard, cache)
     policy = precision.resolve(mixed_precision)
     models = _feature_models(backbone_or_model, layers, pooling, input_shape, weights, policy)
-    source = DataSource(data, batch_size, models[0][1].input_shape[1:])
+    source = DataSource(data, batch_size, models[0][1].input_shape[1:], steps=steps)
     key = {
         "models": [_model_key(model, cache is not None) for _, model in models],
         "layers": layers if layers is not None else "last_conv",
@@ -118,12 +129,12 @@ def extract_features(
             {"format": store.FORMAT, "key": key, "complete": True, "rows": len(result)}
         )
         return result
-    writer = store.StoreWriter(pathlib.Path(cache), key, overwrite=overwrite)
-    if source.is_stream and writer.rows:
-        _check_stream(source, writer.manifest["shards"], writer.complete, cache)
-    if not writer.complete:
-        _run(models, source, writer, writer.rows, None, shard_size=shard_size, **run)
-        writer.finish(source.class_names)
+    with store.StoreWriter(pathlib.Path(cache), key, overwrite=overwrite) as writer:
+        if source.is_stream and writer.rows:
+            _check_stream(source, writer.manifest["shards"], writer.complete, cache)
+        if not writer.complete:
+            _run(models, source, writer, writer.rows, None, shard_size=shard_size, **run)
+            writer.finish(source.class_names)
     return Features.from_store(writer.path, writer.manifest)
 
 
@@ -220,19 +231,21 @@ def _extract_part(models, source, key, root, shard, shard_size, overwrite, run):
                 f"empty directory. Received: cache={str(root)!r}"
             )
     begin, end = index * total // count, (index + 1) * total // count
-    writer = store.StoreWriter(root / store.part_name(index, count), key, overwrite=overwrite)
-    writer.manifest["part"] = {
-        "index": index,
-        "count": count,
-        "start": begin,
-        "stop": end,
-        "total": total,
-    }
-    if not writer.complete:
-        # Rows [begin, end) of the data; an interrupted part resumes.
-        _run(models, source, writer, begin + writer.rows, end, shard_size=shard_size, **run)
-        writer.manifest["part"]["skipped"] = len(source.skipped)
-        writer.finish(source.class_names)
+    with store.StoreWriter(
+        root / store.part_name(index, count), key, overwrite=overwrite
+    ) as writer:
+        writer.manifest["part"] = {
+            "index": index,
+            "count": count,
+            "start": begin,
+            "stop": end,
+            "total": total,
+        }
+        if not writer.complete:
+            # Rows [begin, end) of the data; an interrupted part resumes.
+            _run(models, source, writer, begin + writer.rows, end, shard_size=shard_size, **run)
+            writer.manifest["part"]["skipped"] = len(source.skipped)
+            writer.finish(source.class_names)
     parts = store.part_dirs(root)
     if len(parts) == count and all(
         (store.read_manifest(p) or {}).get("complete") for p in parts.values()
@@ -336,6 +349,8 @@ def _run(
     # A stream is known only by its rows: each shard records their hash.
     shard_digest = RowDigest() if source.is_stream else None
     whole_digest = RowDigest() if source.is_stream else None
+    budget = _stream_budget(source, writer)
+    kept = 0
     for images, labels in source.batches(start, stop):
         # A short last batch is padded to the first batch's size, so the
         # compiled predict function is reused instead of traced again.
@@ -364,6 +379,15 @@ def _run(
                 digest.update(images, labels)
         done += len(images)
         buffered += len(images)
+        kept += sum(array.nbytes for array in outputs)
+        if kept > budget:
+            where = "in memory" if writer is None else f"in the store at {str(writer.path)!r}"
+            raise ValueError(
+                f"`data` has not ended after {done:,} images: their features take {kept:,} "
+                f"bytes {where}, past the budget of {budget:,} (half the free "
+                f"{'memory' if writer is None else 'disk'}) for a stream of unknown length. "
+                "Pass steps=N (the batches to read), or a finite stream (dataset.take(n))."
+            )
         if bar is not None:
             rate = (done - start) / max(time.perf_counter() - began, 1e-9)
             bar.update(done, values=[("images/s", rate)], finalize=False)
@@ -398,6 +422,16 @@ def _run(
         features["fused"] = store.fuse(features, fusion)
     manifest = {} if whole_digest is None else {"data_sha256": whole_digest.hexdigest()}
     return Features(features, _concat_labels(label_chunks), source.class_names, manifest)
+
+
+def _stream_budget(source, writer):
+    """Bytes of features a stream of unknown length may fill before the
+    extraction stops: half the free memory, or half the free disk of a store."""
+    if not source.is_stream or source.steps is not None:
+        return math.inf
+    if writer is None:
+        return guards.memory_budget()
+    return shutil.disk_usage(writer.path).free // 2
 
 
 def _concat(chunks):

@@ -61,10 +61,11 @@ class Features:
             return path
         stage = _io.staging_dir(path)
         try:
-            writer = store.StoreWriter(stage, manifest["key"], overwrite=True)
-            features = {k: np.asarray(v) for k, v in self.features.items()}
-            writer.write_shard(features, None if self.labels is None else np.asarray(self.labels))
-            writer.finish(self.class_names)
+            with store.StoreWriter(stage, manifest["key"], overwrite=True) as writer:
+                features = {k: np.asarray(v) for k, v in self.features.items()}
+                labels = None if self.labels is None else np.asarray(self.labels)
+                writer.write_shard(features, labels)
+                writer.finish(self.class_names)
             _io.replace_dir(stage, path)
         finally:
             if stage.exists():

@@ -4,12 +4,14 @@ a fingerprint that changes whenever the data does."""
 import collections
 import concurrent.futures
 import hashlib
+import itertools
 import os
 import pathlib
 
 import keras
 import numpy as np
 
+from keras_transfer import guards
 from keras_transfer.image_folder import read_image, scan
 from keras_transfer.labels import check_labels
 
@@ -43,8 +45,9 @@ class DataSource:
     checks them, and `batches` goes on from there.
     """
 
-    def __init__(self, data, batch_size, image_shape):
+    def __init__(self, data, batch_size, image_shape, steps=None):
         self.data, self.batch_size, self.image_shape = data, batch_size, tuple(image_shape)
+        self.steps = steps
         self.class_names = None
         self.labels = None
         self.paths = None
@@ -69,8 +72,11 @@ class DataSource:
             )
         else:
             self.images = None  # a stream: tf.data, PyDataset or generator
+            if steps is None:
+                guards.check_finite_length(data, "data", "steps=N, the batches to read")
         if self.images is not None:
             self._check_shape(self.images.shape[1:])
+            guards.check_finite_values(self.images, "data", "pixels")
             if len(self.images) == 0:
                 raise ValueError("`data` is empty. Received: an array with 0 images")
 
@@ -96,7 +102,8 @@ class DataSource:
     def fingerprint(self, hash_data=True):
         """What the store's key records of the data. Arrays: every row and
         label; a directory: the class names and each file's path relative to
-        the root, size and modification time; a stream: nothing up front, its
+        the root, size, modification time and inode (so files moved between
+        folders, which keep their inode, change it); a stream: nothing up front, its
         rows are hashed shard by shard as they are read (`verify_prefix`).
         `hash_data=False` (no store to protect) records the kind and count
         only: hashing a large array costs more than a GPU's extraction."""
@@ -108,7 +115,12 @@ class DataSource:
             for path, label in zip(self.paths, self.path_labels):
                 stat = path.stat()
                 relative = path.relative_to(self.root).as_posix()
-                digest.update(f"{relative}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+                # The inode tells apart files that a rename moved (it keeps
+                # it) from equal-size files of the same mtime: swapped class
+                # folders give another key. A copy gets a new one.
+                digest.update(
+                    f"{relative}|{label}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}\n".encode()
+                )
             return {
                 "kind": "directory",
                 "count": len(self.paths),
@@ -217,13 +229,17 @@ class DataSource:
             if hasattr(data, "as_numpy_iterator"):
                 self._iterator = data.as_numpy_iterator()
             elif isinstance(data, keras.utils.PyDataset):
-                self._iterator = (data[i] for i in range(len(data)))
+                count = data.num_batches if self.steps is None else self.steps
+                self._iterator = (data[i] for i in range(count))
             else:
                 self._iterator = iter(data)
+            if self.steps is not None:
+                self._iterator = itertools.islice(self._iterator, self.steps)
         for batch in self._iterator:
             images, labels = batch if isinstance(batch, tuple) else (batch, None)
             images = np.asarray(images)
             self._check_shape(images.shape[1:])
+            guards.check_finite_values(images, "data", "pixels")
             labels = None if labels is None else check_labels(labels, argument="data")
             if labels is not None and len(labels) != len(images):
                 raise ValueError(

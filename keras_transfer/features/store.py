@@ -17,7 +17,7 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_transfer._io import atomic_write, sha256_file
+from keras_transfer._io import atomic_write, is_inside, sha256_file
 from keras_transfer.layers import FeatureFusion
 
 __all__ = [
@@ -49,7 +49,10 @@ class StoreWriter:
     """Writes shards and the manifest of one store directory.
 
     A directory that is not empty and has no manifest is refused: it is not
-    a store, and its files are not ours to delete or mix with.
+    a store, and its files are not ours to delete or mix with. One writer at
+    a time: it holds an exclusive lock on the store's `.lock` file (POSIX)
+    until `close()`, and a second writer is refused at once. Use it as a
+    context manager.
     """
 
     def __init__(self, path, key, overwrite):
@@ -64,6 +67,15 @@ class StoreWriter:
                 f"The cache directory is not writable. Received: cache={str(path)!r} "
                 f"({error.strerror})"
             ) from error
+        self._lock = _lock(path)
+        try:
+            self._open(key, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, key, overwrite):
+        path = self.path
         manifest = read_manifest(path)
         if manifest is None:
             foreign = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
@@ -86,6 +98,18 @@ class StoreWriter:
         if manifest is None:
             manifest = {"format": FORMAT, "key": key, "complete": False, "rows": 0, "shards": []}
         self.manifest = manifest
+
+    def close(self):
+        """Releases the store's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     @property
     def rows(self):
@@ -124,6 +148,27 @@ class StoreWriter:
 
     def _save(self):
         write_manifest(self.path, self.manifest)
+
+
+def _lock(path):
+    """An open `.lock` file in `path` holding an exclusive lock, or a
+    `BlockingIOError` when another writer holds it. `None` where the system
+    has no `fcntl` (Windows): no lock there."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(path / ".lock", "a")  # held until close()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise BlockingIOError(
+            f"The feature store at {str(path)!r} is being written by another process (or "
+            "another extract_features call): wait for it to finish, then run again to "
+            f"reuse its features, or pass another cache path. Received: cache={str(path)!r}"
+        ) from None
+    return handle
 
 
 def write_manifest(path, manifest):
@@ -168,6 +213,19 @@ def _relative(path, file):
     return pathlib.Path(*name.parts)
 
 
+def _stored_file(path, file):
+    """A manifest's file to read, refused if it is a link that resolves
+    outside the store."""
+    found = path / _relative(path, file)
+    if not is_inside(found, path):
+        raise ValueError(
+            f"The feature store at {str(path)!r} holds {str(file)!r}, a link to "
+            f"{str(found.resolve())!r} outside the store: refused, it is not a file the "
+            f"store wrote. Delete the store to extract again. Received: file={str(file)!r}"
+        )
+    return found
+
+
 def check_key(found, expected, path, overwrite):
     if not found or found.get("id") == expected.get("id") or overwrite:
         return
@@ -182,7 +240,7 @@ def check_key(found, expected, path, overwrite):
 def verify(path, manifest):
     for shard in manifest["shards"]:
         for name, entry in shard["files"].items():
-            file = path / _relative(path, entry["file"])
+            file = _stored_file(path, entry["file"])
             if not file.is_file() or sha256_file(file) != entry["sha256"]:
                 raise ValueError(
                     f"Corrupt feature store at {str(path)!r}: shard file "
@@ -198,7 +256,7 @@ def load_arrays(path, manifest, mmap=True):
     sets, labels = {}, []
     for shard in manifest["shards"]:
         for name, entry in shard["files"].items():
-            array = np.load(path / _relative(path, entry["file"]), mmap_mode="r" if mmap else None)
+            array = np.load(_stored_file(path, entry["file"]), mmap_mode="r" if mmap else None)
             (labels if name == "__labels__" else sets.setdefault(name, [])).append(array)
     if len(manifest["shards"]) == 1 and mmap:
         features = {name: parts[0] for name, parts in sets.items()}
@@ -245,7 +303,8 @@ def is_store(path):
     """Whether `path` is a store this library wrote (so it may be replaced)."""
     path = pathlib.Path(path)
     if path.is_dir():
-        return (path / MANIFEST).is_file() or not any(path.iterdir())
+        visible = (p for p in path.iterdir() if not p.name.startswith("."))
+        return (path / MANIFEST).is_file() or not any(visible)
     try:
         read_npz(path)
     except ValueError:

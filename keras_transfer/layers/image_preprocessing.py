@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_transfer import _compat
+from keras_transfer._options import PREPROCESSING_MODES
 
 __all__ = ["ImagePreprocessing"]
 
@@ -9,7 +10,7 @@ __all__ = ["ImagePreprocessing"]
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
-_MODES = ("caffe", "tf", "torch", "unit", "none")
+_MODES = PREPROCESSING_MODES
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
