@@ -468,7 +468,6 @@ def _keras_hub(handle):
 
 def _load_preset(handle, weights):
     """The preset's Backbone and its ImageConverter (or `None`)."""
-    keras_hub = _keras_hub(handle)
     preset = handle.removeprefix("keras_hub:")
     if weights not in ("imagenet", None):
         raise ValueError(
@@ -485,6 +484,7 @@ def _load_preset(handle, weights):
             f"Could not reach {host} within {_PROBE_SECONDS} s to download the KerasHub preset "
             f"{preset!r}: offline? {local[0].upper()}{local[1:]}. Received: backbone={handle!r}"
         )
+    keras_hub = _keras_hub(handle)
     try:
         with _network_errors(f"the KerasHub preset {preset!r}", local):
             backbone = keras_hub.models.Backbone.from_preset(

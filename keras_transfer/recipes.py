@@ -74,7 +74,13 @@ def fine_tune(
     fewer than two images of a class nothing is held out (a warning says
     so, and so does the decision record). Afterwards `model` holds the kept
     weights and saves and reloads like any model. `train` must be
-    `(images, labels)` or a finite dataset, which is read into memory.
+    `(images, labels)` or a finite dataset, which is read into memory (one
+    of unknown length up to half the free memory).
+
+    Both recipes refuse data that never ends, NaN or infinite pixels, and a
+    learning rate that is not a finite number above 0, before training. A
+    loss that becomes NaN or infinite stops the fit: the model's weights
+    are put back and `ktr.guards.NonFiniteLossError` names the epoch.
 
     **Fixed.** Passing any of `epochs`, `freeze_epochs`, `base_lr` or
     `lr_mult`, or `adaptive=False`, runs fastai's recipe (defaults 5, 1,

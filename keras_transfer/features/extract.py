@@ -44,7 +44,7 @@ def extract_features(
 
     A store (`cache`) answers only for the data it was made from: an
     array's every row and label are hashed, a directory's class names and
-    files (relative path, size, modification time), and a stream's rows are
+    files (relative path, size, modification time, inode), and a stream's rows are
     hashed shard by shard as they are read again (reading is cheap next to
     the backbone), so a stream that differs is refused, never answered.
 
