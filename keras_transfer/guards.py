@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 __all__ = [
+    "MEMORY_SHARE",
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
     "check_batch_size",

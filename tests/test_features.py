@@ -462,7 +462,9 @@ def test_labels_must_be_integer_valued(tmp_path):
     feats = kt.extract_features(model, (X, Y.astype("float32")), progress=False)
     assert feats.labels.dtype == np.int64 and feats.labels.tolist() == Y.tolist()
     fractions = Y + 0.9
-    with pytest.raises(ValueError, match=r"integer class indices.*Received: data\[0\]=0.9"):
+    with pytest.raises(
+        ValueError, match=r"integer class indices.*Received: the label at index 0 is 0.9"
+    ):
         kt.extract_features(model, (X, fractions), progress=False)
     with pytest.raises(ValueError, match="integer class indices.*dtype <U"):
         kt.extract_features(model, (X, np.array(["ant", "bee"] * 5)), progress=False)
