@@ -114,7 +114,7 @@ def adaptive_fine_tune(
     fit_rows, held_rows, why = _split(y, holdout, rng)
     if why:
         warnings.warn(why, stacklevel=3)
-    classifier = _classifier(model)
+    classifier = linear_classifier(model)
 
     # Phase 1: the probe, on features extracted once (and on augmented views,
     # when the model declares its augmentation).
@@ -125,13 +125,13 @@ def adaptive_fine_tune(
         guards.check_finite_values(view, "the backbone's features of train", "values")
     copies = 1 + len(views)
     probe = _fit_probe(
-        _rows(features, views, fit_rows),
+        _with_views(features, views, fit_rows),
         np.tile(y[fit_rows], copies),
         num_classes,
         seed,
         groups=np.tile(fit_rows, copies),
     )
-    _set_head(classifier, probe)
+    set_linear_head(classifier, probe)
     probe_right = _predict(features[held_rows], probe) == y[held_rows]
     probe_weights = [np.array(w) for w in model.get_weights()]
     probe_seconds = time.perf_counter() - probe_start
@@ -190,9 +190,13 @@ def adaptive_fine_tune(
         model.set_weights(probe_weights)
         everything = np.arange(len(y))
         refitted = _fit_probe(
-            _rows(features, views, everything), np.tile(y, copies), num_classes, seed, c=probe["C"]
+            _with_views(features, views, everything),
+            np.tile(y, copies),
+            num_classes,
+            seed,
+            c=probe["C"],
         )
-        _set_head(classifier, refitted)
+        set_linear_head(classifier, refitted)
         freezing.freeze(model)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), **compile_args)
     ran = len(history.epoch)
@@ -299,7 +303,7 @@ def _split(y, fraction, rng):
     return np.setdiff1d(np.arange(len(y)), held), held, ""
 
 
-def _head(model):
+def find_head(model):
     try:
         return model.get_layer("head")
     except ValueError:
@@ -310,9 +314,9 @@ def _head(model):
         ) from None
 
 
-def _classifier(model):
+def linear_classifier(model):
     """The head's one weighted layer, a Dense taking the features."""
-    weighted = [layer for layer in _head(model).layers if layer.weights]
+    weighted = [layer for layer in find_head(model).layers if layer.weights]
     if len(weighted) != 1 or not isinstance(weighted[0], keras.layers.Dense):
         raise ValueError(
             "The adaptive recipe's probe fits a linear classifier: the model's head must be "
@@ -333,7 +337,7 @@ def _features(model, x, batch_size):
     """The head's input for `x`, and for `VIEWS` augmented views of `x` when the
     model has an `augmentation` layer between `preprocessing` and `backbone`
     (the augmentation the user declared valid for these images)."""
-    head = _head(model)
+    head = find_head(model)
     features = keras.Model(model.inputs, head.input).predict(x, batch_size=batch_size, verbose=0)
     views = []
     # transfer()'s one-backbone layout, where the head takes the backbone's output.
@@ -350,7 +354,8 @@ def _features(model, x, batch_size):
     return np.asarray(features, "float64"), views
 
 
-def _rows(features, views, rows):
+def _with_views(features, views, rows):
+    """The rows of `features`, then the same rows of each augmented view."""
     return np.concatenate([features[rows]] + [view[rows] for view in views])
 
 
@@ -406,7 +411,7 @@ def _keras_probe(z, labels, num_classes, seed):
     return np.asarray(kernel, "float64"), np.asarray(bias, "float64")
 
 
-def _set_head(classifier, probe):
+def set_linear_head(classifier, probe):
     kernel, bias = classifier.get_weights()
     classifier.set_weights([probe["kernel"].astype(kernel.dtype), probe["bias"].astype(bias.dtype)])
 

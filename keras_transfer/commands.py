@@ -51,7 +51,7 @@ USAGE_ERRORS = (
     BlockingIOError,  # a feature store that another process is writing
 )
 # The fixed strategies' defaults; the adaptive one (auto) chooses its own.
-_FIXED = {"epochs": 10, "freeze_epochs": 1, "lr": 1e-3}
+_FIXED_RECIPE_DEFAULTS = {"epochs": 10, "freeze_epochs": 1, "lr": 1e-3}
 
 
 class UsageError(Exception):
@@ -63,14 +63,14 @@ class UsageError(Exception):
 
 def fit(args):
     """Trains a transfer model on DATA_DIR and writes the run's report."""
-    given = [name for name in _FIXED if getattr(args, name) is not None]
+    given = [name for name in _FIXED_RECIPE_DEFAULTS if getattr(args, name) is not None]
     if args.strategy == "auto" and given:
         raise UsageError(
             f"--{given[0].replace('_', '-')} sets a fixed recipe: add --strategy fine_tune (or "
             "feature_extraction, gradual). The default strategy, auto, chooses its own epochs "
             f"and rates. Received: --{given[0].replace('_', '-')} {getattr(args, given[0])}"
         )
-    for name, value in _FIXED.items():
+    for name, value in _FIXED_RECIPE_DEFAULTS.items():
         if getattr(args, name) is None and args.strategy != "auto":
             setattr(args, name, value)
     fixed = ["epochs"] if args.strategy != "auto" else []
@@ -90,7 +90,7 @@ def fit(args):
     size = (args.image_size, args.image_size)
     train, val = _train_val(args, size)
     names = train.class_names
-    _say(
+    _print_unless_quiet(
         args,
         f"{len(train.labels)} training and {len(val.labels)} validation images, "
         f"{len(names)} classes: {', '.join(names)}",
@@ -122,7 +122,7 @@ def fit(args):
     decision = getattr(history, "decision", None)
     if decision is not None:  # the adaptive recipe: what each phase reached, what was kept
         result["recipe"] = decision
-        _say(
+        _print_unless_quiet(
             args,
             f"recipe: kept the {decision['kept'].replace('_', '-')} model; {decision['reason']}",
         )
@@ -536,7 +536,7 @@ def _run_config(args, class_names):
     }
 
 
-def _say(args, text):
+def _print_unless_quiet(args, text):
     if not args.quiet:
         print(text)
 

@@ -37,7 +37,7 @@ __all__ = ["FUSIONS", "POOLINGS", "STRATEGIES", "build_feature_model", "head_lay
 
 
 @dataclasses.dataclass
-class _Source:
+class Source:
     """A resolved backbone: a functional Keras model and what we know of it."""
 
     model: keras.Model
@@ -181,7 +181,7 @@ def transfer(
         fusion,
         policy,
         name,
-        _head(
+        build_head(
             num_classes,
             head,
             transfer_matrix,
@@ -217,7 +217,7 @@ def _assemble(
     name,
     head,
 ):
-    resolved = [_resolve(source, shape, weights, kwargs) for source in sources]
+    resolved = [resolve(source, shape, weights, kwargs) for source in sources]
     for source in resolved:
         precision.apply(source.model, policy)
     if shape is None:
@@ -229,7 +229,7 @@ def _assemble(
         x = _preprocessing_layer(source, preprocessing, f"preprocessing{suffix}")(inputs)
         if augmentation is not None:
             x = _augmentation(augmentation, suffix)(x)
-        net = _build_backbone(
+        net = build_backbone(
             source, feature_layer, pooling, bn, name=f"backbone{suffix}", dtype=policy
         )
         features.append(net(x))
@@ -272,12 +272,12 @@ def build_feature_model(
     multi_worker.patch_if_needed()
     policy = precision.resolve(mixed_precision)
     taps = list(layers) if isinstance(layers, (list, tuple)) else [layers or "last_conv"]
-    source = _resolve(backbone, _check_input_shape(input_shape), weights)
+    source = resolve(backbone, _check_input_shape(input_shape), weights)
     precision.apply(source.model, policy)
     shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
     inputs = keras.Input(shape, name="image")
     x = _preprocessing_layer(source, "auto", "preprocessing")(inputs)
-    net = _build_backbone(source, taps, pooling, separate=True, dtype=policy)
+    net = build_backbone(source, taps, pooling, separate=True, dtype=policy)
     freezing.freeze(net)
     model = keras.Model(inputs, net(x))
     model.dtype_policy = policy
@@ -329,7 +329,7 @@ def _from_hub(backbone, input_shape, weights, kwargs):
     if weights != "imagenet":
         load_weights_file(model, weights)
     # TF-Hub's image convention: float pixels in [0, 1].
-    return _Source(model, None, "unit", layer.name)
+    return Source(model, None, "unit", layer.name)
 
 
 def _from_name(backbone, input_shape, weights, kwargs):
@@ -361,7 +361,7 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
             )
     from_file = weights not in ("imagenet", None)
     try:
-        with _network_errors(
+        with network_errors(
             f"{label}'s {weights} weights",
             "pass a local weights file (weights='path/to/file.h5' or .weights.h5; the "
             "command line's --weights PATH) or weights=None",
@@ -382,7 +382,7 @@ def _from_constructor(backbone, input_shape, weights, kwargs):
         ) from error
     if from_file:
         load_weights_file(model, weights)
-    return _Source(model, family, _preprocessing_mode(family), label)
+    return Source(model, family, _preprocessing_mode(family), label)
 
 
 def _from_keras_model(backbone, input_shape, weights, kwargs):
@@ -408,24 +408,24 @@ def _from_keras_model(backbone, input_shape, weights, kwargs):
                 f"images. Received: input_shape={tuple(input_shape)}"
             )
     label = family.name if family else backbone.name
-    return _Source(backbone, family, _preprocessing_mode(family), label)
+    return Source(backbone, family, _preprocessing_mode(family), label)
 
 
 def _from_keras_hub(backbone, input_shape, weights, kwargs):
     converter = None
-    if _is_preset(backbone):
-        backbone, converter = _load_preset(str(backbone), weights)  # its vision tower
+    if is_preset(backbone):
+        backbone, converter = load_preset(str(backbone), weights)  # its vision tower
     elif not type(backbone).__module__.startswith("keras_hub"):
         return None
     else:
         if weights not in ("imagenet", None):
             load_weights_file(backbone, weights)
-        backbone = _vision_tower(backbone)
+        backbone = vision_tower(backbone)
     family = registry.keras_hub_family(backbone)
     if family is None:  # an unregistered family: its graph as it is
         model = keras.Model(backbone.inputs, backbone.outputs, name=backbone.name)
-        return _Source(model, None, "none", backbone.name)
-    backbone = _resized(backbone, family, input_shape)
+        return Source(model, None, "none", backbone.name)
+    backbone = resized(backbone, family, input_shape)
     if converter is not None and input_shape is not None:
         converter.image_size = tuple(input_shape[:2])
     config = backbone.get_config()
@@ -436,25 +436,25 @@ def _from_keras_hub(backbone, input_shape, weights, kwargs):
             has_class = bool(config.get(has_class, True))
         registers = int(config.get(family.register_tokens, 0)) if family.register_tokens else 0
         tokens = (int(has_class) + registers, has_class)
-    model = _unrolled(backbone, family, tokens[0] if tokens else 0)
-    return _Source(model, family, converter or family.preprocessing, family.name, tokens)
+    model = unrolled_graph(backbone, family, tokens[0] if tokens else 0)
+    return Source(model, family, converter or family.preprocessing, family.name, tokens)
 
 
 # A KerasHub preset: a handle with one of these prefixes, or a local directory
 # written by `save_to_preset` (its config.json and metadata.json).
-_PRESET_PREFIXES = ("keras_hub:", "kaggle://", "hf://", "modelscope://")
+PRESET_PREFIXES = ("keras_hub:", "kaggle://", "hf://", "modelscope://")
 
 
-def _is_preset(backbone):
+def is_preset(backbone):
     if not isinstance(backbone, (str, pathlib.Path)):
         return False
-    if str(backbone).startswith(_PRESET_PREFIXES):
+    if str(backbone).startswith(PRESET_PREFIXES):
         return True
     path = pathlib.Path(backbone)
     return (path / "config.json").is_file() and (path / "metadata.json").is_file()
 
 
-def _keras_hub(handle):
+def import_keras_hub(handle):
     try:
         import keras_hub  # noqa: PLC0415 -- optional, and it loads TensorFlow
     except ImportError as error:
@@ -466,7 +466,7 @@ def _keras_hub(handle):
     return keras_hub
 
 
-def _load_preset(handle, weights):
+def load_preset(handle, weights):
     """The preset's Backbone and its ImageConverter (or `None`)."""
     preset = handle.removeprefix("keras_hub:")
     if weights not in ("imagenet", None):
@@ -478,15 +478,15 @@ def _load_preset(handle, weights):
         "download it where there is a network, save it with save_to_preset(DIR), and pass "
         "that directory"
     )
-    host = _PRESET_HOSTS.get(preset.split("://")[0])
-    if host and not _reachable(host):
+    host = PRESET_HOSTS.get(preset.split("://")[0])
+    if host and not reachable(host):
         raise ConnectionError(
-            f"Could not reach {host} within {_PROBE_SECONDS} s to download the KerasHub preset "
+            f"Could not reach {host} within {PROBE_SECONDS} s to download the KerasHub preset "
             f"{preset!r}: offline? {local[0].upper()}{local[1:]}. Received: backbone={handle!r}"
         )
-    keras_hub = _keras_hub(handle)
+    keras_hub = import_keras_hub(handle)
     try:
-        with _network_errors(f"the KerasHub preset {preset!r}", local):
+        with network_errors(f"the KerasHub preset {preset!r}", local):
             backbone = keras_hub.models.Backbone.from_preset(
                 preset, load_weights=weights is not None
             )
@@ -497,7 +497,7 @@ def _load_preset(handle, weights):
             f"Cannot load the KerasHub preset {preset!r} ({type(error).__name__}: {error}). "
             f"Received: backbone={handle!r}. Close preset names: {close}"
         ) from error
-    backbone = _vision_tower(backbone)
+    backbone = vision_tower(backbone)
     shape = [tuple(i.shape) for i in backbone.inputs]
     if len(shape) != 1 or len(shape[0]) != 4:
         raise ValueError(
@@ -513,30 +513,30 @@ def _load_preset(handle, weights):
 
 # Remote presets whose host is probed first: offline, their clients retry
 # for tens of seconds before they fail.
-_PRESET_HOSTS = {"hf": "huggingface.co", "kaggle": "www.kaggle.com"}
-_PROBE_SECONDS = 3
+PRESET_HOSTS = {"hf": "huggingface.co", "kaggle": "www.kaggle.com"}
+PROBE_SECONDS = 3
 
 
-def _reachable(host):
-    """Whether a TCP connection to `host`:443 opens within `_PROBE_SECONDS`
+def reachable(host):
+    """Whether a TCP connection to `host`:443 opens within `PROBE_SECONDS`
     (name lookup included, in a thread: it has no timeout of its own)."""
     result = []
 
     def probe():
         try:
-            socket.create_connection((host, 443), timeout=_PROBE_SECONDS).close()
+            socket.create_connection((host, 443), timeout=PROBE_SECONDS).close()
             result.append(True)
         except OSError:
             result.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
-    thread.join(_PROBE_SECONDS)
+    thread.join(PROBE_SECONDS)
     return bool(result and result[0])
 
 
 @contextlib.contextmanager
-def _network_errors(what, instead):
+def network_errors(what, instead):
     """A failed download, whatever the client raised (Keras's get_file: a
     bare Exception; requests: its ConnectionError), as a ConnectionError
     that says what could not be downloaded and how to do without it."""
@@ -555,13 +555,13 @@ def _network_errors(what, instead):
         ) from error
 
 
-def _vision_tower(backbone):
+def vision_tower(backbone):
     """A two-tower model's (CLIP, SigLIP) vision tower; any other as it is."""
     family = registry.keras_hub_family(backbone)
     return getattr(backbone, family.tower) if family and family.tower else backbone
 
 
-def _resized(backbone, family, input_shape):
+def resized(backbone, family, input_shape):
     """The backbone at `input_shape`'s size: itself, or rebuilt with its
     weights (see `KerasHubFamily.position_table`)."""
     current = tuple(backbone.inputs[0].shape[1:3])
@@ -583,7 +583,7 @@ def _resized(backbone, family, input_shape):
         for old, new in zip(backbone.weights, rebuilt.weights):
             value = keras.ops.convert_to_numpy(old)
             if old.path.endswith(family.position_table):
-                value = _resampled_table(value, *grids)
+                value = resample_position_table(value, *grids)
             elif value.shape != tuple(new.shape) and "int" in str(new.dtype):
                 continue  # position ids: the rebuilt layer's own count
             new.assign(value)
@@ -597,19 +597,19 @@ def _resized(backbone, family, input_shape):
     return rebuilt
 
 
-def _resampled_table(table, grid, new_grid):
+def resample_position_table(table, grid, new_grid):
     """A position table's grid rows resized bicubically, as timm's
     `resample_abs_pos_embed` does (torch's bicubic, align_corners=False);
     its prefix rows (a class token's) as they are. In NumPy: the backends'
     own bicubic kernels differ."""
     prefix = table.shape[0] - grid[0] * grid[1]
     rows = np.reshape(table[prefix:], (*grid, table.shape[-1])).astype("float64")
-    along_h, along_w = (_bicubic_matrix(n, m) for n, m in zip(grid, new_grid))
+    along_h, along_w = (bicubic_matrix(n, m) for n, m in zip(grid, new_grid))
     rows = np.einsum("ih,hwc,jw->ijc", along_h, rows, along_w)
     return np.concatenate([table[:prefix], rows.reshape(-1, table.shape[-1])]).astype(table.dtype)
 
 
-def _bicubic_matrix(size, new_size, a=-0.75):
+def bicubic_matrix(size, new_size, a=-0.75):
     """(new_size, size): torch's bicubic weights (Keys, a=-0.75), with the
     edge rows repeated beyond the border."""
     x = (np.arange(new_size) + 0.5) * size / new_size - 0.5
@@ -624,7 +624,7 @@ def _bicubic_matrix(size, new_size, a=-0.75):
     return matrix
 
 
-def _unrolled(backbone, family, prefix_tokens=0):
+def unrolled_graph(backbone, family, prefix_tokens=0):
     """The backbone's graph with a transformer's layers at the top: the
     encoder layer's `call` (before, each layer, after) written out."""
     if not family.unroll:  # a CNN, or a transformer with its layers at the top
@@ -682,7 +682,7 @@ def _preprocessing_mode(family):
 _RESOLVERS = [_from_keras_hub, _from_hub, _from_keras_model, _from_name, _from_constructor]
 
 
-def _resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
+def resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
     """Resolves any supported backbone into a `Source`."""
     for resolver in _RESOLVERS:
         source = resolver(backbone, input_shape, weights, kwargs or {})
@@ -699,7 +699,7 @@ def _resolve(backbone, input_shape=None, weights="imagenet", kwargs=None):
 # --- The backbone part ----------------------------------------------------------
 
 
-def _build_backbone(
+def build_backbone(
     source,
     feature_layer="last_conv",
     pooling="avg",
@@ -720,7 +720,7 @@ def _build_backbone(
     kept = layers[: layers.index(last_conv) + 1]
     blocks = registry.split_blocks(kept, rules) if rules else _generic_blocks(kept)
     taps = feature_layer if isinstance(feature_layer, (list, tuple)) else [feature_layer]
-    outputs = [_tap(model, kept, blocks, tap, last_conv) for tap in taps]
+    outputs = [tap_output(model, kept, blocks, tap, last_conv) for tap in taps]
     if pooling is None and len(outputs) > 1:
         raise ValueError(
             "Several feature layers need a pooling to be concatenated. Received: "
@@ -735,7 +735,7 @@ def _build_backbone(
             f"{what}. Use 'avg', 'max', 'avgmax' or 'flatten'. Received: pooling={pooling!r}"
         )
     pooled = [
-        _pool(x, pooling, f"{name}_pool_{i}", dtype, source.tokens) for i, x in enumerate(outputs)
+        pool(x, pooling, f"{name}_pool_{i}", dtype, source.tokens) for i, x in enumerate(outputs)
     ]
     if separate or len(pooled) == 1:
         output = pooled if separate else pooled[0]
@@ -772,7 +772,7 @@ def _last_feature_layer(model):
     )
 
 
-def _tap(model, kept, blocks, tap, last_conv):
+def tap_output(model, kept, blocks, tap, last_conv):
     if tap == "last_conv":
         return _compat.output_in_graph(model, last_conv)
     if not isinstance(tap, str):
@@ -794,7 +794,7 @@ def _tap(model, kept, blocks, tap, last_conv):
     )
 
 
-def _pool(x, pooling, name, dtype=None, tokens=None):
+def pool(x, pooling, name, dtype=None, tokens=None):
     if tokens and len(x.shape) == 3 and pooling is not None:
         prefix, has_class = tokens
         return TokenPooling(pooling, prefix, has_class, name=name, dtype=dtype)(x)
@@ -848,7 +848,9 @@ _NORMALIZATION = (
 # --- Head, augmentation, arguments -------------------------------------------------
 
 
-def _head(num_classes, head, transfer_matrix, inf_normalize, dropout, activation, pooling, policy):
+def build_head(
+    num_classes, head, transfer_matrix, inf_normalize, dropout, activation, pooling, policy
+):
     layers = []
     if transfer_matrix is not None:
         layers.append(

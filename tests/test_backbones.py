@@ -87,10 +87,10 @@ def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
     family = registry.family_of_constructor(name)
     size = _small_size(family)
     with _structure_only():
-        source = factory._resolve(name.lower(), (size, size, 3), weights=None)
-        backbone = factory._build_backbone(source)
+        source = factory.resolve(name.lower(), (size, size, 3), weights=None)
+        backbone = factory.build_backbone(source)
         # Each block is a feature tap (the one before the top, here).
-        tap = factory._build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
+        tap = factory.build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
     assert source.family is family
     # A built keras.applications model is recognised by its name, too.
     assert registry.family_of_model(source.model) is family

@@ -322,7 +322,7 @@ def test_an_offline_preset_fails_fast_and_clearly(monkeypatch):
     assert time.perf_counter() - start < 5
     requests = pytest.importorskip("requests", reason="the requests client of KerasHub presets")
     with pytest.raises(ConnectionError, match="Could not download the KerasHub preset 'x'"):
-        with factory._network_errors("the KerasHub preset 'x'", "pass a directory"):
+        with factory.network_errors("the KerasHub preset 'x'", "pass a directory"):
             raise requests.exceptions.ConnectionError("Max retries exceeded")
 
 
