@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_transfer import freezing, guards
+from keras_transfer.classifier_head import find_head, linear_classifier, set_linear_head
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
 from keras_transfer.schedules import OneCycle
@@ -303,36 +304,6 @@ def _split(y, fraction, rng):
     return np.setdiff1d(np.arange(len(y)), held), held, ""
 
 
-def find_head(model):
-    try:
-        return model.get_layer("head")
-    except ValueError:
-        raise ValueError(
-            "The adaptive recipe trains a probe on the features that enter the model's "
-            "`head`: pass a model built by keras_transfer.transfer(..., num_classes=N), or "
-            "a fixed recipe (adaptive=False). Received: a model without a layer named 'head'"
-        ) from None
-
-
-def linear_classifier(model):
-    """The head's one weighted layer, a Dense taking the features."""
-    weighted = [layer for layer in find_head(model).layers if layer.weights]
-    if len(weighted) != 1 or not isinstance(weighted[0], keras.layers.Dense):
-        raise ValueError(
-            "The adaptive recipe's probe fits a linear classifier: the model's head must be "
-            "dropout plus one Dense layer, as transfer(..., num_classes=N) builds it. "
-            f"Received: a head with weighted layers {[layer.name for layer in weighted]}; "
-            "choose a fixed recipe (adaptive=False)"
-        )
-    if weighted[0].activation not in (keras.activations.linear, None):
-        raise ValueError(
-            "The adaptive recipe's probe sets logits: the classifier must have no activation "
-            "(transfer(..., classifier_activation=None)). Received: "
-            f"activation={weighted[0].activation.__name__}"
-        )
-    return weighted[0]
-
-
 def _features(model, x, batch_size):
     """The head's input for `x`, and for `VIEWS` augmented views of `x` when the
     model has an `augmentation` layer between `preprocessing` and `backbone`
@@ -409,11 +380,6 @@ def _keras_probe(z, labels, num_classes, seed):
     probe.fit(z.astype("float32"), labels, batch_size=len(z), epochs=300, verbose=0)
     kernel, bias = dense.get_weights()
     return np.asarray(kernel, "float64"), np.asarray(bias, "float64")
-
-
-def set_linear_head(classifier, probe):
-    kernel, bias = classifier.get_weights()
-    classifier.set_weights([probe["kernel"].astype(kernel.dtype), probe["bias"].astype(bias.dtype)])
 
 
 def _predict(features, probe):

@@ -4,7 +4,8 @@ logistic regression, plus `attach_head` to put one back on the backbone."""
 import keras
 import numpy as np
 
-from keras_transfer import factory, guards, multi_worker
+from keras_transfer import guards, multi_worker
+from keras_transfer.classifier_head import head_layers
 from keras_transfer.features import Features
 from keras_transfer.labels import check_labels
 from keras_transfer.layers import InfNormalize
@@ -55,7 +56,7 @@ def fit_head(
     x, y = _xy(features, labels, num_classes=num_classes)
     inputs = keras.Input(x.shape[1:])
     h = inputs
-    for layer in factory.head_layers(num_classes, hidden, dropout):
+    for layer in head_layers(num_classes, hidden, dropout):
         h = layer(h)
     head = keras.Model(inputs, h, name="head")
     head.compile(
