@@ -45,7 +45,7 @@ def head_layers(num_classes, hidden=None, dropout=0.0, activation=None, dtype=No
 
     Example:
 
-    >>> [layer.name for layer in keras_transfer.factory.head_layers(3, [8], 0.2)]
+    >>> [layer.name for layer in keras_transfer.classifier_head.head_layers(3, [8], 0.2)]
     ['hidden_0', 'hidden_0_bn', 'hidden_0_relu', 'hidden_0_dropout', 'dropout', 'classifier']
 
     Args:

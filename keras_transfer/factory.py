@@ -1,10 +1,11 @@
 """`transfer()`: one call from a backbone to a correct transfer model.
 
-The steps, in order: resolve the backbone into a Keras model and its family
-(one resolver function per source type, tried in turn), cut it at the
-feature tap and pool, wrap it in a `BackboneModel` with its blocks, then put
-the named parts together: `preprocessing -> augmentation -> backbone ->
-head`.
+The steps, in order, each in its own module: resolve the backbone into a
+Keras model and its family (`backbone_resolution`, with KerasHub's in
+`keras_hub_adapter`), cut it at the feature tap and pool into a
+`BackboneModel` with its blocks (`backbone_cut`), build the head
+(`classifier_head`), then, here, put the named parts together:
+`preprocessing -> augmentation -> backbone -> head`.
 """
 
 import difflib
@@ -144,29 +145,30 @@ def transfer(
     # The policy goes on each layer (KerasHub's way); the global one is never
     # changed.
     policy = precision.resolve(mixed_precision)
+    head_parts = build_head(
+        num_classes,
+        head,
+        transfer_matrix,
+        inf_normalize,
+        dropout,
+        classifier_activation,
+        pooling,
+        policy,
+    )
     model = _assemble(
         sources,
-        shape,
-        weights,
-        dict(backbone_kwargs or {}),
-        preprocessing,
-        augmentation,
-        feature_layer,
-        pooling,
-        bn,
-        fusion,
-        policy,
-        name,
-        build_head(
-            num_classes,
-            head,
-            transfer_matrix,
-            inf_normalize,
-            dropout,
-            classifier_activation,
-            pooling,
-            policy,
-        ),
+        shape=shape,
+        weights=weights,
+        backbone_kwargs=dict(backbone_kwargs or {}),
+        preprocessing=preprocessing,
+        augmentation=augmentation,
+        feature_layer=feature_layer,
+        pooling=pooling,
+        bn=bn,
+        fusion=fusion,
+        policy=policy,
+        name=name,
+        head=head_parts,
     )
     freezing.check_bn_applies(model, bn)
     if strategy == "feature_extraction":
@@ -180,9 +182,10 @@ def transfer(
 
 def _assemble(
     sources,
+    *,
     shape,
     weights,
-    kwargs,
+    backbone_kwargs,
     preprocessing,
     augmentation,
     feature_layer,
@@ -193,7 +196,9 @@ def _assemble(
     name,
     head,
 ):
-    resolved = [resolve(source, shape, weights, kwargs) for source in sources]
+    """The functional model `image -> preprocessing -> [augmentation] ->
+    backbone(s) -> [fusion] -> [head]`, under the dtype policy `policy`."""
+    resolved = [resolve(source, shape, weights, backbone_kwargs) for source in sources]
     for source in resolved:
         precision.apply(source.model, policy)
     if shape is None:
@@ -260,9 +265,6 @@ def build_feature_model(
     return source.label.lower(), model
 
 
-# --- Resolution: one function per source type --------------------------------
-
-
 def _preprocessing_layer(source, preprocessing, name):
     """The model's `preprocessing` part: the preset's ImageConverter, or an
     `ImagePreprocessing` in float32 (mean subtraction in bfloat16 would round
@@ -271,12 +273,6 @@ def _preprocessing_layer(source, preprocessing, name):
     if isinstance(mode, keras.layers.Layer):
         return keras.Sequential([mode], name=name)
     return ImagePreprocessing(mode, dtype="float32", name=name)
-
-
-# --- The backbone part ----------------------------------------------------------
-
-
-# --- Head, augmentation, arguments -------------------------------------------------
 
 
 def _augmentation(augmentation, suffix):

@@ -7,7 +7,8 @@ import pytest
 from keras.src.backend.common import global_state
 
 from keras_transfer import backbones as registry
-from keras_transfer import factory
+from keras_transfer.backbone_cut import build_backbone
+from keras_transfer.backbone_resolution import resolve
 from keras_transfer.layers import ImagePreprocessing
 from tests.conftest import BACKEND, ROOT
 
@@ -87,10 +88,10 @@ def test_every_constructor_resolves_taps_blocks_and_preprocesses_once(name):
     family = registry.family_of_constructor(name)
     size = _small_size(family)
     with _structure_only():
-        source = factory.resolve(name.lower(), (size, size, 3), weights=None)
-        backbone = factory.build_backbone(source)
+        source = resolve(name.lower(), (size, size, 3), weights=None)
+        backbone = build_backbone(source)
         # Each block is a feature tap (the one before the top, here).
-        tap = factory.build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
+        tap = build_backbone(source, feature_layer=backbone.blocks[-2][0], name="tap")
     assert source.family is family
     # A built keras.applications model is recognised by its name, too.
     assert registry.family_of_model(source.model) is family

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import keras_transfer as kt
-from keras_transfer import cli, factory, guards, image_folder, report
+from keras_transfer import _network, cli, guards, image_folder, report
 from keras_transfer.features import store
 from tests.conftest import BACKEND, pixels, runs_once_in, tiny_backbone
 
@@ -322,7 +322,7 @@ def test_an_offline_preset_fails_fast_and_clearly(monkeypatch):
     assert time.perf_counter() - start < 5
     requests = pytest.importorskip("requests", reason="the requests client of KerasHub presets")
     with pytest.raises(ConnectionError, match="Could not download the KerasHub preset 'x'"):
-        with factory.network_errors("the KerasHub preset 'x'", "pass a directory"):
+        with _network.network_errors("the KerasHub preset 'x'", "pass a directory"):
             raise requests.exceptions.ConnectionError("Max retries exceeded")
 
 
