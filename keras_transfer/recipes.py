@@ -218,7 +218,7 @@ def fine_tune(
     if y is not None:
         # One output is a binary (sigmoid) head: labels 0 and 1.
         y = check_labels(y, max(int(model.outputs[0].shape[-1]), 2), argument="train")
-    steps = steps_per_epoch or _steps_per_epoch(x, y, batch_size)
+    steps = steps_per_epoch or batches_per_epoch(x, y, batch_size)
     # A non-finite loss puts the weights back as they came, then raises.
     stop = guards.StopOnNonFiniteLoss(restore=model.get_weights())
     compile_args = _compile_args(model)
@@ -238,9 +238,9 @@ def fine_tune(
 
     if freeze_epochs:
         freezing.freeze(model)
-        rate = _rate(schedule, base_lr, freeze_epochs * steps, pct_start=0.99)
+        rate = _scheduled_rate(schedule, base_lr, freeze_epochs * steps, pct_start=0.99)
         model.compile(optimizer=keras.optimizers.Adam(rate), **compile_args)
-        _auto_steps(model, steps_per_execution, x, y, batch_size, compile_args)
+        _auto_steps_per_execution(model, steps_per_execution, x, y, batch_size, compile_args)
         histories.append(model.fit(epochs=freeze_epochs, **fit_args))
         stop.check("fine_tune's head phase (the model's weights are put back)")
         phases.append({"name": "head", "first_epoch": 0, "epochs": freeze_epochs})
@@ -252,20 +252,20 @@ def fine_tune(
         multipliers = freezing.block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
     else:
         multipliers = freezing.recipe_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
-    rate = _rate(schedule, head_lr, epochs * steps, pct_start=0.3, div=5.0)
+    rate = _scheduled_rate(schedule, head_lr, epochs * steps, pct_start=0.3, div=5.0)
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
     if not freeze_epochs:
-        _auto_steps(model, steps_per_execution, x, y, batch_size, compile_args)
+        _auto_steps_per_execution(model, steps_per_execution, x, y, batch_size, compile_args)
     histories.append(
         model.fit(epochs=freeze_epochs + epochs, initial_epoch=freeze_epochs, **fit_args)
     )
     stop.check("fine_tune's unfrozen phase (the model's weights are put back)")
     phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
-    return _merge(model, histories, phases)
+    return _merged_history(model, histories, phases)
 
 
-def _auto_steps(model, steps_per_execution, x, y, batch_size, compile_args):
+def _auto_steps_per_execution(model, steps_per_execution, x, y, batch_size, compile_args):
     if steps_per_execution == "auto" and precision.accelerator()[0] != "cpu":
         compile_args["steps_per_execution"] = tune_steps_per_execution(
             model, x, y, batch_size=batch_size or 32
@@ -426,7 +426,7 @@ def lr_find(
     try:
         probe.build(model.trainable_variables)
         model.optimizer, model.train_function = probe, None
-        per_epoch = _steps_per_epoch(x, y, batch_size, default=steps)
+        per_epoch = batches_per_epoch(x, y, batch_size, default=steps)
         model.fit(
             x,
             y,
@@ -569,13 +569,13 @@ def _with_rate(config, rate):
     return config
 
 
-def _rate(schedule, peak, total_steps, **kwargs):
+def _scheduled_rate(schedule, peak, total_steps, **kwargs):
     if schedule == "constant":
         return peak
     return OneCycle(peak, max(int(total_steps), 1), **kwargs)
 
 
-def _steps_per_epoch(x, y, batch_size, default=None):
+def batches_per_epoch(x, y, batch_size, default=None):
     """Batches per epoch of `fit`'s input, from Keras's own data adapter."""
     try:
         count = _compat.trainer_data_batches(x, y, batch_size or 32)
@@ -606,7 +606,7 @@ def _compile_args(model):
     }
 
 
-def _merge(model, histories, phases):
+def _merged_history(model, histories, phases):
     history = keras.callbacks.History()
     history.set_model(model)
     history.params = histories[-1].params
