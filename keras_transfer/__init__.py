@@ -19,7 +19,7 @@ _NAMES = {
     "BackboneModel": "backbone_model",
     "Features": "features",
     "ImageFolder": "image_folder",
-    "LRFinderResult": "recipes",
+    "LRFinderResult": "lr_finder",
     "TransferReport": "weights",
     "attach_head": "heads",
     "extract_features": "features",
@@ -27,7 +27,7 @@ _NAMES = {
     "freeze": "freezing",
     "load_legacy_h5": "weights",
     "load_weights_npz": "weights",
-    "lr_find": "recipes",
+    "lr_find": "lr_finder",
     "save_weights_npz": "weights",
     "trainable_summary": "freezing",
     "transfer": "factory",
@@ -37,6 +37,7 @@ _NAMES = {
 _SUBMODULES = (
     "backbones",
     "callbacks",
+    "classifier_head",
     "demo",
     "factory",
     "features",
@@ -46,6 +47,7 @@ _SUBMODULES = (
     "image_folder",
     "labels",
     "layers",
+    "lr_finder",
     "multi_worker",
     "optimizers",
     "penalties",
@@ -54,6 +56,7 @@ _SUBMODULES = (
     "regularizers",
     "report",
     "schedules",
+    "steps",
     "weights",
 )
 # The modules whose classes a saved model names (registered on import).

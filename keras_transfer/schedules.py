@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-__all__ = ["OneCycle"]
+__all__ = ["ExponentialRange", "OneCycle"]
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -72,3 +72,18 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "div": self.div,
             "div_final": self.div_final,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class ExponentialRange(keras.optimizers.schedules.LearningRateSchedule):
+    """`start * (end / start) ** (step / (steps - 1))`: the range test's rate."""
+
+    def __init__(self, start, end, steps):
+        self.start, self.end, self.steps = float(start), float(end), int(steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        return self.start * keras.ops.power(self.end / self.start, step / (self.steps - 1))
+
+    def get_config(self):
+        return {"start": self.start, "end": self.end, "steps": self.steps}

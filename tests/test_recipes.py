@@ -134,7 +134,7 @@ def test_tune_steps_per_execution_batches_a_tiny_step_and_restores_state():
     # in one measurement (1 in 6 with six processes on two cores); up to
     # three measurements, each of which must put the state back.
     for _ in range(3):
-        steps = kt.recipes.tune_steps_per_execution(model, x, y, batch_size=4)
+        steps = kt.steps.tune_steps_per_execution(model, x, y, batch_size=4)
         for old, new in zip(before, model.weights):
             np.testing.assert_array_equal(old, as_numpy(new))
         assert int(as_numpy(model.optimizer.iterations)) == 0
@@ -144,11 +144,11 @@ def test_tune_steps_per_execution_batches_a_tiny_step_and_restores_state():
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # runs with the new count
     assert np.isfinite(history.history["loss"][0])
     with pytest.raises(ValueError, match=r"Received: target=1.5"):
-        kt.recipes.tune_steps_per_execution(model, x, y, target=1.5)
+        kt.steps.tune_steps_per_execution(model, x, y, target=1.5)
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch backend's rule")
 def test_tune_steps_per_execution_is_one_on_torch():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model.compile("adam", "mse")
-    assert kt.recipes.tune_steps_per_execution(model, np.zeros((8, 4)), np.zeros((8, 2))) == 1
+    assert kt.steps.tune_steps_per_execution(model, np.zeros((8, 4)), np.zeros((8, 2))) == 1
