@@ -1,26 +1,14 @@
-"""The good defaults in one call: `fine_tune` and `lr_find` (as in fastai),
-and `tune_steps_per_execution`."""
-
-import math
+"""The good default in one call: `fine_tune`, as in fastai. It runs the
+adaptive recipe (`adaptive.py`) or the fixed one (`fixed_recipe.py`)."""
 
 import keras
-import numpy as np
 
 from keras_transfer import _compat, freezing, guards, multi_worker
 from keras_transfer.adaptive import HOLDOUT, adaptive_fine_tune
 from keras_transfer.backbone_model import blocks_of
-from keras_transfer.fixed_recipe import (
-    _auto_steps_per_execution,
-    _merged_history,
-    _scheduled_rate,
-)
-from keras_transfer.labels import check_labels
-from keras_transfer.optimizers import BlockwiseLR
-from keras_transfer.steps import batches_per_epoch
+from keras_transfer.fixed_recipe import SCHEDULES, fixed_fine_tune
 
 __all__ = ["SCHEDULES", "fine_tune"]
-
-SCHEDULES = ("one_cycle", "constant")
 
 
 def fine_tune(
@@ -187,79 +175,24 @@ def fine_tune(
             callbacks=callbacks,
             verbose=verbose,
         )
-    epochs = 5 if epochs is None else epochs
-    freeze_epochs = 1 if freeze_epochs is None else freeze_epochs
-    base_lr = 2e-3 if base_lr is None else base_lr
-    lr_mult_given = lr_mult is not None
-    lr_mult = 100 if lr_mult is None else lr_mult
-    schedule = "one_cycle" if schedule is None else schedule
-    for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"`schedule` must be one of {SCHEDULES}. Received: schedule={schedule!r}")
-    guards.check_learning_rate(base_lr, "base_lr")
-    if (
-        not isinstance(lr_mult, (int, float, np.integer, np.floating))
-        or isinstance(lr_mult, bool)
-        or not 1 <= lr_mult < math.inf
-    ):
-        raise ValueError(f"`lr_mult` must be a finite number >= 1. Received: lr_mult={lr_mult!r}")
-    blocks_of(model)  # fails early, and clearly, without blocks
-    multi_worker.patch_if_needed()
-    x, y = train if isinstance(train, tuple) else (train, None)
-    if steps_per_epoch is None:
-        guards.check_finite_length(x, "train", "steps_per_epoch=N")
-    if isinstance(x, np.ndarray):
-        guards.check_finite_values(x, "train", "pixels")
-    if y is not None:
-        # One output is a binary (sigmoid) head: labels 0 and 1.
-        y = check_labels(y, max(int(model.outputs[0].shape[-1]), 2), argument="train")
-    steps = steps_per_epoch or batches_per_epoch(x, y, batch_size)
-    # A non-finite loss puts the weights back as they came, then raises.
-    stop = guards.StopOnNonFiniteLoss(restore=model.get_weights())
-    compile_args = _compile_args(model)
-    if steps_per_execution != "auto":
-        compile_args["steps_per_execution"] = steps_per_execution
-    fit_args = dict(
-        x=x,
-        y=y,
+    return fixed_fine_tune(
+        model,
+        train,
+        validation_data,
+        epochs=epochs,
+        freeze_epochs=freeze_epochs,
+        base_lr=base_lr,
+        lr_mult=lr_mult,
+        schedule=schedule,
+        callbacks=callbacks,
+        bn=bn,
         batch_size=batch_size,
-        validation_data=validation_data,
         steps_per_epoch=steps_per_epoch,
-        callbacks=[stop, *(callbacks or [])],
+        steps_per_execution=steps_per_execution,
         verbose=verbose,
+        compile_args=_compile_args(model),
         **fit_kwargs,
     )
-    histories, phases = [], []
-
-    if freeze_epochs:
-        freezing.freeze(model)
-        rate = _scheduled_rate(schedule, base_lr, freeze_epochs * steps, pct_start=0.99)
-        model.compile(optimizer=keras.optimizers.Adam(rate), **compile_args)
-        _auto_steps_per_execution(model, steps_per_execution, x, y, batch_size, compile_args)
-        histories.append(model.fit(epochs=freeze_epochs, **fit_args))
-        stop.check("fine_tune's head phase (the model's weights are put back)")
-        phases.append({"name": "head", "first_epoch": 0, "epochs": freeze_epochs})
-
-    # fastai halves the rate once the whole network trains.
-    head_lr = base_lr / 2 if freeze_epochs else base_lr
-    freezing.unfreeze(model, "all", bn=bn)
-    if lr_mult_given:
-        multipliers = freezing.block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
-    else:
-        multipliers = freezing.recipe_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
-    rate = _scheduled_rate(schedule, head_lr, epochs * steps, pct_start=0.3, div=5.0)
-    optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
-    model.compile(optimizer=optimizer, **compile_args)
-    if not freeze_epochs:
-        _auto_steps_per_execution(model, steps_per_execution, x, y, batch_size, compile_args)
-    histories.append(
-        model.fit(epochs=freeze_epochs + epochs, initial_epoch=freeze_epochs, **fit_args)
-    )
-    stop.check("fine_tune's unfrozen phase (the model's weights are put back)")
-    phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
-    return _merged_history(model, histories, phases)
 
 
 def _compile_args(model):
