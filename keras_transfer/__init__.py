@@ -52,6 +52,7 @@ _SUBMODULES = (
     "optimizers",
     "penalties",
     "precision",
+    "rate_multipliers",
     "recipes",
     "regularizers",
     "report",

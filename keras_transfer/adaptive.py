@@ -21,7 +21,8 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import freezing, guards
+from keras_transfer import freezing, guards, rate_multipliers
+from keras_transfer.backbone_model import is_transformer
 from keras_transfer.classifier_head import find_head, linear_classifier, set_linear_head
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
@@ -143,7 +144,7 @@ def adaptive_fine_tune(
     steps = math.ceil(len(fit_rows) / batch_size)
     epochs = int(np.clip(math.ceil(TARGET_STEPS / steps), MIN_EPOCHS, MAX_EPOCHS))
     freezing.unfreeze(model, "all")
-    multipliers = freezing.recipe_multipliers(model, lr_range=(PEAK_LR / LR_MULT, PEAK_LR))
+    multipliers = rate_multipliers.recipe_multipliers(model, lr_range=(PEAK_LR / LR_MULT, PEAK_LR))
     rate = OneCycle(PEAK_LR, epochs * steps, pct_start=0.3, div=5.0)
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
@@ -222,8 +223,8 @@ def adaptive_fine_tune(
         "fine_tune_planned_epochs": epochs,
         "sign_test": test,
         "peak_lr": PEAK_LR,
-        "lr_mult": None if freezing.is_transformer(model) else LR_MULT,
-        "lr_decay": freezing.LAYER_DECAY if freezing.is_transformer(model) else None,
+        "lr_mult": None if is_transformer(model) else LR_MULT,
+        "lr_decay": rate_multipliers.LAYER_DECAY if is_transformer(model) else None,
         "seconds": {
             "probe": round(probe_seconds, 2),
             "fine_tune": round(tune_seconds, 2),

@@ -8,9 +8,17 @@ from keras_transfer import _compat
 from keras_transfer import backbones as registry
 from keras_transfer._options import BN_POLICIES
 from keras_transfer.hub import HubLayer
+from keras_transfer.layers import TokenPooling
 from keras_transfer.penalties import StartingPoint, candidate_variables
 
-__all__ = ["BN_POLICIES", "BackboneModel", "blocks_of", "check_bn", "find_backbones"]
+__all__ = [
+    "BN_POLICIES",
+    "BackboneModel",
+    "blocks_of",
+    "check_bn",
+    "find_backbones",
+    "is_transformer",
+]
 
 
 def check_bn(bn, allow_none=False, argument="bn"):
@@ -149,3 +157,10 @@ def blocks_of(model):
         (model, name, [model.get_layer(n) for n in names])
         for name, names in registry.split_blocks(model.layers, family.blocks)
     ]
+
+
+def is_transformer(model):
+    """Whether a backbone of `model` reads a transformer's tokens."""
+    return any(
+        isinstance(layer, TokenPooling) for net in find_backbones(model) for layer in net.layers
+    )

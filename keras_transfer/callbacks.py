@@ -5,6 +5,7 @@ import keras
 from keras_transfer import _compat, freezing
 from keras_transfer.backbone_model import blocks_of, check_bn
 from keras_transfer.optimizers import BlockwiseLR, set_multipliers
+from keras_transfer.rate_multipliers import block_multipliers
 
 __all__ = ["GradualUnfreezing"]
 
@@ -152,7 +153,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if self.lr_factor is not None:
             set_multipliers(
                 self.model,
-                freezing.block_multipliers(self.model, factor=self.lr_factor, groups=groups),
+                block_multipliers(self.model, factor=self.lr_factor, groups=groups),
             )
         self._current = count
 

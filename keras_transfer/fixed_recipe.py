@@ -10,6 +10,7 @@ from keras_transfer import freezing, guards, multi_worker, precision
 from keras_transfer.backbone_model import blocks_of
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
+from keras_transfer.rate_multipliers import block_multipliers, recipe_multipliers
 from keras_transfer.schedules import OneCycle
 from keras_transfer.steps import batches_per_epoch, tune_steps_per_execution
 
@@ -103,9 +104,9 @@ def fixed_fine_tune(
     head_lr = base_lr / 2 if freeze_epochs else base_lr
     freezing.unfreeze(model, "all", bn=bn)
     if lr_mult_given:
-        multipliers = freezing.block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
+        multipliers = block_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
     else:
-        multipliers = freezing.recipe_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
+        multipliers = recipe_multipliers(model, lr_range=(head_lr / lr_mult, head_lr))
     rate = _scheduled_rate(schedule, head_lr, epochs * steps, pct_start=0.3, div=5.0)
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)

@@ -16,30 +16,22 @@ from keras_transfer.backbone_model import (
     blocks_of,
     check_bn,
     find_backbones,
+    is_transformer,
 )
 from keras_transfer.hub import HubLayer
-from keras_transfer.layers import TokenPooling
 from keras_transfer.optimizers import (
-    geometric_multipliers,
     refresh_compiled,
     set_multipliers,
     set_rate,
 )
+from keras_transfer.rate_multipliers import block_multipliers
 
 __all__ = [
-    "LAYER_DECAY",
-    "block_multipliers",
     "check_bn_applies",
     "freeze",
-    "is_transformer",
-    "recipe_multipliers",
     "trainable_summary",
     "unfreeze",
 ]
-
-# The recipes' layer-wise rate decay for a vision transformer's blocks, as in
-# BEiT's and timm's fine-tuning recipes (0.65 to 0.75 for ViT-B).
-LAYER_DECAY = 0.75
 
 
 def freeze(model):
@@ -152,38 +144,6 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None, l
         refresh_compiled(model)
 
 
-def block_multipliers(model, lr_range=None, factor=None, groups=None):
-    """Learning-rate multipliers per layer name for the trainable blocks.
-
-    With `lr_range=(lo, hi)` they run geometrically from `lo/hi` (lowest
-    trainable block) to 1 (the head); with `factor`, the block `k` steps
-    below the head gets `factor**k` (ULMFiT's discriminative rates).
-    `groups` (lists of layers, stem to top) replaces the model's own blocks.
-    """
-    if groups is None:
-        per_owner = {}
-        for owner, _, layers in blocks_of(model):
-            per_owner.setdefault(id(owner), []).append(layers)
-        groups_per_owner = list(per_owner.values())
-    else:
-        groups_per_owner = [groups]
-    multipliers = {}
-    for owner_groups in groups_per_owner:
-        trainable = [g for g in owner_groups if any(l.trainable_weights for l in g)]
-        if lr_range is not None:
-            ranked = range(len(trainable) + 1)  # the head is the last group
-            scales = list(geometric_multipliers(list(ranked), lr_range).values())
-        else:
-            scales = [factor ** (len(trainable) - i) for i in range(len(trainable))]
-        for layers, scale in zip(trainable, scales):
-            for layer in layers:
-                if layer.weights:
-                    # The path prefixes the layer's variable paths, also for a
-                    # KerasHub layer first built inside an encoder layer.
-                    multipliers[getattr(layer, "path", None) or layer.name] = float(scale)
-    return multipliers
-
-
 def check_bn_applies(model, bn):
     """Refuses a BatchNorm policy other than the default for a transformer
     without BatchNormalization, where it would silently do nothing."""
@@ -193,21 +153,6 @@ def check_bn_applies(model, bn):
             "LayerNorm keeps no running statistics, and its gamma and beta train with their "
             f"block. Leave bn='inference' (or None). Received: bn={bn!r}"
         )
-
-
-def is_transformer(model):
-    """Whether a backbone of `model` reads a transformer's tokens."""
-    return any(
-        isinstance(layer, TokenPooling) for net in find_backbones(model) for layer in net.layers
-    )
-
-
-def recipe_multipliers(model, lr_range):
-    """The recipes' per-block rates: `lr_range`'s geometric spread for a CNN,
-    `LAYER_DECAY` per block for a transformer (the standard ViT recipe)."""
-    if is_transformer(model):
-        return block_multipliers(model, factor=LAYER_DECAY)
-    return block_multipliers(model, lr_range=lr_range)
 
 
 def trainable_summary(model, print_fn="default"):

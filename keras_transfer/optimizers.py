@@ -17,7 +17,6 @@ from keras_transfer import _compat
 
 __all__ = [
     "BlockwiseLR",
-    "geometric_multipliers",
     "refresh_compiled",
     "set_multipliers",
     "set_rate",
@@ -218,37 +217,6 @@ class BlockwiseLR(keras.optimizers.Optimizer):
             config["optimizer"], custom_objects=custom_objects
         )
         return cls(**config)
-
-
-def geometric_multipliers(groups, lr_range):
-    """Multipliers spread geometrically over ordered groups (fastai's slice).
-
-    Args:
-        groups: group names from lowest (stem side) to highest (head).
-        lr_range: `(lo, hi)` learning-rate ratio: the lowest group gets
-            `lo / hi`, the highest 1.
-
-    Returns:
-        A dict from group name to multiplier.
-    """
-    lo, hi = _check_range(lr_range)
-    count = len(groups)
-    if count == 1:
-        return {groups[0]: 1.0}
-    ratio = lo / hi
-    return {group: float(ratio ** (1 - index / (count - 1))) for index, group in enumerate(groups)}
-
-
-def _check_range(lr_range):
-    try:
-        lo, hi = (float(x) for x in lr_range)
-    except (TypeError, ValueError):
-        lo = hi = None
-    if lo is None or not (0 < lo <= hi) or not math.isfinite(hi):
-        raise ValueError(
-            f"`lr_range` must be a pair (lo, hi) with 0 < lo <= hi. Received: lr_range={lr_range!r}"
-        )
-    return lo, hi
 
 
 # --- Rebuilding a compiled model's optimizer for a new trainable set ---------------

@@ -270,7 +270,7 @@ def test_fine_tune_gives_transformer_layers_layer_wise_decay():
     model.compile("adam", LOSS, **EAGER)
     kt.fine_tune(model, (X, Y), epochs=1, freeze_epochs=0, batch_size=8, verbose=0)
     multipliers = model.optimizer.multipliers
-    decay = kt.freezing.LAYER_DECAY
+    decay = kt.rate_multipliers.LAYER_DECAY
     assert multipliers["vit_encoder/transformer_block_3"] == pytest.approx(decay)
     assert multipliers["vit_encoder/transformer_block_2"] == pytest.approx(decay**2)
     assert multipliers["vit_patching_and_embedding"] == pytest.approx(decay**4)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
-from keras_transfer.optimizers import BlockwiseLR, geometric_multipliers
+from keras_transfer.optimizers import BlockwiseLR
+from keras_transfer.rate_multipliers import geometric_multipliers
 from tests.conftest import BACKEND, as_numpy, pixels, tiny_backbone
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
