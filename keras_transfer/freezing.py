@@ -24,7 +24,7 @@ from keras_transfer.optimizers import (
     set_multipliers,
     set_rate,
 )
-from keras_transfer.rate_multipliers import block_multipliers
+from keras_transfer.rate_multipliers import check_rate_arguments, unfreeze_multipliers
 
 __all__ = [
     "check_bn_applies",
@@ -88,17 +88,7 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None, l
             `lr_range`.
     """
     regularization = regularizers.get(regularization)
-    if lr_decay is not None and (
-        isinstance(lr_decay, bool)
-        or not isinstance(lr_decay, (int, float))
-        or not 0 < lr_decay <= 1
-    ):
-        raise ValueError(f"`lr_decay` must be in (0, 1]. Received: lr_decay={lr_decay!r}")
-    if lr_decay is not None and lr_range is not None:
-        raise ValueError(
-            "Pass `lr_range` (rates from lo to hi) or `lr_decay` (a factor per block), not "
-            f"both. Received: lr_range={lr_range!r}, lr_decay={lr_decay!r}"
-        )
+    check_rate_arguments(lr_range, lr_decay)
     check_bn(bn, allow_none=True)
     check_bn_applies(model, bn)
     if isinstance(blocks, (list, tuple)):
@@ -135,11 +125,11 @@ def unfreeze(model, blocks="all", bn=None, lr_range=None, regularization=None, l
                         sub.trainable = False
     if regularization is not None:
         regularization.attach(model)
-    if lr_range is not None:
-        set_multipliers(model, block_multipliers(model, lr_range))
-        set_rate(model.optimizer, max(float(x) for x in lr_range))
-    elif lr_decay is not None:
-        set_multipliers(model, block_multipliers(model, factor=float(lr_decay)))
+    # The rates follow the new trainable set: computed after it is set.
+    if lr_range is not None or lr_decay is not None:
+        set_multipliers(model, unfreeze_multipliers(model, lr_range, lr_decay))
+        if lr_range is not None:
+            set_rate(model.optimizer, max(float(x) for x in lr_range))
     else:
         refresh_compiled(model)
 

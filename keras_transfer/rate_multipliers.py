@@ -7,7 +7,14 @@ import math
 
 from keras_transfer.backbone_model import blocks_of, is_transformer
 
-__all__ = ["LAYER_DECAY", "block_multipliers", "geometric_multipliers", "recipe_multipliers"]
+__all__ = [
+    "LAYER_DECAY",
+    "block_multipliers",
+    "check_rate_arguments",
+    "geometric_multipliers",
+    "recipe_multipliers",
+    "unfreeze_multipliers",
+]
 
 # The recipes' layer-wise rate decay for a vision transformer's blocks, as in
 # BEiT's and timm's fine-tuning recipes (0.65 to 0.75 for ViT-B).
@@ -83,3 +90,28 @@ def _check_range(lr_range):
             f"`lr_range` must be a pair (lo, hi) with 0 < lo <= hi. Received: lr_range={lr_range!r}"
         )
     return lo, hi
+
+
+def check_rate_arguments(lr_range=None, lr_decay=None):
+    """The one check of `unfreeze`'s rate arguments: `lr_decay` in (0, 1],
+    and not both. `lr_range` itself is checked where it is spread."""
+    if lr_decay is not None and (
+        isinstance(lr_decay, bool)
+        or not isinstance(lr_decay, (int, float))
+        or not 0 < lr_decay <= 1
+    ):
+        raise ValueError(f"`lr_decay` must be in (0, 1]. Received: lr_decay={lr_decay!r}")
+    if lr_decay is not None and lr_range is not None:
+        raise ValueError(
+            "Pass `lr_range` (rates from lo to hi) or `lr_decay` (a factor per block), not "
+            f"both. Received: lr_range={lr_range!r}, lr_decay={lr_decay!r}"
+        )
+
+
+def unfreeze_multipliers(model, lr_range=None, lr_decay=None):
+    """The multipliers `unfreeze(..., lr_range=..., lr_decay=...)` sets: the
+    geometric spread over the trainable blocks, or the decay per block."""
+    check_rate_arguments(lr_range, lr_decay)
+    if lr_range is not None:
+        return block_multipliers(model, lr_range)
+    return block_multipliers(model, factor=float(lr_decay))

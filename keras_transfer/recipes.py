@@ -106,7 +106,7 @@ def fine_tune(
         base_lr: the head's peak learning rate. Fixed recipe.
         lr_mult: ratio between the head's and the stem's rate. Fixed recipe.
             Not given, a transformer backbone gets layer-wise decay instead:
-            each block `ktr.freezing.LAYER_DECAY` (0.75) times the rate of
+            each block `ktr.rate_multipliers.LAYER_DECAY` (0.75) times the rate of
             the block above it, as in timm's ViT recipe (also in the
             adaptive recipe).
         schedule: `"one_cycle"` or `"constant"`. Fixed recipe.
