@@ -9,6 +9,7 @@ __all__ = [
     "PRECISION_POLICIES",
     "PREPROCESSING_MODES",
     "STRATEGIES",
+    "check_bn",
 ]
 
 # transfer(strategy=...); the command line adds its own "gradual" recipe.
@@ -22,3 +23,11 @@ BN_POLICIES = ("inference", "train_affine", "train")
 PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # ImagePreprocessing's modes; transfer(preprocessing=...) also takes "auto".
 PREPROCESSING_MODES = ("caffe", "tf", "torch", "unit", "none")
+
+
+def check_bn(bn, allow_none=False, argument="bn"):
+    """The one check of a BatchNorm policy argument."""
+    if bn in BN_POLICIES or (allow_none and bn is None):
+        return bn
+    allowed = BN_POLICIES + ((None,) if allow_none else ())
+    raise ValueError(f"`{argument}` must be one of {allowed}. Received: {argument}={bn!r}")

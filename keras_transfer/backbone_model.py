@@ -6,7 +6,7 @@ import numpy as np
 
 from keras_transfer import _compat
 from keras_transfer import backbones as registry
-from keras_transfer._options import BN_POLICIES
+from keras_transfer._options import BN_POLICIES, check_bn
 from keras_transfer.hub import HubLayer
 from keras_transfer.layers import TokenPooling
 from keras_transfer.penalties import StartingPoint, candidate_variables
@@ -15,18 +15,9 @@ __all__ = [
     "BN_POLICIES",
     "BackboneModel",
     "blocks_of",
-    "check_bn",
     "find_backbones",
     "is_transformer",
 ]
-
-
-def check_bn(bn, allow_none=False, argument="bn"):
-    """The one check of a BatchNorm policy argument."""
-    if bn in BN_POLICIES or (allow_none and bn is None):
-        return bn
-    allowed = BN_POLICIES + ((None,) if allow_none else ())
-    raise ValueError(f"`{argument}` must be one of {allowed}. Received: {argument}={bn!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")

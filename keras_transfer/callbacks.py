@@ -3,7 +3,8 @@
 import keras
 
 from keras_transfer import _compat, freezing
-from keras_transfer.backbone_model import blocks_of, check_bn
+from keras_transfer._options import check_bn
+from keras_transfer.backbone_model import blocks_of
 from keras_transfer.optimizers import BlockwiseLR, set_multipliers
 from keras_transfer.rate_multipliers import block_multipliers
 

@@ -14,9 +14,14 @@ import keras
 import numpy as np
 
 from keras_transfer import freezing, multi_worker, precision, regularizers
-from keras_transfer._options import FUSIONS, POOLINGS, PREPROCESSING_MODES, STRATEGIES
+from keras_transfer._options import (
+    FUSIONS,
+    POOLINGS,
+    PREPROCESSING_MODES,
+    STRATEGIES,
+    check_bn,
+)
 from keras_transfer.backbone_cut import build_backbone
-from keras_transfer.backbone_model import check_bn
 from keras_transfer.backbone_resolution import resolve
 from keras_transfer.classifier_head import build_head, head_layers
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing

@@ -11,10 +11,10 @@ train step, which is also safe inside `fit` (see `GradualUnfreezing`).
 import keras
 
 from keras_transfer import _compat, regularizers
+from keras_transfer._options import check_bn
 from keras_transfer.backbone_model import (
     BackboneModel,
     blocks_of,
-    check_bn,
     find_backbones,
     is_transformer,
 )
