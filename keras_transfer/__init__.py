@@ -25,6 +25,7 @@ _NAMES = {
     "extract_features": "features",
     "fine_tune": "recipes",
     "freeze": "freezing",
+    "gradual_unfreeze": "gradual",
     "load_legacy_h5": "weights",
     "load_weights_npz": "weights",
     "lr_find": "lr_finder",
@@ -42,6 +43,8 @@ _SUBMODULES = (
     "factory",
     "features",
     "freezing",
+    "gradual",
+    "guards",
     "heads",
     "hub",
     "image_folder",
@@ -58,6 +61,7 @@ _SUBMODULES = (
     "report",
     "schedules",
     "steps",
+    "strategies",
     "weights",
 )
 # The modules whose classes a saved model names (registered on import).

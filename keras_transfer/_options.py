@@ -8,12 +8,9 @@ __all__ = [
     "POOLINGS",
     "PRECISION_POLICIES",
     "PREPROCESSING_MODES",
-    "STRATEGIES",
     "check_bn",
 ]
 
-# transfer(strategy=...); the command line adds its own "gradual" recipe.
-STRATEGIES = ("feature_extraction", "fine_tune")
 # "auto": "avg" for a CNN, the family's read-out for a transformer; "cls"
 # and "cls+avg" read a transformer's class token.
 POOLINGS = ("auto", "avg", "max", "avgmax", "flatten", "cls", "cls+avg", None)

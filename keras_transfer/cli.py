@@ -23,16 +23,14 @@ import os
 import sys
 import traceback
 
+from keras_transfer import strategies
 from keras_transfer._options import PRECISION_POLICIES
-from keras_transfer._options import STRATEGIES as TRANSFER_STRATEGIES
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "STRATEGIES", "main"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # The shell's code for a program ended by SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
-# transfer()'s strategies, and the command line's own gradual-unfreezing recipe.
-STRATEGIES = ("auto", *TRANSFER_STRATEGIES, "gradual")
 _COMMANDS = {
     "fit": "fit",
     "evaluate": "evaluate",
@@ -163,12 +161,11 @@ def _parser():
     backbone_args(sub)
     sub.add_argument(
         "--strategy",
-        choices=STRATEGIES,
+        choices=strategies.NAMES,
         default="auto",
-        help="auto (default): fine_tune's adaptive recipe, a probe, then fine-tuning from it, "
-        "kept only if it beats the probe on a held-out slice of the training images "
-        "(horizontal flips give the probe two more views of each image); the others are "
-        "fixed recipes",
+        help="; ".join(f"{row.name}: {row.summary}" for row in strategies.STRATEGIES.values())
+        + ". Default auto (horizontal flips give its probe two more views of each image); "
+        "the others are fixed recipes",
     )
     sub.add_argument(
         "--epochs",

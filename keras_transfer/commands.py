@@ -12,12 +12,11 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_transfer import __version__, _io, demo, heads, report
+from keras_transfer import __version__, _io, demo, report, strategies
 from keras_transfer import backbones as registry
-from keras_transfer.callbacks import GradualUnfreezing
 from keras_transfer.factory import transfer
 from keras_transfer.features import extract_features
-from keras_transfer.guards import NonFiniteLossError, StopOnNonFiniteLoss
+from keras_transfer.guards import NonFiniteLossError
 from keras_transfer.image_folder import (
     MAX_IMAGE_SIZE,
     ImageFolder,
@@ -25,7 +24,6 @@ from keras_transfer.image_folder import (
     read_image,
     split_folders,
 )
-from keras_transfer.recipes import fine_tune
 
 __all__ = [
     "NonFiniteLossError",
@@ -63,17 +61,18 @@ class UsageError(Exception):
 
 def fit(args):
     """Trains a transfer model on DATA_DIR and writes the run's report."""
+    adaptive = strategies.get(args.strategy).adaptive
     given = [name for name in _FIXED_RECIPE_DEFAULTS if getattr(args, name) is not None]
-    if args.strategy == "auto" and given:
+    if adaptive and given:
         raise UsageError(
             f"--{given[0].replace('_', '-')} sets a fixed recipe: add --strategy fine_tune (or "
             "feature_extraction, gradual). The default strategy, auto, chooses its own epochs "
             f"and rates. Received: --{given[0].replace('_', '-')} {getattr(args, given[0])}"
         )
     for name, value in _FIXED_RECIPE_DEFAULTS.items():
-        if getattr(args, name) is None and args.strategy != "auto":
+        if getattr(args, name) is None and not adaptive:
             setattr(args, name, value)
-    fixed = ["epochs"] if args.strategy != "auto" else []
+    fixed = [] if adaptive else ["epochs"]
     _check_positive(args, *fixed, "batch_size", "image_size")
     if fixed and not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number above 0. Received: --lr {args.lr}")
@@ -317,94 +316,41 @@ def demo_command(args):
 
 
 def _train(args, train, val, source, verbose, callbacks):
-    """Trains with `args.strategy`; returns `(model, history, phases)`."""
-    names = train.class_names
-    if args.strategy == "feature_extraction":
-        # The frozen backbone runs once, not once per epoch: extract, then
-        # train the head on the features, then put the two back together.
-        features = transfer(args.backbone, **source)
-        cached = [
-            extract_features(
-                features, (d.images, d.labels), batch_size=args.batch_size, progress=not args.quiet
-            )
-            for d in (train, val)
-        ]
-        head = heads.fit_head(
-            cached[0],
-            len(names),
-            epochs=args.epochs,
-            validation=cached[1],
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            verbose=verbose,
-            callbacks=callbacks,
-        )
-        return (
-            heads.attach_head(features, head),
-            head.history,
-            [{"name": "head", "first_epoch": 0, "epochs": args.epochs}],
-        )
-    if args.strategy == "auto":
-        # Flips hold for photos; the recipe's probe also sees two flipped views.
-        model = transfer(
-            args.backbone,
-            len(names),
-            strategy="feature_extraction",
-            augmentation=[keras.layers.RandomFlip("horizontal", seed=args.seed)],
-            **source,
-        )
-        history = fine_tune(
-            model,
-            (train.images, train.labels),
-            validation_data=(val.images, val.labels),
-            batch_size=args.batch_size,
-            seed=args.seed,
-            verbose=verbose,
-            callbacks=callbacks,
-        )
-        return model, history, history.phases
-    model = transfer(args.backbone, len(names), strategy="feature_extraction", **source)
-    fit_args = dict(
-        validation_data=(val.images, val.labels),
+    """Builds and trains with `args.strategy`'s row of the strategy table;
+    returns `(model, history, phases)`."""
+    strategy = strategies.get(args.strategy)
+    num_classes = len(train.class_names)
+    # The adaptive recipe's probe also sees two views through the model's
+    # augmentation: flips hold for photos.
+    augmentation = (
+        [keras.layers.RandomFlip("horizontal", seed=args.seed)] if strategy.adaptive else None
+    )
+    model = transfer(
+        args.backbone,
+        num_classes if strategy.head else None,
+        strategy=strategy.name,
+        augmentation=augmentation,
+        **source,
+    )
+    given = {
+        "seed": args.seed,
+        "num_classes": num_classes,
+        "epochs": args.epochs,
+        "freeze_epochs": args.freeze_epochs,
+        "base_lr": args.lr,
+        "learning_rate": args.lr,
+        "progress": not args.quiet,
+    }
+    history = strategy.load_recipe()(
+        model,
+        (train.images, train.labels),
+        (val.images, val.labels),
         batch_size=args.batch_size,
         verbose=verbose,
         callbacks=callbacks,
+        **{name: given[name] for name in strategy.options},
     )
-    if args.strategy == "fine_tune":
-        history = fine_tune(
-            model,
-            (train.images, train.labels),
-            epochs=args.epochs,
-            freeze_epochs=args.freeze_epochs,
-            base_lr=args.lr,
-            **fit_args,
-        )
-        return model, history, history.phases
-    model.compile(
-        keras.optimizers.Adam(args.lr),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    stop = StopOnNonFiniteLoss()
-    fit_args["callbacks"] = [stop, *callbacks] + [
-        GradualUnfreezing(start_epoch=args.freeze_epochs, verbose=0 if args.quiet else 1)
-    ]
-    history = model.fit(
-        train.images, train.labels, epochs=args.freeze_epochs + args.epochs, **fit_args
-    )
-    stop.check("Gradual unfreezing")
-    return (
-        model,
-        history,
-        [
-            {"name": "head", "first_epoch": 0, "epochs": args.freeze_epochs},
-            {
-                "name": "gradual unfreezing",
-                "first_epoch": args.freeze_epochs,
-                "epochs": args.epochs,
-            },
-        ],
-    )
+    return history.model, history, history.phases
 
 
 def _train_val(args, size):

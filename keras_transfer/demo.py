@@ -13,7 +13,7 @@ Strategies compared, each scored on held-out target images:
 - training from scratch (same architecture, random weights);
 - feature extraction + a linear SVM (InfNormalize'd features);
 - fine-tuning (`ktr.fine_tune(model, train)`, its adaptive default);
-- gradual unfreezing (`ktr.callbacks.GradualUnfreezing`).
+- gradual unfreezing (`ktr.gradual_unfreeze`, with discriminative rates).
 """
 
 import dataclasses
@@ -23,13 +23,11 @@ import time
 import keras
 import numpy as np
 
-from keras_transfer import _compat, report
-from keras_transfer.callbacks import GradualUnfreezing
+from keras_transfer import _compat, report, strategies
 from keras_transfer.factory import transfer
 from keras_transfer.features import extract_features
 from keras_transfer.heads import SVMHead
 from keras_transfer.image_folder import ImageFolder
-from keras_transfer.recipes import fine_tune
 
 __all__ = ["ROWS", "SCANNER_NOISE", "Task", "digits_task", "photo_task", "run"]
 
@@ -108,7 +106,7 @@ def run(
     for strategy in ROWS:
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
-        accuracy = _STRATEGIES[strategy](task)
+        accuracy = _RUNS[strategy](task)
         results[strategy] = {
             "accuracy": round(float(accuracy), 4),
             "seconds": round(time.perf_counter() - start, 1),
@@ -264,22 +262,26 @@ def _svm(task):
 
 def _fine_tuning(task):
     # The library's default, with no other argument: the adaptive recipe.
-    model = _compile(_model(task, True))
-    fine_tune(model, task.train, verbose=0)
+    model = _compile(_model(task, True, strategy="auto"))
+    strategies.get("auto").load_recipe()(model, task.train, verbose=0)
     return _accuracy(model, task)
 
 
 def _gradual(task):
-    model = _compile(_model(task, True))
+    model = _model(task, True, strategy="gradual")
     start = max(task.epochs // 3, 1)
-    model.fit(
-        *task.train,
-        epochs=task.epochs,
+    strategies.get("gradual").load_recipe()(
+        model,
+        task.train,
+        epochs=task.epochs - start,
+        freeze_epochs=start,
+        base_lr=3e-3,
+        lr_factor=0.5,
         batch_size=task.batch_size,
         verbose=0,
-        callbacks=[GradualUnfreezing(start_epoch=start, lr_factor=0.5, verbose=0)],
     )
     return _accuracy(model, task)
 
 
-_STRATEGIES = dict(zip(ROWS, (_from_scratch, _svm, _fine_tuning, _gradual)))
+# What each row of the comparison runs.
+_RUNS = dict(zip(ROWS, (_from_scratch, _svm, _fine_tuning, _gradual)))

@@ -8,17 +8,14 @@ Keras model and its family (`backbone_resolution`, with KerasHub's in
 `preprocessing -> augmentation -> backbone -> head`.
 """
 
-import difflib
-
 import keras
 import numpy as np
 
-from keras_transfer import freezing, multi_worker, precision, regularizers
+from keras_transfer import freezing, multi_worker, precision, regularizers, strategies
 from keras_transfer._options import (
     FUSIONS,
     POOLINGS,
     PREPROCESSING_MODES,
-    STRATEGIES,
     check_bn,
 )
 from keras_transfer.backbone_cut import build_backbone
@@ -26,7 +23,7 @@ from keras_transfer.backbone_resolution import resolve
 from keras_transfer.classifier_head import build_head, head_layers
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing
 
-__all__ = ["FUSIONS", "POOLINGS", "STRATEGIES", "build_feature_model", "head_layers", "transfer"]
+__all__ = ["FUSIONS", "POOLINGS", "build_feature_model", "head_layers", "transfer"]
 
 
 def transfer(
@@ -78,8 +75,10 @@ def transfer(
             Hub's [0, 1] scaling and it is one block), or a list of these,
             whose features are fused (`fusion`).
         num_classes: number of classes, or `None` for a feature model.
-        strategy: `"feature_extraction"` (the backbone is frozen and runs in
-            inference mode) or `"fine_tune"` (it trains from `unfreeze`).
+        strategy: a name in `ktr.strategies.NAMES`: what its recipe starts
+            from. `"fine_tune"`: the backbone trains from `unfreeze`; the
+            others (`"feature_extraction"`, `"auto"`, `"gradual"`): it is
+            frozen and runs in inference mode.
         input_shape: `(height, width, channels)`, channels 1 or 3.
             Defaults to the family's input size.
         weights: `"imagenet"`, `None`, or a path to a weights file (`.h5`,
@@ -176,10 +175,10 @@ def transfer(
         head=head_parts,
     )
     freezing.check_bn_applies(model, bn)
-    if strategy == "feature_extraction":
-        freezing.freeze(model)
-    else:
+    if strategies.get(strategy).trains_backbone:
         freezing.unfreeze(model, blocks=unfreeze, bn=bn)
+    else:
+        freezing.freeze(model)
     if regularization is not None:
         regularization.attach(model)
     return model
@@ -299,12 +298,7 @@ def _check_arguments(num_classes, strategy, pooling, bn, dropout, fusion, head):
             f"`num_classes` must be a positive integer, or None for a feature model. "
             f"Received: num_classes={num_classes!r}"
         )
-    if strategy not in STRATEGIES:
-        close = difflib.get_close_matches(str(strategy), STRATEGIES, n=1)
-        raise ValueError(
-            f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}"
-            + (f". Did you mean {close[0]!r}?" if close else "")
-        )
+    strategies.get(strategy)
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
     check_bn(bn)

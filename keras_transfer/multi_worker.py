@@ -14,9 +14,9 @@ worker (keras-team/keras#20585, open):
 
 `patch()` mends both. Importing `keras_transfer` changes nothing: the
 patch is applied by `transfer()`, `extract_features`, `fine_tune` and
-`ktr.heads.fit_head` when they run under a multi-worker strategy
-(`patch_if_needed`), or by calling `patch()` before `fit`. Every other
-strategy (one device, `MirroredStrategy`, TPUs) takes Keras's own code
+`ktr.heads.fit_head` when they run under a multi-worker distribution
+strategy (`patch_if_needed`), or by calling `patch()` before `fit`. Every
+other distribution strategy (one device, `MirroredStrategy`, TPUs) takes Keras's own code
 unchanged: the patched functions hand those back to the originals.
 """
 
@@ -48,7 +48,8 @@ def patch():
 
 
 def patch_if_needed():
-    """`patch()` when a multi-worker strategy is in scope; otherwise nothing."""
+    """`patch()` when a multi-worker distribution strategy is in scope;
+    otherwise nothing."""
     if keras.backend.backend() != "tensorflow" or _PATCHED:
         return
     import tensorflow as tf

@@ -1,0 +1,117 @@
+"""The training strategies: one table of what each builds and how it trains.
+
+A strategy is the model `transfer(..., strategy=NAME)` builds and the
+library recipe that trains it. `transfer()`, the command line's
+`--strategy` and the demo read this table, and `get(NAME)` looks a row up,
+as `keras.optimizers.get` does. A new strategy is a new row and its recipe.
+
+Every recipe takes `(model, train, validation_data=None, *, batch_size,
+verbose, callbacks, **options)`, with the options its row names, and
+returns a `keras.callbacks.History` whose `model` is the trained model and
+whose `phases` list what ran. This module loads no backend: the command
+line offers the names before Keras starts.
+
+Example:
+
+>>> keras_transfer.strategies.get("gradual").recipe
+'keras_transfer.gradual.gradual_unfreeze'
+>>> keras_transfer.strategies.NAMES
+('auto', 'feature_extraction', 'fine_tune', 'gradual')
+"""
+
+import dataclasses
+import difflib
+import importlib
+
+__all__ = ["NAMES", "STRATEGIES", "Strategy", "get"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One training strategy.
+
+    Attributes:
+        name: what `transfer(strategy=...)` and `--strategy` take.
+        summary: one line, for help texts.
+        trains_backbone: whether `transfer()` leaves the backbone trainable
+            (from its `unfreeze` argument); otherwise it is frozen and the
+            recipe unfreezes what it trains.
+        head: whether `transfer()` builds the classifier. Without it, the
+            recipe fits a head on extracted features and attaches it.
+        recipe: the dotted path of the recipe function.
+        options: the recipe's own options, beyond the data and the batch
+            size: what the command line passes to it.
+        adaptive: the recipe chooses its own epochs and rates.
+    """
+
+    name: str
+    summary: str
+    trains_backbone: bool
+    head: bool
+    recipe: str
+    options: tuple = ()
+    adaptive: bool = False
+
+    def load_recipe(self):
+        """The recipe function (imports its module, and so Keras)."""
+        module, function = self.recipe.rsplit(".", 1)
+        return getattr(importlib.import_module(module), function)
+
+
+STRATEGIES = {
+    row.name: row
+    for row in (
+        Strategy(
+            name="auto",
+            summary="fine_tune's adaptive recipe: a probe, then fine-tuning from it, kept only "
+            "if it beats the probe on a held-out slice of the training images",
+            trains_backbone=False,
+            head=True,
+            recipe="keras_transfer.recipes.fine_tune",
+            options=("seed",),
+            adaptive=True,
+        ),
+        Strategy(
+            name="feature_extraction",
+            summary="the backbone frozen: its features extracted once, a head trained on them",
+            trains_backbone=False,
+            head=False,
+            recipe="keras_transfer.heads.train_on_features",
+            options=("num_classes", "epochs", "learning_rate", "progress"),
+        ),
+        Strategy(
+            name="fine_tune",
+            summary="fine_tune's fixed recipe: the head, then everything under per-block rates",
+            trains_backbone=True,
+            head=True,
+            recipe="keras_transfer.recipes.fine_tune",
+            options=("epochs", "freeze_epochs", "base_lr"),
+        ),
+        Strategy(
+            name="gradual",
+            summary="the head, then the backbone unfrozen a block per epoch from the top",
+            trains_backbone=False,
+            head=True,
+            recipe="keras_transfer.gradual.gradual_unfreeze",
+            options=("epochs", "freeze_epochs", "base_lr"),
+        ),
+    )
+}
+NAMES = tuple(STRATEGIES)
+
+
+def get(identifier):
+    """The `Strategy` named `identifier` (a `Strategy` is returned as it is).
+
+    Args:
+        identifier: a name in `NAMES`, or a `Strategy`.
+    """
+    if isinstance(identifier, Strategy):
+        return identifier
+    if isinstance(identifier, str) and identifier in STRATEGIES:
+        return STRATEGIES[identifier]
+    close = difflib.get_close_matches(str(identifier), NAMES, n=1)
+    raise ValueError(
+        f"`strategy` must be one of {NAMES}. Received: strategy={identifier!r}"
+        + (f". Did you mean {close[0]!r}?" if close else "")
+    )
