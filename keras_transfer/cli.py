@@ -58,7 +58,8 @@ def _main(argv):
         return EXIT_USAGE
     commands = _load_commands(quiet=not args.debug)
     try:
-        getattr(commands, _COMMANDS[args.command])(args)
+        command = importlib.import_module(f"{commands.__name__}.{args.command}")
+        getattr(command, _COMMANDS[args.command])(args)
     except commands.NonFiniteLossError as error:
         if args.debug:
             traceback.print_exc()

@@ -1,0 +1,118 @@
+"""What the sub-commands share: the usage errors (exit code 2), reading a
+run's model, checking arguments, and the per-class table."""
+
+import ast
+import json
+import pathlib
+import sys
+import zipfile
+
+import keras
+
+from keras_transfer import report
+from keras_transfer.image_folder import MAX_IMAGE_SIZE
+
+__all__ = ["USAGE_ERRORS", "UsageError"]
+
+# Errors that mean "fix your arguments or data", not "the program is broken".
+USAGE_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    FileExistsError,
+    PermissionError,
+    ImportError,
+    ConnectionError,  # a download that failed offline: the message says what to pass
+    BlockingIOError,  # a feature store that another process is writing
+)
+
+
+class UsageError(Exception):
+    """Bad arguments or data: exit code 2, one line, no traceback."""
+
+
+def _warn_skipped(folder, root):
+    if folder.skipped:
+        print(
+            f"warning: skipped {len(folder.skipped)} files in {root} that are not images: "
+            f"{', '.join(folder.skipped[:10])}",
+            file=sys.stderr,
+        )
+
+
+def _evaluate(model, folder, batch_size):
+    probabilities = model.predict(folder.images, batch_size=batch_size, verbose=0)
+    return report.classification_report(folder.labels, probabilities.argmax(-1), folder.class_names)
+
+
+def _load_model(path):
+    path = pathlib.Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise FileNotFoundError(
+            f"No model at {str(model_path)!r}: pass a run directory "
+            f"written by `keras-transfer fit` or a .keras file. Received: {str(path)!r}"
+        )
+    if not zipfile.is_zipfile(model_path):
+        raise UsageError(
+            f"{str(model_path)!r} is not a Keras model file (a .keras archive). "
+            f"Received: {str(path)!r}"
+        )
+    config_path = model_path.parent / "config.json"
+    config = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+            if not isinstance(config, dict):
+                raise ValueError(f"a {type(config).__name__}, not an object")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise UsageError(
+                f"The run's {str(config_path)!r} is damaged ({error}): restore it, "
+                "or pass the .keras file of a folder without one"
+            ) from error
+    model = keras.saving.load_model(model_path)
+    names = config.get("class_names")
+    if names is not None and len(names) != _outputs(model):
+        raise UsageError(
+            f"{str(config_path)!r} names {len(names)} classes but the model has "
+            f"{_outputs(model)} outputs: the config belongs to another model"
+        )
+    return model, config, model_path
+
+
+def _outputs(model):
+    return int(model.outputs[0].shape[-1])
+
+
+def _weights(value):
+    return None if value.lower() == "none" else value
+
+
+def _backbone_kwargs(pairs):
+    kwargs = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--backbone-arg takes KEY=VALUE. Received: {pair!r}")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def _check_positive(args, *names):
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1. Received: {value}")
+    if "image_size" in names and args.image_size > MAX_IMAGE_SIZE:
+        raise UsageError(
+            f"--image-size must be at most {MAX_IMAGE_SIZE} pixels. Received: {args.image_size}"
+        )
+
+
+def _per_class_table(result):
+    print(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
+    for name, row in result["per_class"].items():
+        print(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['support']:>8}")

@@ -1,0 +1,23 @@
+"""`keras-transfer demo`: the comparison of strategies."""
+
+from keras_transfer import demo
+from keras_transfer.commands._shared import _backbone_kwargs
+
+__all__ = ["demo_command"]
+
+
+def demo_command(args):
+    """The comparison of strategies (digits by default; photos with --data)."""
+    demo.run(
+        data=args.data,
+        weights=args.weights,
+        backbone=args.backbone,
+        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+        out=args.out,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        shots=args.shots,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )

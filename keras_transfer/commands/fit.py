@@ -1,0 +1,220 @@
+"""`keras-transfer fit`: trains on a folder of photos with a strategy of
+`ktr.strategies` and writes the run's report."""
+
+import math
+import pathlib
+import sys
+import time
+
+import keras
+
+from keras_transfer import __version__, report, strategies
+from keras_transfer.commands._shared import (
+    UsageError,
+    _backbone_kwargs,
+    _check_positive,
+    _evaluate,
+    _per_class_table,
+    _warn_skipped,
+    _weights,
+)
+from keras_transfer.factory import transfer
+from keras_transfer.image_folder import ImageFolder
+
+__all__ = ["fit"]
+
+
+# The fixed strategies' defaults; the adaptive one (auto) chooses its own.
+_FIXED_RECIPE_DEFAULTS = {"epochs": 10, "freeze_epochs": 1, "lr": 1e-3}
+
+
+def fit(args):
+    """Trains a transfer model on DATA_DIR and writes the run's report."""
+    adaptive = strategies.get(args.strategy).adaptive
+    given = [name for name in _FIXED_RECIPE_DEFAULTS if getattr(args, name) is not None]
+    if adaptive and given:
+        raise UsageError(
+            f"--{given[0].replace('_', '-')} sets a fixed recipe: add --strategy fine_tune (or "
+            "feature_extraction, gradual). The default strategy, auto, chooses its own epochs "
+            f"and rates. Received: --{given[0].replace('_', '-')} {getattr(args, given[0])}"
+        )
+    for name, value in _FIXED_RECIPE_DEFAULTS.items():
+        if getattr(args, name) is None and not adaptive:
+            setattr(args, name, value)
+    fixed = [] if adaptive else ["epochs"]
+    _check_positive(args, *fixed, "batch_size", "image_size")
+    if fixed and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a finite number above 0. Received: --lr {args.lr}")
+    if fixed and args.freeze_epochs < 0:
+        raise UsageError(f"--freeze-epochs must be at least 0. Received: {args.freeze_epochs}")
+    report.check_plotting()  # before training, not after
+    out = report.output_dir(
+        args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}",
+        args.overwrite,
+        inputs=[args.data_dir, args.val_dir],
+    )
+    start = time.perf_counter()
+    keras.utils.set_random_seed(args.seed)
+    size = (args.image_size, args.image_size)
+    train, val = _train_val(args, size)
+    names = train.class_names
+    _print_unless_quiet(
+        args,
+        f"{len(train.labels)} training and {len(val.labels)} validation images, "
+        f"{len(names)} classes: {', '.join(names)}",
+    )
+    source = dict(
+        mixed_precision=args.mixed_precision,
+        weights=_weights(args.weights),
+        input_shape=size + (3,),
+        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+    )
+    verbose = 0 if args.quiet else 2 if not sys.stdout.isatty() else 1
+    callbacks = [] if args.quiet else [_Throughput(args.batch_size)]
+    fit_start = time.perf_counter()
+    model, history, phases = _train(args, train, val, source, verbose, callbacks)
+    fit_seconds = time.perf_counter() - fit_start
+    model = _with_probabilities(model)
+    epochs_run = len(next(iter(history.history.values())))
+    result = _evaluate(model, val, args.batch_size)
+    result.update(
+        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        phases=phases,
+        train_images=len(train.labels),
+        val_images=len(val.labels),
+        skipped_files=sorted(set(train.skipped + val.skipped)),
+        fit_seconds=round(fit_seconds, 2),
+        images_per_s=round(epochs_run * len(train.labels) / fit_seconds, 1),
+        wall_time_s=round(time.perf_counter() - start, 2),
+    )
+    decision = getattr(history, "decision", None)
+    if decision is not None:  # the adaptive recipe: what each phase reached, what was kept
+        result["recipe"] = decision
+        _print_unless_quiet(
+            args,
+            f"recipe: kept the {decision['kept'].replace('_', '-')} model; {decision['reason']}",
+        )
+    config = _run_config(args, names)
+    with report.staging(out, args.overwrite) as stage:
+        model.save(stage / "model.keras")
+        report.write_json(stage / "config.json", config)
+        report.write_json(stage / "metrics.json", result)
+        report.plot_curves(result["history"], phases, stage / "curves.png")
+        report.plot_confusion(result["confusion_matrix"], names, stage / "confusion.png")
+    _summary(args, result, out)
+
+
+def _train(args, train, val, source, verbose, callbacks):
+    """Builds and trains with `args.strategy`'s row of the strategy table;
+    returns `(model, history, phases)`."""
+    strategy = strategies.get(args.strategy)
+    num_classes = len(train.class_names)
+    # The adaptive recipe's probe also sees two views through the model's
+    # augmentation: flips hold for photos.
+    augmentation = (
+        [keras.layers.RandomFlip("horizontal", seed=args.seed)] if strategy.adaptive else None
+    )
+    model = transfer(
+        args.backbone,
+        num_classes if strategy.head else None,
+        strategy=strategy.name,
+        augmentation=augmentation,
+        **source,
+    )
+    given = {
+        "seed": args.seed,
+        "num_classes": num_classes,
+        "epochs": args.epochs,
+        "freeze_epochs": args.freeze_epochs,
+        "base_lr": args.lr,
+        "learning_rate": args.lr,
+        "progress": not args.quiet,
+    }
+    history = strategy.load_recipe()(
+        model,
+        (train.images, train.labels),
+        (val.images, val.labels),
+        batch_size=args.batch_size,
+        verbose=verbose,
+        callbacks=callbacks,
+        **{name: given[name] for name in strategy.options},
+    )
+    return history.model, history, history.phases
+
+
+def _train_val(args, size):
+    train, val = ImageFolder.train_val(
+        args.data_dir, size, args.val_dir, args.val_split, args.seed, progress=not args.quiet
+    )
+    _warn_skipped(train, args.data_dir)
+    if val.skipped is not train.skipped:  # a split shares its folder's list
+        _warn_skipped(val, args.val_dir or args.data_dir)
+    return train, val
+
+
+def _with_probabilities(model):
+    """The saved model gives class probabilities: softmax on the logits."""
+    output = keras.layers.Softmax(dtype="float32", name="probabilities")(model.output)
+    return keras.Model(model.input, output, name=model.name)
+
+
+def _run_config(args, class_names):
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "debug", "quiet")}
+    settings["data_dir"] = str(pathlib.Path(args.data_dir).resolve())
+    argv = ["keras-transfer", "fit", settings["data_dir"]]
+    for key, value in settings.items():
+        if key in ("command", "data_dir", "out", "overwrite") or value in (None, False, []):
+            continue
+        flag = "--" + key.replace("_", "-")
+        values = value if isinstance(value, list) else [value]
+        argv += [flag] if value is True else [x for v in values for x in (flag, str(v))]
+    return {
+        "settings": settings,
+        "class_names": class_names,
+        "command": argv,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "keras_transfer": __version__,
+    }
+
+
+def _print_unless_quiet(args, text):
+    if not args.quiet:
+        print(text)
+
+
+def _summary(args, result, out):
+    if args.quiet:
+        print(f"val accuracy {result['accuracy']:.4f}  {out}")
+        return
+    print(
+        f"\nval accuracy {result['accuracy']:.4f}   {result['val_images']} images   "
+        f"fit {result['fit_seconds']:.1f} s   {result['images_per_s']:.1f} images/s"
+    )
+    _per_class_table(result)
+    print(f"run written to {out}: model.keras metrics.json curves.png confusion.png config.json")
+
+
+class _Throughput(keras.callbacks.Callback):
+    """Adds images/s to the logs of each batch (the progress bar shows it) and
+    each epoch (the history keeps it). It runs before Keras's own progress
+    bar and history, which are appended after the user's callbacks."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if logs is not None:
+            logs["images_per_s"] = self._rate()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.steps:
+            logs["images_per_s"] = self._rate()
+
+    def _rate(self):
+        return self.steps * self.batch_size / max(time.perf_counter() - self.start, 1e-9)
