@@ -12,7 +12,18 @@ import keras
 from keras_transfer import report
 from keras_transfer.image_folder import MAX_IMAGE_SIZE
 
-__all__ = ["USAGE_ERRORS", "UsageError"]
+__all__ = [
+    "USAGE_ERRORS",
+    "UsageError",
+    "check_positive",
+    "class_count",
+    "evaluate_on",
+    "load_model",
+    "parse_backbone_args",
+    "parse_weights",
+    "per_class_table",
+    "warn_skipped",
+]
 
 # Errors that mean "fix your arguments or data", not "the program is broken".
 USAGE_ERRORS = (
@@ -31,7 +42,8 @@ class UsageError(Exception):
     """Bad arguments or data: exit code 2, one line, no traceback."""
 
 
-def _warn_skipped(folder, root):
+def warn_skipped(folder, root):
+    """Warns, on stderr, of the files of `root` that are not images."""
     if folder.skipped:
         print(
             f"warning: skipped {len(folder.skipped)} files in {root} that are not images: "
@@ -40,12 +52,14 @@ def _warn_skipped(folder, root):
         )
 
 
-def _evaluate(model, folder, batch_size):
+def evaluate_on(model, folder, batch_size):
+    """The classification report of `model` on an `ImageFolder`."""
     probabilities = model.predict(folder.images, batch_size=batch_size, verbose=0)
     return report.classification_report(folder.labels, probabilities.argmax(-1), folder.class_names)
 
 
-def _load_model(path):
+def load_model(path):
+    """`(model, run config, model path)` from a run directory or a `.keras` file."""
     path = pathlib.Path(path)
     model_path = path / "model.keras" if path.is_dir() else path
     if not model_path.is_file():
@@ -72,23 +86,26 @@ def _load_model(path):
             ) from error
     model = keras.saving.load_model(model_path)
     names = config.get("class_names")
-    if names is not None and len(names) != _outputs(model):
+    if names is not None and len(names) != class_count(model):
         raise UsageError(
             f"{str(config_path)!r} names {len(names)} classes but the model has "
-            f"{_outputs(model)} outputs: the config belongs to another model"
+            f"{class_count(model)} outputs: the config belongs to another model"
         )
     return model, config, model_path
 
 
-def _outputs(model):
+def class_count(model):
+    """The width of the model's (first) output: its number of classes."""
     return int(model.outputs[0].shape[-1])
 
 
-def _weights(value):
+def parse_weights(value):
+    """`--weights`: "none" is `None`, anything else as given."""
     return None if value.lower() == "none" else value
 
 
-def _backbone_kwargs(pairs):
+def parse_backbone_args(pairs):
+    """`--backbone-arg KEY=VALUE`s as constructor keyword arguments."""
     kwargs = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -101,7 +118,8 @@ def _backbone_kwargs(pairs):
     return kwargs
 
 
-def _check_positive(args, *names):
+def check_positive(args, *names):
+    """Refuses arguments below 1, and an image size above `MAX_IMAGE_SIZE`."""
     for name in names:
         value = getattr(args, name)
         if value < 1:
@@ -112,7 +130,8 @@ def _check_positive(args, *names):
         )
 
 
-def _per_class_table(result):
+def per_class_table(result):
+    """Prints precision, recall and support per class."""
     print(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for name, row in result["per_class"].items():
         print(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['support']:>8}")

@@ -1,7 +1,7 @@
 """`keras-transfer demo`: the comparison of strategies."""
 
 from keras_transfer import demo
-from keras_transfer.commands._shared import _backbone_kwargs
+from keras_transfer.commands._shared import parse_backbone_args
 
 __all__ = ["demo_command"]
 
@@ -12,7 +12,7 @@ def demo_command(args):
         data=args.data,
         weights=args.weights,
         backbone=args.backbone,
-        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+        backbone_kwargs=parse_backbone_args(args.backbone_arg),
         out=args.out,
         epochs=args.epochs,
         image_size=args.image_size,

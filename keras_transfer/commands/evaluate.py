@@ -7,11 +7,11 @@ import time
 from keras_transfer import report
 from keras_transfer.commands._shared import (
     UsageError,
-    _evaluate,
-    _load_model,
-    _outputs,
-    _per_class_table,
-    _warn_skipped,
+    class_count,
+    evaluate_on,
+    load_model,
+    per_class_table,
+    warn_skipped,
 )
 from keras_transfer.image_folder import (
     ImageFolder,
@@ -23,7 +23,7 @@ __all__ = ["evaluate"]
 
 def evaluate(args):
     """Evaluates a run's model (or a `.keras` file) on DATA_DIR."""
-    model, config, model_path = _load_model(args.model)
+    model, config, model_path = load_model(args.model)
     out = report.output_dir(
         args.out or model_path.parent / "evaluation", args.overwrite, inputs=[args.data_dir]
     )
@@ -37,7 +37,7 @@ def evaluate(args):
     names = names or folder.class_names
     _check_classes(model, names)
     start = time.perf_counter()
-    result = _evaluate(model, folder, args.batch_size)
+    result = evaluate_on(model, folder, args.batch_size)
     result.update(
         data_dir=str(data),
         images=len(folder.labels),
@@ -48,17 +48,17 @@ def evaluate(args):
         report.write_json(stage / "metrics.json", result)
         report.plot_confusion(result["confusion_matrix"], names, stage / "confusion.png")
     print(f"accuracy {result['accuracy']:.4f} on {len(folder.labels)} images of {data}")
-    _per_class_table(result)
+    per_class_table(result)
     print(f"report: {out}")
 
 
 def _image_folder(root, size, class_names, args):
     folder = ImageFolder.load(root, size, class_names, progress=not args.quiet)
-    _warn_skipped(folder, root)
+    warn_skipped(folder, root)
     return folder
 
 
 def _check_classes(model, names):
-    outputs = _outputs(model)
+    outputs = class_count(model)
     if outputs != len(names):
         raise UsageError(f"The model has {outputs} classes but the data has {len(names)}: {names}")

@@ -5,9 +5,9 @@ import pathlib
 from keras_transfer import _io
 from keras_transfer.commands._shared import (
     UsageError,
-    _backbone_kwargs,
-    _check_positive,
-    _weights,
+    check_positive,
+    parse_backbone_args,
+    parse_weights,
 )
 from keras_transfer.factory import transfer
 from keras_transfer.features import extract_features
@@ -19,7 +19,7 @@ __all__ = ["extract"]
 def extract(args):
     """Extracts features to a store (resumable; reused when the key matches).
     A root of split folders (`train/`, `val/`) gives one store per split."""
-    _check_positive(args, "batch_size", "image_size")
+    check_positive(args, "batch_size", "image_size")
     root, out = pathlib.Path(args.data_dir), pathlib.Path(args.out)
     splits = split_folders(root) if root.is_dir() else {}
     if _io.is_inside(out, root) or _io.is_inside(root, out):
@@ -35,9 +35,9 @@ def extract(args):
     size = (args.image_size, args.image_size)
     features = transfer(
         args.backbone,
-        weights=_weights(args.weights),
+        weights=parse_weights(args.weights),
         input_shape=size + (3,),
-        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+        backbone_kwargs=parse_backbone_args(args.backbone_arg),
         feature_layer=args.layer,
         pooling=args.pooling,
     )

@@ -11,12 +11,12 @@ import keras
 from keras_transfer import __version__, report, strategies
 from keras_transfer.commands._shared import (
     UsageError,
-    _backbone_kwargs,
-    _check_positive,
-    _evaluate,
-    _per_class_table,
-    _warn_skipped,
-    _weights,
+    check_positive,
+    evaluate_on,
+    parse_backbone_args,
+    parse_weights,
+    per_class_table,
+    warn_skipped,
 )
 from keras_transfer.factory import transfer
 from keras_transfer.image_folder import ImageFolder
@@ -42,7 +42,7 @@ def fit(args):
         if getattr(args, name) is None and not adaptive:
             setattr(args, name, value)
     fixed = [] if adaptive else ["epochs"]
-    _check_positive(args, *fixed, "batch_size", "image_size")
+    check_positive(args, *fixed, "batch_size", "image_size")
     if fixed and not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number above 0. Received: --lr {args.lr}")
     if fixed and args.freeze_epochs < 0:
@@ -65,9 +65,9 @@ def fit(args):
     )
     source = dict(
         mixed_precision=args.mixed_precision,
-        weights=_weights(args.weights),
+        weights=parse_weights(args.weights),
         input_shape=size + (3,),
-        backbone_kwargs=_backbone_kwargs(args.backbone_arg),
+        backbone_kwargs=parse_backbone_args(args.backbone_arg),
     )
     verbose = 0 if args.quiet else 2 if not sys.stdout.isatty() else 1
     callbacks = [] if args.quiet else [_Throughput(args.batch_size)]
@@ -76,7 +76,7 @@ def fit(args):
     fit_seconds = time.perf_counter() - fit_start
     model = _with_probabilities(model)
     epochs_run = len(next(iter(history.history.values())))
-    result = _evaluate(model, val, args.batch_size)
+    result = evaluate_on(model, val, args.batch_size)
     result.update(
         history={k: [float(v) for v in values] for k, values in history.history.items()},
         phases=phases,
@@ -146,9 +146,9 @@ def _train_val(args, size):
     train, val = ImageFolder.train_val(
         args.data_dir, size, args.val_dir, args.val_split, args.seed, progress=not args.quiet
     )
-    _warn_skipped(train, args.data_dir)
+    warn_skipped(train, args.data_dir)
     if val.skipped is not train.skipped:  # a split shares its folder's list
-        _warn_skipped(val, args.val_dir or args.data_dir)
+        warn_skipped(val, args.val_dir or args.data_dir)
     return train, val
 
 
@@ -191,7 +191,7 @@ def _summary(args, result, out):
         f"\nval accuracy {result['accuracy']:.4f}   {result['val_images']} images   "
         f"fit {result['fit_seconds']:.1f} s   {result['images_per_s']:.1f} images/s"
     )
-    _per_class_table(result)
+    per_class_table(result)
     print(f"run written to {out}: model.keras metrics.json curves.png confusion.png config.json")
 
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from keras_transfer.commands._shared import (
     UsageError,
-    _check_positive,
-    _load_model,
-    _outputs,
+    check_positive,
+    class_count,
+    load_model,
 )
 from keras_transfer.image_folder import (
     image_files,
@@ -23,9 +23,9 @@ __all__ = ["predict"]
 
 def predict(args):
     """Prints the top classes of each image."""
-    _check_positive(args, "top_k")
-    model, config, _ = _load_model(args.model)
-    names = config.get("class_names") or [str(i) for i in range(_outputs(model))]
+    check_positive(args, "top_k")
+    model, config, _ = load_model(args.model)
+    names = config.get("class_names") or [str(i) for i in range(class_count(model))]
     paths = []
     for item in map(pathlib.Path, args.images):
         if item.is_dir():
