@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(config, items):
     )
     # keras_hub loads TensorFlow (tensorflow-text): its tests run last, so
     # the JAX and torch processes hold TensorFlow only for them.
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_keras_hub.py"))
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_keras_hub_adapter.py"))
     for item in items:
         if "tensorflow_only" in item.keywords and BACKEND != "tensorflow":
             item.add_marker(skip_tf)
@@ -73,7 +73,7 @@ def pytest_runtest_setup(item):
     # The KerasHub tests run last. What the suite before them left to the
     # collector is frozen once, not traced again: one full collection of it
     # took the TensorFlow process 49 s, inside a KerasHub test.
-    if item.nodeid.startswith("tests/test_keras_hub.py") and not _KERAS_HUB_STARTED:
+    if item.nodeid.startswith("tests/test_keras_hub_adapter.py") and not _KERAS_HUB_STARTED:
         _KERAS_HUB_STARTED.append(item.nodeid)
         gc.freeze()
 
@@ -196,3 +196,38 @@ def pixels(n=4, size=32, channels=3, seed=0):
 
 def as_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+# The command-line tests' photos and one fixed-recipe run on them, made once
+# a process for every sub-command's tests.
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory):
+    from tests.command_line import _folder  # it imports this module
+
+    root = tmp_path_factory.mktemp("photos")
+    _folder(root / "train")
+    _folder(root / "val", per_class=4)
+    (root / "train" / "red" / "notes.txt").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="session")
+def run(photos, tmp_path_factory):
+    from tests.command_line import FIT, FIXED, command
+
+    out = tmp_path_factory.mktemp("runs") / "colors"
+    result = command(
+        "fit",
+        photos,
+        *FIT,
+        *FIXED,
+        "--epochs",
+        "12",
+        "--lr",
+        "0.03",
+        "--out",
+        out,
+        entry_point=True,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return out, result

@@ -1,0 +1,64 @@
+"""`keras-transfer predict`, on a run and on a plain Keras model."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_transfer import cli
+from tests.command_line import COLORS, command
+from tests.conftest import runs_once_in
+
+pytestmark = runs_once_in("torch")
+
+
+def test_predict_gives_the_class_the_model_gives_in_python(run, photos):
+    out, _ = run
+    image = photos / "val" / "green" / "0.png"
+    result = command("predict", out / "model.keras", image, "--top-k", "2", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)
+    model = keras.saving.load_model(out / "model.keras")
+    pixels = np.asarray(Image.open(image).convert("RGB").resize((32, 32), Image.BILINEAR))
+    probabilities = np.asarray(model.predict(pixels[None].astype("float32"), verbose=0))[0]
+    names = sorted(COLORS)
+    assert [t["class"] for t in rows[0]["top"]] == [
+        names[i] for i in np.argsort(-probabilities)[:2]
+    ]
+    assert rows[0]["top"][0]["probability"] == pytest.approx(probabilities.max(), abs=1e-3)
+    assert rows[0]["top"][0]["class"] == "green"
+
+
+def test_predict_takes_a_plain_keras_model_and_upright_phone_photos(tmp_path, capsys):
+    """A Sequential written by plain Keras, giving logits: class 0 scores red
+    on top and blue below (the photo upright), class 1 red on the left and
+    blue on the right (the photo as stored, lying on its side). The JPEG's
+    EXIF turns it upright."""
+    from tests.test_image_folder import _oriented_jpeg
+
+    dense = keras.layers.Dense(2)
+    model = keras.Sequential([keras.Input((8, 4, 3)), keras.layers.Flatten(), dense])
+    kernel = np.zeros((8, 4, 3, 2), "float32")
+    kernel[:4, :, 0, 0] = kernel[4:, :, 2, 0] = 1.0
+    kernel[:, :2, 0, 1] = kernel[:, 2:, 2, 1] = 1.0
+    dense.set_weights([kernel.reshape(-1, 2) / 255.0, np.zeros(2, "float32")])
+    model.save(tmp_path / "plain.keras")
+    _oriented_jpeg(tmp_path / "phone.jpg")
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(tmp_path / "plain.keras"),
+                str(tmp_path / "phone.jpg"),
+                "--json",
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert [t["class"] for t in top] == ["0", "1"]  # class indices as names; upright
+    assert sum(t["probability"] for t in top) == pytest.approx(1.0, abs=1e-3)  # softmax
