@@ -269,7 +269,7 @@ def _fine_tuning(task):
 
 def _gradual(task):
     model = _model(task, True, strategy="gradual")
-    start = max(task.epochs // 3, 1)
+    start = min(max(task.epochs // 3, 1), task.epochs)
     strategies.get("gradual").load_recipe()(
         model,
         task.train,

@@ -47,7 +47,8 @@ def gradual_unfreeze(
             findable blocks), its classifier giving logits.
         train: what `fit` takes as `x` (a dataset), or a pair `(x, y)`.
         validation_data: passed to `fit`.
-        epochs: epochs after the head-only ones, one more block each.
+        epochs: epochs after the head-only ones, one more block each (0:
+            the head only).
         freeze_epochs: head-only epochs first.
         base_lr: Adam's learning rate.
         lr_factor: discriminative rates: the block `k` steps below the head
@@ -58,9 +59,13 @@ def gradual_unfreeze(
     Returns:
         The `History`, with `phases`.
     """
-    for name, value, low in (("epochs", epochs, 1), ("freeze_epochs", freeze_epochs, 0)):
+    for name, value, low in (("epochs", epochs, 0), ("freeze_epochs", freeze_epochs, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"`{name}` must be an int >= {low}. Received: {name}={value!r}")
+    if not epochs + freeze_epochs:
+        raise ValueError(
+            "Nothing to train: `epochs` and `freeze_epochs` are both 0. Received: 0, 0"
+        )
     guards.check_learning_rate(base_lr, "base_lr")
     batch_size = guards.check_batch_size(batch_size)
     x, y = train if isinstance(train, tuple) else (train, None)

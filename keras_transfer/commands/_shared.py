@@ -9,7 +9,7 @@ import zipfile
 
 import keras
 
-from keras_transfer import report
+from keras_transfer import register, report
 from keras_transfer.image_folder import MAX_IMAGE_SIZE
 
 __all__ = [
@@ -84,6 +84,7 @@ def load_model(path):
                 f"The run's {str(config_path)!r} is damaged ({error}): restore it, "
                 "or pass the .keras file of a folder without one"
             ) from error
+    register()  # the library's classes, which the file names
     model = keras.saving.load_model(model_path)
     names = config.get("class_names")
     if names is not None and len(names) != class_count(model):
