@@ -1,17 +1,12 @@
 """Each example runs end to end, offline, on small settings."""
 
-import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from keras_transfer import adaptive, cli
 from tests.conftest import (
     BACKEND,
-    HYMENOPTERA,
-    MOBILENET_V2_035_EXPORT,
     REAL_PHOTOS,
     ROOT,
     load_example,
@@ -143,63 +138,3 @@ def test_transfer_matrix_coral_adapts_to_the_shifted_domain(capsys):
         for v in out.split("no adaptation ")[1].replace(", TransferMatrix (CORAL)", "").split()
     )
     assert coral > plain + 0.2, out  # chance is 0.1
-
-
-@runs_once_in("torch")  # eager: no compile per strategy, as under JAX
-def test_demo_compares_the_four_strategies_on_digits(tmp_path, capsys):
-    assert cli.main(["demo", "--epochs", "3", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())["results"]
-    assert list(results) == [
-        "from scratch",
-        "feature extraction + SVM",
-        "fine-tuning",
-        "gradual unfreezing",
-    ]
-    assert all(0.0 <= r["accuracy"] <= 1.0 and r["seconds"] > 0 for r in results.values())
-    # The SVM on the pre-trained features beats chance (0.1) by far, even here.
-    assert results["feature extraction + SVM"]["accuracy"] > 0.5
-    assert (tmp_path / "demo" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
-    assert "strategy" in capsys.readouterr().out
-
-
-@runs_once_in("torch")
-def test_the_demo_task_is_disjoint_scans_with_a_noisy_target():
-    from keras_transfer import demo
-
-    task = demo.digits_task(shots=3, seed=1, say=lambda *a: None)
-    (x, y), (x_test, y_test) = task.train, task.test
-    assert x.shape == (30, 8, 8, 3) and np.array_equal(np.bincount(y), [3] * 10)
-    # The target is the half of the 1,797 scans the source never saw, less the shots.
-    assert len(x_test) == 1797 - 1797 // 2 - 30 and set(y_test) == set(range(10))
-    assert not any(np.array_equal(a, b) for a in x for b in x_test)
-    # Noisy: clean scans take 17 grey levels, these take many more.
-    assert len(np.unique(x)) > 17 * 10
-
-
-@REAL_PHOTOS
-@pytest.mark.shared_data
-def test_demo_on_real_photos(tmp_path, monkeypatch):
-    monkeypatch.setattr(adaptive, "MAX_EPOCHS", 3)  # --epochs 1 is for the fixed strategies
-    assert (
-        cli.main(
-            [
-                "demo",
-                "--data",
-                str(HYMENOPTERA),
-                "--weights",
-                str(MOBILENET_V2_035_EXPORT),
-                "--backbone-arg",
-                "alpha=0.35",
-                "--image-size",
-                "32",
-                "--epochs",
-                "1",
-                "--out",
-                str(tmp_path / "demo"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert results["task"] == "hymenoptera_data (mobilenet_v2)" and len(results["results"]) == 4

@@ -4,7 +4,6 @@ import pytest
 
 import keras_transfer as kt
 from keras_transfer.optimizers import BlockwiseLR
-from keras_transfer.rate_multipliers import geometric_multipliers
 from tests.conftest import BACKEND, as_numpy, pixels, tiny_backbone
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -103,39 +102,6 @@ def test_patterns_and_default():
         "head/kernel": 2.0,
         "head/bias": 2.0,
     }
-
-
-def test_geometric_multipliers_are_fastais_slice():
-    assert geometric_multipliers(["a", "b", "c"], (1e-4, 1e-2)) == pytest.approx(
-        {"a": 1e-2, "b": 1e-1, "c": 1.0}
-    )
-    with pytest.raises(ValueError, match=r"Received: lr_range=\(0.1, 0.01\)"):
-        geometric_multipliers(["a"], (0.1, 0.01))
-
-
-def test_unfreeze_with_lr_range_spreads_rates_from_lowest_block_to_head():
-    model = kt.transfer(tiny_backbone(), 2, preprocessing="tf")
-    model.compile(keras.optimizers.SGD(0.1), LOSS)
-    kt.unfreeze(model, blocks=2, bn="train", lr_range=(1e-3, 1e-1))
-    optimizer = model.optimizer
-    assert float(as_numpy(optimizer.learning_rate)) == pytest.approx(0.1)
-    # Two blocks and the head: 1e-2, 1e-1, then 1 (the default).
-    assert optimizer.multipliers == pytest.approx(
-        {"conv1": 0.01, "bn1": 0.01, "conv2": 0.1, "bn2": 0.1}
-    )
-    model.fit(pixels(8), np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
-    with pytest.raises(ValueError, match="need a compiled model"):
-        kt.unfreeze(kt.transfer(tiny_backbone(), 2), blocks=1, lr_range=(1e-3, 1e-2))
-
-
-def test_one_cycle_shape():
-    schedule = kt.schedules.OneCycle(1.0, total_steps=100, pct_start=0.25, div=10, div_final=100)
-    values = [float(as_numpy(schedule(s))) for s in (0, 25, 100, 200)]
-    assert values == pytest.approx([0.1, 1.0, 0.01, 0.01], rel=1e-5)
-    restored = kt.schedules.OneCycle.from_config(schedule.get_config())
-    assert float(as_numpy(restored(60))) == pytest.approx(float(as_numpy(schedule(60))))
-    with pytest.raises(ValueError, match="Received: total_steps=0"):
-        kt.schedules.OneCycle(1.0, total_steps=0)
 
 
 @pytest.mark.skipif(

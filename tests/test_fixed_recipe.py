@@ -1,0 +1,33 @@
+"""The fixed recipe: the head, then everything under per-block rates."""
+
+import numpy as np
+import pytest
+
+import keras_transfer as kt
+from tests.conftest import as_numpy
+from tests.recipe_models import X, Y, _model, _Trainable
+
+
+def test_fine_tune_trains_the_head_then_everything_with_blockwise_rates():
+    model = _model()
+    conv0 = model.get_layer("backbone").get_layer("conv0").kernel
+    start = as_numpy(conv0).copy()
+    seen = _Trainable()
+    history = kt.fine_tune(
+        model, (X, Y), validation_data=(X, Y), epochs=2, batch_size=8, callbacks=[seen], verbose=0
+    )
+    assert history.phases == [
+        {"name": "head", "first_epoch": 0, "epochs": 1},
+        {"name": "unfrozen", "first_epoch": 1, "epochs": 2},
+    ]
+    assert history.epoch == [0, 1, 2]
+    assert len(history.history["val_accuracy"]) == 3
+    assert seen.per_epoch == [(0, 2), (1, 8), (2, 8)]
+    assert not np.allclose(as_numpy(conv0), start)
+    optimizer = model.optimizer
+    assert isinstance(optimizer, kt.optimizers.BlockwiseLR)
+    # Stem 1/lr_mult of the head's rate, geometric in between.
+    assert optimizer.multipliers["conv0"] == pytest.approx(0.01)
+    assert optimizer.multipliers["conv1"] == pytest.approx(0.01 ** (2 / 3))
+    # The one-cycle schedule ends near zero.
+    assert float(as_numpy(optimizer.learning_rate)) < 1e-6
