@@ -51,7 +51,14 @@ def pytest_collection_modifyitems(config, items):
     )
     # keras_hub loads TensorFlow (tensorflow-text): its tests run last, so
     # the JAX and torch processes hold TensorFlow only for them.
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_keras_hub_adapter.py"))
+    # The fit's tests read the shared run before the other sub-commands'
+    # tests add to it (evaluate writes RUN_DIR/evaluation).
+    items.sort(
+        key=lambda item: (
+            item.nodeid.startswith("tests/test_keras_hub_adapter.py"),
+            item.nodeid.startswith("tests/commands/") and "test_fit.py" not in item.nodeid,
+        )
+    )
     for item in items:
         if "tensorflow_only" in item.keywords and BACKEND != "tensorflow":
             item.add_marker(skip_tf)

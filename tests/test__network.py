@@ -13,6 +13,29 @@ from tests.conftest import runs_once_in
 pytestmark = runs_once_in("jax")
 
 
+def test_an_unreachable_host_is_known_within_the_probe_time(monkeypatch):
+    def hangs(*args, **kwargs):
+        time.sleep(_network.PROBE_SECONDS + 5)
+
+    monkeypatch.setattr(_network, "PROBE_SECONDS", 0.2)
+    monkeypatch.setattr(socket, "create_connection", hangs)
+    start = time.perf_counter()
+    assert _network.reachable("huggingface.co") is False
+    assert time.perf_counter() - start < 2
+
+
+def test_network_errors_become_one_connection_error_and_others_pass(monkeypatch):
+    with pytest.raises(ConnectionError, match="Could not download x: offline.*To work offline, y"):
+        with _network.network_errors("x", "y"):
+            raise TimeoutError("timed out")
+    with pytest.raises(ConnectionError, match="URL fetch failure"):
+        with _network.network_errors("x", "y"):
+            raise Exception("URL fetch failure on https://...")  # noqa: TRY002 -- Keras's get_file
+    with pytest.raises(KeyError):
+        with _network.network_errors("x", "y"):
+            raise KeyError("not a network error")
+
+
 @runs_once_in("torch")
 def test_an_offline_preset_fails_fast_and_clearly(monkeypatch):
     def no_network(*args, **kwargs):

@@ -92,3 +92,15 @@ def test_labels_are_checked_before_a_head_learns_a_class_that_does_not_exist():
     with pytest.raises(ValueError, match="not one-hot rows"):
         fit_head(F, 3, labels=np.eye(3)[LABELS], epochs=1)
     assert LogisticHead().fit(F, LABELS.astype("float64")).evaluate(F, LABELS) > 0.75
+
+
+def test_train_on_features_extracts_once_and_attaches_the_head():
+    features = kt.transfer(tiny_backbone(top=False), preprocessing="unit")
+    x, y = pixels(8), np.arange(8) % 2
+    history = kt.heads.train_on_features(
+        features, (x, y), (x, y), num_classes=2, epochs=2, progress=False
+    )
+    attached = history.model
+    assert attached.output.shape[-1] == 2 and attached.input is features.input
+    assert history.phases == [{"name": "head", "first_epoch": 0, "epochs": 2}]
+    assert len(history.history["val_accuracy"]) == 2

@@ -7,7 +7,11 @@ import pytest
 
 import keras_transfer as kt
 from keras_transfer.rate_multipliers import (
+    block_multipliers,
+    check_rate_arguments,
     geometric_multipliers,
+    recipe_multipliers,
+    unfreeze_multipliers,
 )
 from tests.conftest import as_numpy, pixels, tiny_backbone
 
@@ -35,3 +39,16 @@ def test_unfreeze_with_lr_range_spreads_rates_from_lowest_block_to_head():
     model.fit(pixels(8), np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match="need a compiled model"):
         kt.unfreeze(kt.transfer(tiny_backbone(), 2), blocks=1, lr_range=(1e-3, 1e-2))
+
+
+def test_rate_arguments_are_checked_in_one_place():
+    with pytest.raises(ValueError, match=r"`lr_decay` must be in \(0, 1\]. Received: lr_decay=1.5"):
+        check_rate_arguments(lr_decay=1.5)
+    with pytest.raises(ValueError, match="not both"):
+        check_rate_arguments(lr_range=(1e-4, 1e-2), lr_decay=0.5)
+    check_rate_arguments(lr_range=(1e-4, 1e-2))
+    model = kt.transfer(tiny_backbone(), 2, strategy="fine_tune", preprocessing="tf")
+    decayed = unfreeze_multipliers(model, lr_decay=0.5)
+    # Three blocks below the head: 0.5**3 at the stem, 0.5 at the top block.
+    assert sorted(set(decayed.values())) == [0.125, 0.25, 0.5]
+    assert recipe_multipliers(model, (1e-3, 1e-1)) == block_multipliers(model, (1e-3, 1e-1))

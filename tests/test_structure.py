@@ -176,3 +176,35 @@ def test_the_command_line_starts_without_backend_log_lines():
     quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0 and quiet.stdout.startswith("[")
     assert quiet.stderr == ""
+
+
+# A module of code stays readable at one sitting; the registry's data tables
+# are data, not code.
+MAX_MODULE_LINES = 550
+DATA_TABLES = {"backbones.py"}
+
+
+@runs_once_in("jax")
+def test_no_module_of_code_is_longer_than_the_cap():
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in MODULES
+        if path.name not in DATA_TABLES
+        and (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these by job (at most {MAX_MODULE_LINES} lines): {long}"
+
+
+@runs_once_in("jax")
+def test_every_module_has_its_test_file():
+    """`keras_transfer/a.py` is tested in `tests/test_a.py`, and
+    `keras_transfer/package/b.py` in `tests/package/test_b.py`."""
+    missing = []
+    for path in MODULES:
+        if path.name == "__init__.py":
+            continue
+        relative = path.relative_to(PACKAGE)
+        test = ROOT / "tests" / relative.parent / f"test_{relative.name}"
+        if not test.is_file():
+            missing.append(str(test.relative_to(ROOT)))
+    assert missing == []

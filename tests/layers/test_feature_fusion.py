@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_transfer.layers import FeatureFusion, TransferMatrix
+from tests.layer_test_case import run_layer_test
 
 RNG = np.random.default_rng(1)
 A = RNG.normal(size=(6, 4)).astype("float32")
@@ -95,3 +96,18 @@ def test_bad_input_says_what_was_received():
         FeatureFusion("sum")([A, C])
     with pytest.raises(TypeError, match=r"a single input of shape \(6, 4\)"):
         FeatureFusion("concat")(A)
+
+
+@pytest.mark.parametrize(
+    "mode, width", [("concat", 10), ("sum", 5), ("mean", 5), ("weighted", 5), ("attention", 5)]
+)
+def test_layer_harness(mode, width, tmp_path):
+    rng = np.random.default_rng(0)
+    run_layer_test(
+        FeatureFusion,
+        {"mode": mode, "units": None if mode == "concat" else 5},
+        [rng.normal(size=(2, 6)).astype("float32"), rng.normal(size=(2, 4)).astype("float32")],
+        (2, width),
+        tmp_path=tmp_path,
+        atol=1e-5,
+    )

@@ -7,6 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 from keras_transfer.layers import InfNormalize
 from tests.conftest import gradient
+from tests.layer_test_case import run_layer_test
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 arrays = hnp.arrays(
@@ -113,3 +114,15 @@ def test_bad_arguments_say_what_was_received(kwargs, error, message):
 def test_out_of_bounds_axis_is_reported():
     with pytest.raises(ValueError, match="out of bounds"):
         InfNormalize(axis=3).compute_output_shape((None, 4))
+
+
+def test_layer_harness(tmp_path):
+    run_layer_test(
+        InfNormalize,
+        {"axis": -1},
+        np.random.default_rng(0).normal(size=(2, 3, 4)).astype("float32"),
+        (2, 3, 4),
+        tmp_path=tmp_path,
+        expected_num_trainable_weights=0,
+        atol=1e-6,
+    )

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_transfer.layers import TransferMatrix
+from tests.layer_test_case import run_layer_test
 
 RNG = np.random.default_rng(0)
 
@@ -162,3 +163,22 @@ def test_from_features_rejects_bad_input_with_the_received_value():
         TransferMatrix.from_features(np.ones(10))
     with pytest.raises(ValueError, match="Received: ridge=-1"):
         TransferMatrix.from_features(a, a, method="least_squares", ridge=-1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, trainable",
+    [
+        ({"units": 3}, 1),
+        ({"units": 3, "use_gate": True, "use_bias": True, "activation": "relu"}, 3),
+    ],
+)
+def test_layer_harness(kwargs, trainable, tmp_path):
+    run_layer_test(
+        TransferMatrix,
+        kwargs,
+        np.random.default_rng(0).normal(size=(2, 5)).astype("float32"),
+        (2, 3),
+        tmp_path=tmp_path,
+        expected_num_trainable_weights=trainable,
+        atol=1e-5,
+    )
