@@ -140,13 +140,24 @@ def test_bad_input_says_what_was_received():
 
 
 @runs_once_in("torch")
-def test_too_few_images_to_hold_out_warns_and_says_so():
-    x, y = X[:6], np.array([0, 0, 0, 0, 0, 1])
-    with pytest.warns(UserWarning, match=r"fewer than 2 images of class\(es\) \[1\]"):
+def test_a_singleton_class_still_leaves_a_held_out_comparison():
+    x, y = X[:6], np.array([0, 0, 0, 0, 0, 1])  # class 1 has one image
+    with pytest.warns(UserWarning, match=r"a single image of class\(es\) \[1\]"):
         history = ktr.fine_tune(_model(), (x, y), seed=0, verbose=0)
-    assert history.decision["holdout_images"] == 0
-    assert history.decision["kept"] == "fine_tuned"
-    assert "fewer than 2 images" in history.decision["reason"]
+    decision = history.decision
+    assert decision["holdout_images"] == 1 and decision["sign_test"] is not None
+    assert decision["fine_tune_epochs"] >= 1
+    assert "single image of class(es) [1]" in decision["reason"]
+
+
+@runs_once_in("torch")
+def test_with_no_class_to_hold_out_from_the_probe_is_kept():
+    x, y = X[:2], np.array([0, 1])
+    with pytest.warns(UserWarning, match=r"fewer than 2 images of every class"):
+        history = ktr.fine_tune(_model(), (x, y), seed=0, verbose=0)
+    decision = history.decision
+    assert decision["holdout_images"] == 0 and decision["kept"] == "probe"
+    assert decision["fine_tune_epochs"] == 0 and "keeps the probe" in decision["reason"]
 
 
 @runs_once_in("torch")
