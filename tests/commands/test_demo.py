@@ -15,9 +15,12 @@ def test_demo_compares_the_four_strategies_on_digits(tmp_path, capsys):
     assert list(results) == [
         "from scratch",
         "feature extraction + SVM",
-        "fine-tuning",
+        "ktr.fine_tune default",
         "gradual unfreezing",
     ]
+    default = results["ktr.fine_tune default"]  # the bar says what was kept
+    assert default["label"] == f"ktr.fine_tune default (kept: {default['kept']})"
+    assert default["kept"] in ("probe", "fine-tuned")
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["seconds"] > 0 for r in results.values())
     # The SVM on the pre-trained features beats chance (0.1) by far, even here.
     assert results["feature extraction + SVM"]["accuracy"] > 0.5
