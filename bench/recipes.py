@@ -5,11 +5,17 @@ clean digit scans, transferred to noisy scans from 10 labels per digit),
 one demo run per seed, with the default's margins over training from
 scratch and the SVM.
 
-On real photos (--setting: ../shared/data/hymenoptera_data, 245 training
-photos, or cats_vs_dogs, 800) with the real ImageNet MobileNetV2-0.35
-(imported from the Keras 2 export in ../shared/weights), at 224 px, batch 32,
-RandomFlip + RandomRotation augmentation, the same decoded images and seeds
-for every recipe:
+On real photos, at 224 px, batch 32, the same decoded images and seeds for
+every recipe, with the real ImageNet MobileNetV2-0.35 (imported from the
+Keras 2 export in ../shared/weights) unless said otherwise (--setting):
+
+  hymenoptera   ../shared/data/hymenoptera_data, ants and bees, 245 training photos;
+  cats_vs_dogs  ../shared/data/cats_vs_dogs, 800 training photos, near ImageNet;
+  dtd10         ../shared/data/dtd10, textures, 10 classes, 500 training photos;
+  mnv2_1.0      hymenoptera with MobileNetV2-1.0 (the dequantized .weights.h5).
+
+The recipes (every setting runs (e), (c), (d) and (n); (a), (b) and (g)
+read the 0.35 export's layers, and --no-plain skips (a) and (b)):
 
   (n) ktr.fine_tune(model, train): the adaptive default, nothing else given
       (validation_data is passed for the curves only);
@@ -52,12 +58,24 @@ import keras_transfer as ktr
 from keras_transfer import demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SETTINGS = {  # --setting: the photo folders (train/ and val/)
-    "hymenoptera": ROOT.parent / "shared" / "data" / "hymenoptera_data",
-    "cats_vs_dogs": ROOT.parent / "shared" / "data" / "cats_vs_dogs",
+SHARED = ROOT.parent / "shared"
+# The backbones: MobileNetV2's width, and its ImageNet weights in ../shared.
+BACKBONES = {
+    "mnv2_0.35": (0.35, SHARED / "weights" / "mobilenet_v2_0.35_224_teachable_machine_export.h5"),
+    "mnv2_1.0": (
+        1.0,
+        SHARED / "weights" / "mobilenet_v2_1.0_224_notop_dequant_from_tflite_int8.weights.h5",
+    ),
 }
-DATA = SETTINGS["hymenoptera"]
-WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_0.35_224_teachable_machine_export.h5"
+SETTINGS = {  # --setting: (photo folder with train/ and val/, backbone)
+    "hymenoptera": (SHARED / "data" / "hymenoptera_data", "mnv2_0.35"),
+    "cats_vs_dogs": (SHARED / "data" / "cats_vs_dogs", "mnv2_0.35"),
+    "dtd10": (SHARED / "data" / "dtd10", "mnv2_0.35"),
+    "mnv2_1.0": (SHARED / "data" / "hymenoptera_data", "mnv2_1.0"),
+}
+DATA, BACKBONE = SETTINGS["hymenoptera"]
+ALPHA, WEIGHTS = BACKBONES[BACKBONE]
+NUM_CLASSES = 2
 SIZE = 224
 BATCH = 32
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -78,9 +96,12 @@ def augmentation():
 def plain_base():
     """keras.applications.MobileNetV2 with the exported ImageNet weights."""
     base = keras.applications.MobileNetV2(
-        input_shape=(SIZE, SIZE, 3), alpha=0.35, include_top=False, weights=None
+        input_shape=(SIZE, SIZE, 3), alpha=ALPHA, include_top=False, weights=None
     )
-    ktr.load_legacy_h5(base, WEIGHTS)
+    if BACKBONE == "mnv2_0.35":
+        ktr.load_legacy_h5(base, WEIGHTS)  # the Keras 2 export
+    else:
+        base.load_weights(WEIGHTS)
     return base
 
 
@@ -92,7 +113,7 @@ def plain_model(base):
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(0.2)(x)
-    return keras.Model(inputs, keras.layers.Dense(2)(x))
+    return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(x))
 
 
 def _fit(model, data, epochs, initial_epoch=0):
@@ -136,8 +157,8 @@ def recipe_b(data):
 
 def kt_model(strategy):
     return ktr.transfer(
-        functools.partial(keras.applications.MobileNetV2, alpha=0.35),
-        2,
+        functools.partial(keras.applications.MobileNetV2, alpha=ALPHA),
+        NUM_CLASSES,
         weights=str(WEIGHTS),
         input_shape=(SIZE, SIZE, 3),
         strategy=strategy,
@@ -202,7 +223,7 @@ def recipe_d(data, epochs=8, start_epoch=5):
 def recipe_e(data):
     (x, y), (xv, yv) = data
     features = ktr.transfer(
-        functools.partial(keras.applications.MobileNetV2, alpha=0.35),
+        functools.partial(keras.applications.MobileNetV2, alpha=ALPHA),
         weights=str(WEIGHTS),
         input_shape=(SIZE, SIZE, 3),
     )
@@ -316,11 +337,13 @@ def main():
         results = run_demo(args.seeds, args.json)
         report_demo(results)
         return
-    global DATA
-    DATA = SETTINGS[args.setting]
+    global DATA, BACKBONE, ALPHA, WEIGHTS, NUM_CLASSES
+    DATA, BACKBONE = SETTINGS[args.setting]
+    ALPHA, WEIGHTS = BACKBONES[BACKBONE]
     if not DATA.is_dir() or not WEIGHTS.is_file():
-        raise SystemExit(f"needs {DATA} and {WEIGHTS}")
+        raise SystemExit(f"skipped: needs {DATA} and {WEIGHTS} (../shared)")
     data = load("train"), load("val")
+    NUM_CLASSES = int(data[0][1].max()) + 1
     results = {}
     for seed in args.seeds:  # seed-major: one seed's recipes share the machine's state
         for key in [k for k in RECIPES if k in args.only]:
@@ -367,6 +390,8 @@ def run_demo(seeds, json_path=None):
             rows = demo.run(out=pathlib.Path(out) / "demo", seed=seed, quiet=True)
         for row, result in rows.items():
             run = {"setting": "demo", "seed": seed, "final": result["accuracy"]}
+            if "kept" in result:
+                run["kept"] = result["kept"]
             results.setdefault(row, []).append({**run, "wall": result["seconds"]})
         if json_path:
             pathlib.Path(json_path).write_text(json.dumps({"runs": results}, indent=1))
@@ -385,8 +410,10 @@ def report_demo(results):
             f"{row:28s} seeds {sorted(runs)} {np.mean(finals):.3f} "
             f"({min(finals):.3f}-{max(finals):.3f}) {wall:6.1f} s"
         )
-    default = by_seed["fine-tuning"]
-    for row in [r for r in by_seed if r != "fine-tuning"]:
+    default = by_seed["ktr.fine_tune default"]
+    kept = [default[s].get("kept") for s in sorted(default)]
+    print(f"the default kept, per seed: {kept}")
+    for row in [r for r in by_seed if r != "ktr.fine_tune default"]:
         seeds = sorted(set(default) & set(by_seed[row]))
         diffs = [default[s]["final"] - by_seed[row][s]["final"] for s in seeds]
         print(
@@ -404,9 +431,11 @@ def report(results):
     for key in [k for k in RECIPES if k in results]:
         runs = list(by_seed[key].values())
         finals = [r["final"] for r in runs]
+        per_seed = ", ".join(f"{s}: {r['final']:.3f}" for s, r in sorted(by_seed[key].items()))
         print(
             f"({key:2s}) {NAMES[key]:35s} {len(runs):7d} {np.mean(finals):8.3f} "
             f"({min(finals):.3f}-{max(finals):.3f}) {np.mean([r['wall'] for r in runs]):7.1f}"
+            f"   per seed {per_seed}"
         )
     for run in by_seed.get("n", {}).values():
         d = run["decision"]
