@@ -55,9 +55,10 @@ def fine_tune(
        `train`, is the model (the backbone as it was, frozen).
 
     `validation_data` is never read to decide anything: it is passed to
-    `fit` for its curves only, so it stays an untouched measurement. With
-    fewer than two images of a class nothing is held out (a warning says
-    so, and so does the decision record). Afterwards `model` holds the kept
+    `fit` for its curves only, so it stays an untouched measurement. A
+    class with one image is trained on, not held out (a warning names it);
+    with no class of two images nothing can be held out, and the probe is
+    kept (the warning and the decision record say so). Afterwards `model` holds the kept
     weights and saves and reloads like any model. `train` must be
     `(images, labels)` or a finite dataset, which is read into memory (one
     of unknown length up to half the free memory).
