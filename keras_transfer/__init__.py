@@ -36,6 +36,7 @@ _NAMES = {
     "unfreeze": "freezing",
 }
 _SUBMODULES = (
+    "augmentation",
     "backbones",
     "callbacks",
     "classifier_head",

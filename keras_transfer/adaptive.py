@@ -22,6 +22,13 @@ import keras
 import numpy as np
 
 from keras_transfer import freezing, guards, rate_multipliers
+from keras_transfer.augmentation import (
+    AugmentedBatches,
+    augment,
+    check_augmentation,
+    describe,
+    photo_augmentation,
+)
 from keras_transfer.backbone_model import is_transformer
 from keras_transfer.classifier_head import find_head, linear_classifier, set_linear_head
 from keras_transfer.labels import check_labels
@@ -75,6 +82,8 @@ def adaptive_fine_tune(
     batch_size=None,
     holdout=HOLDOUT,
     seed=None,
+    augmentation=None,
+    flip=True,
     callbacks=None,
     verbose="auto",
 ):
@@ -90,11 +99,16 @@ def adaptive_fine_tune(
         batch_size: the batch size (default 32).
         holdout: the share of each class held out as the judge.
         seed: the hold-out split's and the probe's seed.
+        augmentation: the input pipeline's augmentation when the model has
+            no `augmentation` part of its own: `None` (none), `"auto"`
+            (`ktr.augmentation.photo_augmentation(flip)`), or Keras layers.
+        flip: whether the default augmentation flips horizontally.
         callbacks, verbose: passed to `fit`.
     """
     start = time.perf_counter()
     if isinstance(holdout, bool) or not isinstance(holdout, (float, int)) or not 0 < holdout < 1:
         raise ValueError(f"`holdout` must be between 0 and 1. Received: holdout={holdout!r}")
+    check_augmentation(augmentation, flip)
     batch_size = guards.check_batch_size(batch_size) or 32
     x, y = _arrays(train)
     guards.check_finite_values(x, "train", "pixels")
@@ -117,12 +131,12 @@ def adaptive_fine_tune(
     if why:
         warnings.warn(why, stacklevel=3)
     classifier = linear_classifier(model)
+    pipeline, augmented = _augmentation(model, augmentation, flip, seed)
 
-    # Phase 1: the probe, on features extracted once (and on augmented views,
-    # when the model declares its augmentation).
+    # Phase 1: the probe, on features extracted once, and on augmented views.
     probe_start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    features, views = _features(model, x, batch_size)
+    features, views = _features(model, x, batch_size, pipeline)
     for view in [features, *views]:
         guards.check_finite_values(view, "the backbone's features of train", "values")
     copies = 1 + len(views)
@@ -155,10 +169,13 @@ def adaptive_fine_tune(
     model.compile(optimizer=optimizer, **compile_args)
     keep = _KeepBest(x[held_rows], y[held_rows], batch_size, PATIENCE)
     stop = guards.StopOnNonFiniteLoss()
+    train_data = (
+        dict(x=AugmentedBatches(x[fit_rows], y[fit_rows], batch_size, pipeline, seed))
+        if pipeline
+        else dict(x=x[fit_rows], y=y[fit_rows], batch_size=batch_size)
+    )
     history = model.fit(
-        x[fit_rows],
-        y[fit_rows],
-        batch_size=batch_size,
+        **train_data,
         epochs=epochs,
         validation_data=validation_data,
         verbose=verbose,
@@ -220,6 +237,7 @@ def adaptive_fine_tune(
         "train_images": int(len(fit_rows)),
         "holdout_images": int(len(held_rows)),
         "augmented_views": len(views),
+        "augmentation": augmented,
         "probe_holdout_accuracy": float(np.mean(probe_right)) if len(held_rows) else None,
         "probe_C": probe["C"],
         "fine_tune_holdout_accuracy": keep.best_score if len(held_rows) else None,
@@ -322,24 +340,54 @@ def _split(y, fraction, rng):
     return np.setdiff1d(np.arange(len(y)), held), held, why
 
 
-def _features(model, x, batch_size):
-    """The head's input for `x`, and for `VIEWS` augmented views of `x` when the
-    model has an `augmentation` layer between `preprocessing` and `backbone`
-    (the augmentation the user declared valid for these images)."""
-    head = find_head(model)
-    features = keras.Model(model.inputs, head.input).predict(x, batch_size=batch_size, verbose=0)
-    views = []
-    # transfer()'s one-backbone layout, where the head takes the backbone's output.
+def _augmentation(model, augmentation, flip, seed):
+    """`(layers for the input pipeline, what the decision records)`: the
+    model's own `augmentation` part when it has one (nothing is added), or
+    else the pipeline's layers."""
+    if _own_augmentation(model) is not None:
+        return [], "the model's own augmentation part"
+    if augmentation is None:
+        return [], None
+    if augmentation == "auto":
+        layers = photo_augmentation(flip, seed)
+    else:
+        layers = list(augmentation) if isinstance(augmentation, (list, tuple)) else [augmentation]
+    return layers, describe(layers)
+
+
+def _own_augmentation(model):
+    """The `(preprocessing, augmentation, backbone)` parts of transfer()'s
+    one-backbone layout, where the head takes the backbone's output, when the
+    model has an augmentation part."""
     if [layer.name for layer in model.layers[1:]] == [*_AUGMENTED, "head"]:
-        pre, augment, backbone = (model.get_layer(name) for name in _AUGMENTED)
-        for _ in range(VIEWS):
+        return tuple(model.get_layer(name) for name in _AUGMENTED)
+    return None
+
+
+def _features(model, x, batch_size, pipeline):
+    """The head's input for `x`, and for `VIEWS` augmented views of `x`: drawn
+    through the model's own `augmentation` part (between `preprocessing` and
+    `backbone`), or through the input pipeline's layers."""
+    head = find_head(model)
+    features_of = keras.Model(model.inputs, head.input)
+    features = features_of.predict(x, batch_size=batch_size, verbose=0)
+    views = []
+    own = _own_augmentation(model)
+    for _ in range(VIEWS if own is not None or pipeline else 0):
+        if own is not None:
+            pre, part, backbone = own
             view = [
                 keras.ops.convert_to_numpy(
-                    backbone(augment(pre(x[i : i + batch_size]), training=True), training=False)
+                    backbone(part(pre(x[i : i + batch_size]), training=True), training=False)
                 )
                 for i in range(0, len(x), batch_size)
             ]
-            views.append(np.concatenate(view).astype("float64"))
+        else:
+            view = [
+                features_of.predict(augment(x[i : i + batch_size], pipeline), verbose=0)
+                for i in range(0, len(x), batch_size)
+            ]
+        views.append(np.concatenate(view).astype("float64"))
     return np.asarray(features, "float64"), views
 
 

@@ -5,6 +5,7 @@ import keras
 
 from keras_transfer import _compat, freezing, guards, multi_worker
 from keras_transfer.adaptive import HOLDOUT, adaptive_fine_tune
+from keras_transfer.augmentation import check_augmentation
 from keras_transfer.backbone_model import blocks_of
 from keras_transfer.fixed_recipe import SCHEDULES, fixed_fine_tune
 
@@ -25,6 +26,8 @@ def fine_tune(
     adaptive=None,
     holdout=HOLDOUT,
     seed=None,
+    augmentation=None,
+    flip=True,
     bn=None,
     batch_size=None,
     steps_per_epoch=None,
@@ -41,7 +44,8 @@ def fine_tune(
        aside. It is the recipe's only judge.
     2. Probe: the backbone's features are extracted once (and for two
        augmented views of each image, drawn with the model's own
-       `augmentation` when `transfer()` was given one), and a logistic
+       `augmentation` when `transfer()` was given one, or with the input
+       pipeline's when `augmentation` is given), and a logistic
        regression (C by cross-validation, an image's views in one fold)
        becomes the head (LP-FT, Kumar et al. 2022).
     3. Fine-tuning from that head: everything trains for about 1,000 steps
@@ -118,6 +122,13 @@ def fine_tune(
         seed: the adaptive recipe's hold-out split, augmented view and
             cross-validation (default: drawn from NumPy's global generator,
             which `keras.utils.set_random_seed` seeds).
+        augmentation: the adaptive recipe's input-pipeline augmentation,
+            for a model with no `augmentation` part of its own: `None`
+            (none), `"auto"` (a random resized crop and a horizontal flip,
+            `ktr.augmentation.photo_augmentation`), or Keras layers. The
+            saved model holds none of it.
+        flip: whether `"auto"` flips horizontally (`False` where mirroring
+            changes the class).
         bn: BatchNorm policy of the unfrozen phase (None: the model's own).
         batch_size: for array input.
         steps_per_epoch: needed only when the data's length is unknown.
@@ -152,6 +163,7 @@ def fine_tune(
             "`train` must be a tuple (images, labels), a tf.data.Dataset or a PyDataset. "
             f"Received: a list of {len(train)} items; pass tuple(train)"
         )
+    check_augmentation(augmentation, flip)
     if adaptive:
         given = [name for name, value in fixed.items() if value is not None]
         given += ["steps_per_epoch"] if steps_per_epoch is not None else []
@@ -173,8 +185,16 @@ def fine_tune(
             batch_size=batch_size,
             holdout=holdout,
             seed=seed,
+            augmentation=augmentation,
+            flip=flip,
             callbacks=callbacks,
             verbose=verbose,
+        )
+    if augmentation is not None or not flip:
+        raise ValueError(
+            "`augmentation` and `flip` set the adaptive recipe's augmentation; the fixed "
+            "recipe trains with the model's own (transfer(..., augmentation=[...])). Received: "
+            f"augmentation={augmentation!r}, flip={flip!r} with adaptive=False"
         )
     return fixed_fine_tune(
         model,

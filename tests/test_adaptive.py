@@ -7,6 +7,7 @@ import pytest
 
 import keras_transfer as ktr
 from keras_transfer import adaptive
+from keras_transfer.augmentation import describe, photo_augmentation
 from tests.conftest import as_numpy, pixels, runs_once_in, tiny_backbone
 
 RNG = np.random.default_rng(0)
@@ -166,3 +167,20 @@ def test_the_sign_test_counts_disagreements_only():
     assert adaptive._sign_test(1, 0) == 0.5  # one image is a coin flip
     assert adaptive._sign_test(0, 0) == 1.0
     assert adaptive._sign_test(5, 1) == pytest.approx(7 / 64)
+
+
+def test_the_pipelines_augmentation_is_recorded_and_off_unless_asked():
+    model = _model()
+    history = ktr.fine_tune(model, (X, Y), seed=3, verbose=0, augmentation="auto")
+    decision = history.decision
+    assert decision["augmentation"] == describe(photo_augmentation())
+    assert decision["augmented_views"] == 2
+    assert "augmentation" not in [layer.name for layer in model.layers]  # in the pipeline
+    off = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0)
+    assert off.decision["augmentation"] is None and off.decision["augmented_views"] == 0
+    own = ktr.fine_tune(_model(flip=True), (X, Y), seed=3, verbose=0, augmentation="auto")
+    assert own.decision["augmentation"] == "the model's own augmentation part"
+    with pytest.raises(TypeError, match="Received: augmentation='crop'"):
+        ktr.fine_tune(_model(), (X, Y), augmentation="crop")
+    with pytest.raises(ValueError, match="the fixed recipe trains with the model's own"):
+        ktr.fine_tune(_model(), (X, Y), epochs=1, augmentation="auto")
