@@ -155,22 +155,24 @@ def recipe_b(data):
     return plain_recipe(data, keras.optimizers.Adam(1e-3), 20, keras.optimizers.Adam(1e-5), 10)
 
 
-def kt_model(strategy):
+def kt_model(strategy, augment=True):
     return ktr.transfer(
         functools.partial(keras.applications.MobileNetV2, alpha=ALPHA),
         NUM_CLASSES,
         weights=str(WEIGHTS),
         input_shape=(SIZE, SIZE, 3),
         strategy=strategy,
-        augmentation=augmentation(),
+        augmentation=augmentation() if augment else None,
     )
 
 
 def recipe_n(data):
-    """The default: `ktr.fine_tune(model, train)` and nothing else (the
-    adaptive recipe). The validation set is passed for the curves only."""
+    """The default as a user meets it: `transfer(..., strategy="fine_tune")`
+    with no `augmentation=`, then `ktr.fine_tune(model, train)` and nothing
+    else (the adaptive recipe, with its own default augmentation). The
+    validation set is passed for the curves only."""
     (x, y), (xv, yv) = data
-    model = kt_model("fine_tune")
+    model = kt_model("fine_tune", augment=False)
     history = ktr.fine_tune(model, (x, y), validation_data=(xv, yv), verbose=0)
     CURVES.append(history.history["val_accuracy"])
     DECISIONS.append(history.decision)

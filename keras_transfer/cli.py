@@ -165,8 +165,8 @@ def _parser():
         choices=strategies.NAMES,
         default="auto",
         help="; ".join(f"{row.name}: {row.summary}" for row in strategies.STRATEGIES.values())
-        + ". Default auto (horizontal flips give its probe two more views of each image); "
-        "the others are fixed recipes",
+        + ". Default auto, with its random resized crops and flips (see --no-flip); the others "
+        "are fixed recipes",
     )
     sub.add_argument(
         "--epochs",
@@ -176,6 +176,12 @@ def _parser():
         "and gradual; default 10)",
     )
     sub.add_argument("--freeze-epochs", type=int, default=None, help="fixed strategies; default 1")
+    sub.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="auto: no horizontal flips in the default augmentation (where mirroring changes "
+        "the class: text, digits, left and right)",
+    )
     sub.add_argument("--lr", type=float, default=None, help="fixed strategies; default 1e-3")
     split = sub.add_mutually_exclusive_group()
     split.add_argument("--val-split", type=float, default=0.2)

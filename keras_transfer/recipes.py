@@ -26,7 +26,7 @@ def fine_tune(
     adaptive=None,
     holdout=HOLDOUT,
     seed=None,
-    augmentation=None,
+    augmentation="auto",
     flip=True,
     bn=None,
     batch_size=None,
@@ -41,28 +41,32 @@ def fine_tune(
     `epochs`, `freeze_epochs`, `base_lr` and `lr_mult`, adapts to the data:
 
     1. A stratified slice of `train` (`holdout`, 20% of each class) is set
-       aside. It is the recipe's only judge.
-    2. Probe: the backbone's features are extracted once (and for two
-       augmented views of each image, drawn with the model's own
-       `augmentation` when `transfer()` was given one, or with the input
-       pipeline's when `augmentation` is given), and a logistic
+       aside. It is the recipe's only judge. A class with one image is
+       trained on, not held out (a warning names it).
+    2. Augmentation: the model's own `augmentation` part when `transfer()`
+       was given one; otherwise, unless `augmentation=None`, a random
+       resized crop and a horizontal flip (`flip=False` where mirroring
+       changes the class), drawn in the input pipeline
+       (`ktr.augmentation`): the saved model has no augmentation part.
+    3. Probe: the backbone's features are extracted once (and for two
+       augmented views of each image), and a logistic
        regression (C by cross-validation, an image's views in one fold)
        becomes the head (LP-FT, Kumar et al. 2022).
-    3. Fine-tuning from that head: everything trains for about 1,000 steps
-       (3 to 10 epochs), Adam under one cycle, the head at 3e-4 and the
+    4. Fine-tuning from that head: everything trains for about 1,000 steps
+       (3 to 8 epochs), Adam under one cycle, the head at 3e-4 and the
        stem 10x lower. After each epoch the slice is scored; the best
        epoch's weights are kept, and training stops after 3 epochs without
-       a better score.
-    4. The fine-tuned model is kept if it beats the probe on the slice by
+       a better score, or after the first when it does not beat the probe
+       there (the probe will be kept: the time is saved).
+    5. The fine-tuned model is kept if it beats the probe on the slice by
        more than chance: a one-sided sign test on the images the two
        disagree on, p <= 0.2. Otherwise the probe, refitted on all of
        `train`, is the model (the backbone as it was, frozen).
 
     `validation_data` is never read to decide anything: it is passed to
-    `fit` for its curves only, so it stays an untouched measurement. A
-    class with one image is trained on, not held out (a warning names it);
-    with no class of two images nothing can be held out, and the probe is
-    kept (the warning and the decision record say so). Afterwards `model` holds the kept
+    `fit` for its curves only, so it stays an untouched measurement. With
+    no class of two images nothing can be held out, and the probe is kept
+    (a warning says so, and so does the decision record). Afterwards `model` holds the kept
     weights and saves and reloads like any model. `train` must be
     `(images, labels)` or a finite dataset, which is read into memory (one
     of unknown length up to half the free memory).
@@ -122,13 +126,10 @@ def fine_tune(
         seed: the adaptive recipe's hold-out split, augmented view and
             cross-validation (default: drawn from NumPy's global generator,
             which `keras.utils.set_random_seed` seeds).
-        augmentation: the adaptive recipe's input-pipeline augmentation,
-            for a model with no `augmentation` part of its own: `None`
-            (none), `"auto"` (a random resized crop and a horizontal flip,
-            `ktr.augmentation.photo_augmentation`), or Keras layers. The
-            saved model holds none of it.
-        flip: whether `"auto"` flips horizontally (`False` where mirroring
-            changes the class).
+        augmentation: the adaptive recipe's augmentation: `"auto"` (the
+            model's own, or else `ktr.augmentation.photo_augmentation`),
+            `None` (none), or Keras layers, drawn in the input pipeline.
+        flip: whether the default augmentation flips horizontally.
         bn: BatchNorm policy of the unfrozen phase (None: the model's own).
         batch_size: for array input.
         steps_per_epoch: needed only when the data's length is unknown.
@@ -190,7 +191,7 @@ def fine_tune(
             callbacks=callbacks,
             verbose=verbose,
         )
-    if augmentation is not None or not flip:
+    if augmentation not in ("auto", None) or not flip:
         raise ValueError(
             "`augmentation` and `flip` set the adaptive recipe's augmentation; the fixed "
             "recipe trains with the model's own (transfer(..., augmentation=[...])). Received: "

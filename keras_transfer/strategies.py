@@ -68,7 +68,7 @@ STRATEGIES = {
             trains_backbone=False,
             head=True,
             recipe="keras_transfer.recipes.fine_tune",
-            options=("seed",),
+            options=("seed", "flip"),
             adaptive=True,
         ),
         Strategy(

@@ -109,6 +109,9 @@ def test_the_probe_is_kept_when_fine_tuning_does_not_beat_it(monkeypatch, tmp_pa
     before = [np.array(w) for w in backbone.get_weights()]
     history = ktr.fine_tune(model, (X, Y), seed=0, verbose=0)
     assert history.decision["kept"] == "probe", history.decision
+    # A first epoch that does not beat the probe ends fine-tuning: no time
+    # is spent on a model that will not be kept.
+    assert history.decision["fine_tune_epochs"] == 1 < history.decision["fine_tune_planned_epochs"]
     for a, b in zip(backbone.get_weights(), before):
         np.testing.assert_array_equal(a, b)
     assert not backbone.trainable_weights
@@ -169,18 +172,18 @@ def test_the_sign_test_counts_disagreements_only():
     assert adaptive._sign_test(5, 1) == pytest.approx(7 / 64)
 
 
-def test_the_pipelines_augmentation_is_recorded_and_off_unless_asked():
+def test_the_default_augmentation_is_recorded_and_can_be_switched_off():
     model = _model()
-    history = ktr.fine_tune(model, (X, Y), seed=3, verbose=0, augmentation="auto")
+    history = ktr.fine_tune(model, (X, Y), seed=3, verbose=0)
     decision = history.decision
     assert decision["augmentation"] == describe(photo_augmentation())
     assert decision["augmented_views"] == 2
     assert "augmentation" not in [layer.name for layer in model.layers]  # in the pipeline
-    off = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0)
+    off = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0, augmentation=None)
     assert off.decision["augmentation"] is None and off.decision["augmented_views"] == 0
-    own = ktr.fine_tune(_model(flip=True), (X, Y), seed=3, verbose=0, augmentation="auto")
+    own = ktr.fine_tune(_model(flip=True), (X, Y), seed=3, verbose=0, flip=False)
     assert own.decision["augmentation"] == "the model's own augmentation part"
     with pytest.raises(TypeError, match="Received: augmentation='crop'"):
         ktr.fine_tune(_model(), (X, Y), augmentation="crop")
     with pytest.raises(ValueError, match="the fixed recipe trains with the model's own"):
-        ktr.fine_tune(_model(), (X, Y), epochs=1, augmentation="auto")
+        ktr.fine_tune(_model(), (X, Y), epochs=1, flip=False)

@@ -38,6 +38,11 @@ def fit(args):
             "feature_extraction, gradual). The default strategy, auto, chooses its own epochs "
             f"and rates. Received: --{given[0].replace('_', '-')} {getattr(args, given[0])}"
         )
+    if args.no_flip and not adaptive:
+        raise UsageError(
+            "--no-flip sets the auto strategy's augmentation; the fixed strategies add none. "
+            f"Received: --no-flip with --strategy {args.strategy}"
+        )
     for name, value in _FIXED_RECIPE_DEFAULTS.items():
         if getattr(args, name) is None and not adaptive:
             setattr(args, name, value)
@@ -109,16 +114,10 @@ def _train(args, train, val, source, verbose, callbacks):
     returns `(model, history, phases)`."""
     strategy = strategies.get(args.strategy)
     num_classes = len(train.class_names)
-    # The adaptive recipe's probe also sees two views through the model's
-    # augmentation: flips hold for photos.
-    augmentation = (
-        [keras.layers.RandomFlip("horizontal", seed=args.seed)] if strategy.adaptive else None
-    )
     model = transfer(
         args.backbone,
         num_classes if strategy.head else None,
         strategy=strategy.name,
-        augmentation=augmentation,
         **source,
     )
     given = {
@@ -129,6 +128,7 @@ def _train(args, train, val, source, verbose, callbacks):
         "base_lr": args.lr,
         "learning_rate": args.lr,
         "progress": not args.quiet,
+        "flip": not args.no_flip,
     }
     history = strategy.load_recipe()(
         model,
