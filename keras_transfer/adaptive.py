@@ -44,6 +44,7 @@ __all__ = [
     "PATIENCE",
     "PEAK_LR",
     "PROBE_CS",
+    "PROBE_PATIENCE",
     "TARGET_STEPS",
     "VIEWS",
     "adaptive_fine_tune",
@@ -60,12 +61,12 @@ HOLDOUT = 0.2
 TARGET_STEPS, MIN_EPOCHS, MAX_EPOCHS = 1000, 3, 8
 PEAK_LR, LR_MULT = 3e-4, 10.0
 # Fine-tuning stops when the slice has not improved for PATIENCE epochs,
-# and after its first epoch when that epoch does not beat the probe on the
+# and after PROBE_PATIENCE epochs when none has beaten the probe on the
 # slice: its first epoch, at the warm-up's low rates, was its best or near
 # it in every run we logged (the curve peaks, then falls), so a first epoch
 # under the probe foretells a probe kept. On 800 cats and dogs, near
 # ImageNet, the recipe took 1.8x the fixed recipe's time to keep the probe.
-PATIENCE = 3
+PATIENCE, PROBE_PATIENCE = 3, 1
 # Fine-tuning is kept when it beats the probe on the slice by more than a
 # coin would: a one-sided sign test on the images the two disagree on, at
 # KEEP_P. Its best epoch is picked on the same slice, so a one-image edge
@@ -174,7 +175,7 @@ def adaptive_fine_tune(
     rate = OneCycle(PEAK_LR, max(epochs * steps, 1), pct_start=0.3, div=5.0)
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
-    keep = _KeepBest(x[held_rows], y[held_rows], batch_size, PATIENCE, probe_right)
+    keep = _KeepBest(x[held_rows], y[held_rows], batch_size, probe_right)
     stop = guards.StopOnNonFiniteLoss()
     train_data = (
         dict(x=AugmentedBatches(x[fit_rows], y[fit_rows], batch_size, pipeline, seed))
@@ -469,12 +470,12 @@ def _sign_test(gained, lost):
 
 class _KeepBest(keras.callbacks.Callback):
     """Scores the held-out slice after each epoch, keeps the best weights,
-    and stops after `patience` epochs without a better score, or after the
-    first epoch when it does not beat the probe's score."""
+    and stops after `PATIENCE` epochs without a better score, or after
+    `PROBE_PATIENCE` epochs none of which beat the probe's score."""
 
-    def __init__(self, x, y, batch_size, patience, probe_right):
+    def __init__(self, x, y, batch_size, probe_right):
         super().__init__()
-        self.x, self.y, self.batch_size, self.patience = x, y, batch_size, patience
+        self.x, self.y, self.batch_size = x, y, batch_size
         self.probe_score = float(np.mean(probe_right)) if len(probe_right) else 0.0
         self.scores, self.best_score, self.best_epoch = [], -1.0, None
         self.best_weights = self.best_right = None
@@ -491,7 +492,7 @@ class _KeepBest(keras.callbacks.Callback):
         if finite and score > self.best_score:
             self.best_score, self.best_epoch, self.best_right = score, epoch, right
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
-        elif epoch - (-1 if self.best_epoch is None else self.best_epoch) >= self.patience:
+        elif epoch - (-1 if self.best_epoch is None else self.best_epoch) >= PATIENCE:
             self.model.stop_training = True
-        if epoch == 0 and score <= self.probe_score:
+        if epoch + 1 >= PROBE_PATIENCE and self.best_score <= self.probe_score:
             self.model.stop_training = True

@@ -87,6 +87,8 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
 
     monkeypatch.setattr(adaptive, "_fit_probe", biased_probe)
     monkeypatch.setattr(adaptive, "PEAK_LR", 0.1)  # enough for the 12 steps of this test
+    # Every epoch may run: keep-best is under test, not the early stop.
+    monkeypatch.setattr(adaptive, "PROBE_PATIENCE", adaptive.MAX_EPOCHS)
     model = _model()
     snapshots = _Snapshots()
     history = ktr.fine_tune(model, (X, Y), seed=0, batch_size=8, callbacks=[snapshots], verbose=0)
