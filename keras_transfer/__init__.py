@@ -28,6 +28,7 @@ _NAMES = {
     "gradual_unfreeze": "gradual",
     "load_legacy_h5": "weights",
     "load_weights_npz": "weights",
+    "rank": "ranking",
     "lr_find": "lr_finder",
     "save_weights_npz": "weights",
     "trainable_summary": "freezing",
@@ -56,6 +57,7 @@ _SUBMODULES = (
     "optimizers",
     "penalties",
     "precision",
+    "ranking",
     "rate_multipliers",
     "recipes",
     "regularizers",
@@ -63,6 +65,7 @@ _SUBMODULES = (
     "schedules",
     "steps",
     "strategies",
+    "transferability",
     "weights",
 )
 # The modules whose classes a saved model names (registered on import).

@@ -38,6 +38,7 @@ _COMMANDS = {
     "extract": "extract",
     "backbones": "backbones",
     "demo": "demo_command",
+    "rank": "rank_command",
 }
 
 
@@ -224,6 +225,25 @@ def _parser():
     sub = command("backbones", "List the registered backbones.")
     sub.add_argument("--json", action="store_true")
     sub.add_argument("--markdown", action="store_true")
+
+    sub = command("rank", "Rank backbones (or one backbone's layers) for DATA_DIR.")
+    sub.add_argument("data_dir", metavar="DATA_DIR", help="class folders (its train/ if split)")
+    sub.add_argument(
+        "--backbone",
+        action="append",
+        required=True,
+        metavar="NAME[:KEY=VALUE,...]",
+        help="a candidate, repeated: a registered name with its weights and constructor "
+        "arguments, e.g. mobilenet_v2:alpha=0.35,weights=w.h5 (weights default: imagenet)",
+    )
+    sub.add_argument("--layers", nargs="+", metavar="LAYER", help="rank these taps of one backbone")
+    sub.add_argument("--by", default="logme", help="the score that orders the table")
+    sub.add_argument("--image-size", type=int, default=224)
+    sub.add_argument("--batch-size", type=int, default=32)
+    sub.add_argument("--cache", metavar="DIR", help="the feature stores (default ~/.keras/...)")
+    sub.add_argument("--no-cache", action="store_true", help="keep no features")
+    sub.add_argument("--out", metavar="DIR", default="runs/rank")
+    sub.add_argument("--overwrite", action="store_true")
 
     sub = command("demo", "Compare strategies: clean digits -> noisy scans, or --data photos.")
     sub.add_argument("--data", metavar="DIR", help="photos (class folders or train/ val/)")

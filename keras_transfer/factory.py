@@ -237,6 +237,7 @@ def build_feature_model(
     input_shape=None,
     weights="imagenet",
     mixed_precision="auto",
+    backbone_kwargs=None,
 ):
     """A frozen feature model with one pooled output per tap in `layers`, and
     its label: what `extract_features` runs.
@@ -252,12 +253,13 @@ def build_feature_model(
     Args:
         backbone: anything `transfer()` takes, but a list.
         layers: a tap or a list of taps (see `transfer(feature_layer=...)`).
-        pooling, input_shape, weights, mixed_precision: as for `transfer()`.
+        pooling, input_shape, weights, mixed_precision, backbone_kwargs: as
+            for `transfer()`.
     """
     multi_worker.patch_if_needed()
     policy = precision.resolve(mixed_precision)
     taps = list(layers) if isinstance(layers, (list, tuple)) else [layers or "last_conv"]
-    source = resolve(backbone, _check_input_shape(input_shape), weights)
+    source = resolve(backbone, _check_input_shape(input_shape), weights, backbone_kwargs)
     precision.apply(source.model, policy)
     shape = input_shape or tuple(source.model.input_shape[1:3]) + (3,)
     inputs = keras.Input(shape, name="image")

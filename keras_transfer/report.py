@@ -36,9 +36,11 @@ RUN_FILES = frozenset(
         "evaluation",
         "results.json",
         "comparison.png",
+        "rank.json",
+        "rank.png",
     }
 )
-_REPORTS = ("metrics.json", "results.json")
+_REPORTS = ("metrics.json", "results.json", "rank.json")
 
 
 def is_run(path):
@@ -216,13 +218,16 @@ def plot_confusion(confusion, class_names, path):
     _save(fig, path)
 
 
-def plot_bars(values, path, title="validation accuracy"):
-    """A bar chart of `{label: value}` (the demo's comparison)."""
+def plot_bars(values, path, title="validation accuracy", ylim=(0, 1.05)):
+    """A bar chart of `{label: value}` (the demo's comparison, `rank`'s
+    scores with `ylim=None`)."""
     fig = _figure(figsize=(1.6 * len(values) + 2, 3.8))
     ax = fig.subplots()
     bars = ax.bar(list(values), list(values.values()), color="tab:blue")
     ax.bar_label(bars, fmt="%.3f")
-    ax.set(ylim=(0, 1.05), title=title)
+    ax.set(title=title)
+    if ylim is not None:
+        ax.set(ylim=ylim)
     ax.tick_params(axis="x", labelsize=8)
     _save(fig, path)
 

@@ -1,0 +1,296 @@
+"""Transferability scores: how well a frozen backbone's features suit a
+labelled target task, computed in seconds from the features alone, to rank
+backbones (and layers) before fine-tuning any of them.
+
+Each score is a plain NumPy function of `(features, labels)` (LEEP and NCE
+of the source classifier's outputs instead), higher is better, as in
+TLlib's `tllib.ranking`. `SCORES` is the table `ktr.rank` reads.
+"""
+
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "SCORES",
+    "h_score",
+    "leep",
+    "logme",
+    "nce",
+    "probe_accuracy",
+    "transrate",
+]
+
+
+def logme(features, labels, max_iterations=100, tolerance=1e-6):
+    """LogME (You et al., "LogME: Practical Assessment of Pre-trained Models
+    for Transfer Learning", ICML 2021): the log marginal evidence of a
+    Bayesian linear regression from the features to each class's one-hot
+    column, maximised over its prior precision `alpha` and noise precision
+    `beta` by the paper's fixed-point iteration, divided by the number of
+    images and averaged over the classes.
+
+    Example:
+
+    >>> from keras_transfer.transferability import logme
+    >>> x = np.random.default_rng(0).normal(size=(40, 8)); y = np.arange(40) % 2
+    >>> x[:, 0] += 3 * y
+    >>> logme(x, y) > logme(np.random.default_rng(1).normal(size=(40, 8)), y)
+    True
+
+    Args:
+        features: `(N, D)` features.
+        labels: `(N,)` integer labels.
+        max_iterations: of the fixed-point iteration, for each class.
+        tolerance: it stops when `alpha / beta` moves by less than this share.
+    """
+    f, labels = _check(features, labels)
+    n, d = f.shape
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    sigma = s**2  # the eigenvalues of F^T F (the others, D - len(sigma), are 0)
+    evidences = []
+    for label in np.unique(labels):
+        y = (labels == label).astype("float64")
+        x2 = (u.T @ y) ** 2
+        outside = max(float(y @ y - x2.sum()), 0.0)  # y's part outside F's column space
+        alpha, beta = 1.0, 1.0
+        for _ in range(max_iterations):
+            t = alpha / beta
+            gamma = np.sum(sigma / (sigma + t))
+            m2 = np.sum(sigma * x2 / (sigma + t) ** 2)
+            residual = np.sum(x2 * (t / (sigma + t)) ** 2) + outside
+            alpha, beta = gamma / (m2 + 1e-12), (n - gamma) / (residual + 1e-12)
+            if abs(alpha / beta - t) <= tolerance * t:
+                break
+        t = alpha / beta
+        m2 = np.sum(sigma * x2 / (sigma + t) ** 2)
+        residual = np.sum(x2 * (t / (sigma + t)) ** 2) + outside
+        log_det = np.sum(np.log(alpha + beta * sigma)) + (d - len(sigma)) * np.log(alpha)
+        evidence = (
+            d / 2 * np.log(alpha)
+            + n / 2 * np.log(beta)
+            - log_det / 2
+            - beta / 2 * residual
+            - alpha / 2 * m2
+            - n / 2 * np.log(2 * np.pi)
+        )
+        evidences.append(evidence / n)
+    return float(np.mean(evidences))
+
+
+def h_score(features, labels, shrinkage=True):
+    """H-score (Bao et al., "An Information-Theoretic Approach to
+    Transferability in Task Transfer Learning", ICIP 2019):
+    `trace(cov(f)^-1 cov(E[f | y]))`, the between-class variance of the
+    features in units of their total variance. With `shrinkage` (the
+    default) it is the regularised form of Ibrahim et al. ("Newer is not
+    always better", 2022): the covariance shrunk towards a scaled identity
+    by the Ledoit-Wolf estimate, which keeps the inverse stable when images
+    are fewer than feature dimensions.
+
+    Example:
+
+    >>> from keras_transfer.transferability import h_score
+    >>> x = np.random.default_rng(0).normal(size=(40, 8)); y = np.arange(40) % 2
+    >>> x[:, 0] += 3 * y
+    >>> round(h_score(x, y, shrinkage=False), 3) > round(h_score(x[:, 1:], y, shrinkage=False), 3)
+    True
+
+    Args:
+        features: `(N, D)` features.
+        labels: `(N,)` integer labels.
+        shrinkage: shrink the covariance (Ledoit-Wolf), or use it as it is
+            (its pseudo-inverse).
+    """
+    f, labels = _check(features, labels)
+    f = f - f.mean(0)
+    means = np.zeros_like(f)
+    for label in np.unique(labels):
+        means[labels == label] = f[labels == label].mean(0)
+    between = means.T @ means / len(f)
+    if shrinkage:
+        from sklearn.covariance import ledoit_wolf
+
+        covariance, weight = ledoit_wolf(f, assume_centered=True)
+        return float(np.trace(np.linalg.solve(covariance, (1 - weight) * between)))
+    return float(np.trace(np.linalg.pinv(f.T @ f / len(f), rcond=1e-10) @ between))
+
+
+def transrate(features, labels, eps=1e-4):
+    """TransRate (Huang et al., "Frustratingly Easy Transferability
+    Estimation", ICML 2022): the coding rate of the centred features less
+    the class-weighted coding rates of each class's features, where
+    `R(Z) = 1/2 logdet(I + Z^T Z / (n eps))`: how much information the
+    features keep about the labels. As in the paper, the features are
+    centred once, over all classes: what it rewards is classes that fill
+    subspaces of their own, more than classes whose means differ.
+
+    Example:
+
+    >>> from keras_transfer.transferability import transrate
+    >>> x = np.random.default_rng(0).normal(size=(40, 8)); y = np.arange(40) % 2
+    >>> x[y == 0, :4] *= 0.1; x[y == 1, 4:] *= 0.1  # each class in a subspace of its own
+    >>> transrate(x, y) > transrate(np.random.default_rng(1).normal(size=(40, 8)), y)
+    True
+
+    Args:
+        features: `(N, D)` features.
+        labels: `(N,)` integer labels.
+        eps: the distortion of the coding rate.
+    """
+    f, labels = _check(features, labels)
+    f = f - f.mean(0)
+    # The features are scaled to unit mean square, so eps means the same
+    # for every backbone whatever the scale of its activations.
+    f = f / np.sqrt(np.mean(f**2) + 1e-12)
+    within = sum(
+        np.mean(labels == label) * _coding_rate(f[labels == label], eps)
+        for label in np.unique(labels)
+    )
+    return float(_coding_rate(f, eps) - within)
+
+
+def _coding_rate(z, eps):
+    n, d = z.shape
+    gram = z @ z.T if n < d else z.T @ z  # det(I + Z Z^T c) = det(I + Z^T Z c)
+    return np.linalg.slogdet(np.eye(len(gram)) + gram / (n * eps))[1] / 2
+
+
+def leep(source_probabilities, labels):
+    """LEEP (Nguyen et al., "LEEP: A New Measure to Evaluate Transferability
+    of Learned Representations", ICML 2020): the mean log-likelihood of the
+    target labels under the classifier that maps the source model's class
+    probabilities through the empirical `P(target | source)`. Needs the
+    source classifier's outputs: for a backbone without its classifier it
+    is undefined.
+
+    Example:
+
+    >>> from keras_transfer.transferability import leep
+    >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.2, 0.8]])
+    >>> round(leep(p, np.array([0, 0, 1, 1])), 3) > round(leep(p, np.array([0, 1, 0, 1])), 3)
+    True
+
+    Args:
+        source_probabilities: `(N, Z)`, each row the source classifier's
+            probabilities over its Z classes.
+        labels: `(N,)` integer target labels.
+    """
+    p, labels = _check(source_probabilities, labels, "source_probabilities")
+    joint = np.stack([p[labels == label].sum(0) for label in range(labels.max() + 1)]) / len(p)
+    conditional = joint / (joint.sum(0, keepdims=True) + 1e-12)  # P(y | z), (Y, Z)
+    likelihood = np.sum(p * conditional[labels], axis=1)
+    return float(np.mean(np.log(likelihood + 1e-12)))
+
+
+def nce(source_labels, labels):
+    """NCE (Tran et al., "Transferability and Hardness of Supervised
+    Classification Tasks", ICCV 2019): the negative conditional entropy
+    `-H(Y | Z)` of the target labels given the source classifier's labels.
+
+    Example:
+
+    >>> from keras_transfer.transferability import nce
+    >>> nce(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 1]))
+    0.0
+
+    Args:
+        source_labels: `(N,)` the source classifier's labels, or `(N, Z)`
+            its probabilities (their argmax is taken).
+        labels: `(N,)` integer target labels.
+    """
+    z = np.asarray(source_labels)
+    z = z.argmax(-1) if z.ndim == 2 else z.astype("int64")
+    _, labels = _check(np.zeros((len(labels), 1)), labels)
+    if len(z) != len(labels):
+        raise ValueError(
+            "`source_labels` and `labels` must have one row per image. Received: "
+            f"{len(z)} and {len(labels)} rows"
+        )
+    joint = np.zeros((labels.max() + 1, z.max() + 1))
+    np.add.at(joint, (labels, z), 1.0)
+    joint /= len(z)
+    conditional = joint / joint.sum(0, keepdims=True).clip(1e-12)
+    present = joint > 0
+    return float(np.sum(joint[present] * np.log(conditional[present])))
+
+
+def probe_accuracy(features, labels, folds=5, seed=0, cs=(0.01, 0.1, 1.0)):
+    """A cross-validated linear probe: the best, over `cs`, of the mean
+    accuracy of a logistic regression on standardised features over
+    stratified folds (scikit-learn). The slowest score, and the most
+    direct.
+
+    Example:
+
+    >>> from keras_transfer.transferability import probe_accuracy
+    >>> x = np.random.default_rng(0).normal(size=(40, 8)); y = np.arange(40) % 2
+    >>> x[:, 0] += 3 * y
+    >>> probe_accuracy(x, y) > 0.8
+    True
+
+    Args:
+        features: `(N, D)` features.
+        labels: `(N,)` integer labels.
+        folds: at most this many folds (at most the rarest class's images).
+        seed: the folds' shuffling.
+        cs: the inverse regularisation strengths tried.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    f, labels = _check(features, labels)
+    folds = int(min(folds, np.bincount(labels)[np.unique(labels)].min()))
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence at a large C: the score says enough
+        return float(
+            max(
+                cross_val_score(
+                    make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000)),
+                    f,
+                    labels,
+                    cv=split,
+                ).mean()
+                for c in cs
+            )
+        )
+
+
+def _check(features, labels, name="features"):
+    """Float64 features and int64 labels, with at least two classes of two
+    images each: below that the scores are undefined."""
+    f = np.asarray(features, "float64")
+    labels = np.asarray(labels)
+    if f.ndim != 2 or labels.ndim != 1 or len(f) != len(labels):
+        raise ValueError(
+            f"`{name}` must be (images, width) and `labels` (images,), one row per image. "
+            f"Received: {name} of shape {f.shape} and labels of shape {labels.shape}"
+        )
+    if labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+        raise ValueError(
+            f"`labels` must be integers from 0. Received: labels of dtype {labels.dtype}"
+        )
+    counts = np.bincount(labels) if labels.size else np.array([], "int64")
+    if np.count_nonzero(counts) < 2 or counts[counts > 0].min() < 2:
+        raise ValueError(
+            "The scores need at least two classes of at least two images each. Received: "
+            f"{labels.size} images, per class {dict(enumerate(counts.tolist()))}"
+        )
+    if not np.all(np.isfinite(f)):
+        raise ValueError(
+            f"`{name}` must be finite. Received: {int(np.sum(~np.isfinite(f)))} NaN or "
+            "infinite values"
+        )
+    return f, labels.astype("int64")
+
+
+# What `ktr.rank` computes from a candidate's features (name -> function).
+SCORES = {
+    "logme": logme,
+    "h_score": h_score,
+    "transrate": transrate,
+    "probe": probe_accuracy,
+}
