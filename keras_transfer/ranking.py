@@ -12,8 +12,10 @@ import time
 import keras
 
 from keras_transfer import factory, transferability
-from keras_transfer.features import extract_features
+from keras_transfer._io import atomic_write
+from keras_transfer.features import Features, extract_features
 from keras_transfer.features import store as feature_store
+from keras_transfer.features.sources import DataSource
 
 __all__ = ["DEFAULT_CACHE", "Ranking", "rank"]
 
@@ -194,21 +196,13 @@ def _row(spec, data, scores, cache, batch_size, progress):
     row.update(width=None, parameters=None, seconds=None, input_shape=None, cached=False)
     row["error"] = None
     start = time.perf_counter()
+    store = None if cache is None else pathlib.Path(cache) / _folder(spec)
     try:
-        _, model = factory.build_feature_model(
-            spec["backbone"],
-            spec.get("layer") or "last_conv",
-            input_shape=spec["input_shape"],
-            weights=spec["weights"],
-            backbone_kwargs=spec.get("backbone_kwargs"),
-        )
-        model = keras.Model(model.input, model.outputs[0])  # the one tap's features
-        store = None if cache is None else pathlib.Path(cache) / _folder(spec)
-        before = _written(store)
-        # overwrite: a store of other data, in a folder of rank's own, is redone.
-        features = extract_features(
-            model, data, cache=store, batch_size=batch_size, progress=progress, overwrite=True
-        )
+        identity = _identity(spec, data, store)
+        features, facts = _read_back(store, identity)
+        if features is None:
+            features, facts = _extract(spec, data, store, batch_size, progress)
+            _remember(store, identity, features, facts)
     except Exception as error:  # noqa: BLE001 - the row says why; the others are still ranked
         row["error"] = f"{type(error).__name__}: {error}"
         row["seconds"] = round(time.perf_counter() - start, 2)
@@ -223,20 +217,84 @@ def _row(spec, data, scores, cache, batch_size, progress):
             row[score] = transferability.SCORES[score](features.x, features.labels)
     except ValueError as error:  # the data's fault, not the candidate's: every row would fail
         raise ValueError(f"`data` cannot rank backbones: {error}") from error
-    row.update(
-        width=int(features.x.shape[1]),
-        parameters=int(model.count_params()),
-        seconds=round(time.perf_counter() - start, 2),
-        input_shape=list(model.input_shape[1:]),
-        cached=before is not None and before == _written(store),
-    )
+    row.update(facts, width=int(features.x.shape[1]), seconds=round(time.perf_counter() - start, 2))
     return row
 
 
-def _written(store):
-    """When the store's manifest was last written, or None."""
-    manifest = None if store is None else store / feature_store.MANIFEST
-    return manifest.stat().st_mtime_ns if manifest is not None and manifest.is_file() else None
+def _extract(spec, data, store, batch_size, progress):
+    _, model = factory.build_feature_model(
+        spec["backbone"],
+        spec.get("layer") or "last_conv",
+        input_shape=spec["input_shape"],
+        weights=spec["weights"],
+        backbone_kwargs=spec.get("backbone_kwargs"),
+    )
+    model = keras.Model(model.input, model.outputs[0])  # the one tap's features
+    before = _written(store)
+    # overwrite: a store of other data, in a folder of rank's own, is redone.
+    features = extract_features(
+        model, data, cache=store, batch_size=batch_size, progress=progress, overwrite=True
+    )
+    facts = {
+        "parameters": int(model.count_params()),
+        "input_shape": list(model.input_shape[1:]),
+        "cached": before is not None and before == _written(store),
+    }
+    return features, facts
+
+
+def _identity(spec, data, store):
+    """What proves a store holds this candidate's features of this data
+    without building the backbone: the spec, the weights file's path,
+    size, modification time and inode, and the data's fingerprint (the
+    store's own rule). None where nothing short of building proves it: a
+    model object, or random weights."""
+    weights = spec["weights"]
+    if store is None or weights is None or not isinstance(spec["backbone"], str):
+        return None
+    if weights != "imagenet":
+        stat = pathlib.Path(weights).stat()
+        weights = [str(pathlib.Path(weights).resolve()), stat.st_size, stat.st_mtime_ns]
+        weights.append(stat.st_ino)
+    shape = spec["input_shape"] or (224, 224, 3)
+    source = DataSource(data, 32, shape)
+    if source.is_stream:
+        return None
+    return {
+        "spec": _folder(spec),
+        "weights": weights,
+        "data": source.fingerprint(hash_data=True),
+        "keras": keras.__version__,
+    }
+
+
+def _read_back(store, identity):
+    """`(features, facts)` from the store when its record proves it holds
+    them, else `(None, None)`."""
+    if identity is None or not _record_path(store).is_file() or _written(store) is None:
+        return None, None
+    saved = json.loads(_record_path(store).read_text())
+    if saved.get("identity") != identity or saved.get("written") != _written(store):
+        return None, None
+    features = Features.load(store)
+    return features, {**saved["facts"], "cached": True}
+
+
+def _remember(store, identity, features, facts):
+    if identity is None or store is None:
+        return
+    record = {
+        "identity": identity,
+        "written": _written(store),
+        "facts": {k: v for k, v in facts.items() if k != "cached"},
+    }
+    text = json.dumps(record, sort_keys=True).encode()
+    atomic_write(_record_path(store), lambda handle: handle.write(text))
+
+
+def _record_path(store):
+    # Beside the store, not in it: a store holds only its own files.
+    return store.with_name(store.name + ".json")
 
 
 def _folder(spec):
@@ -263,3 +321,9 @@ def _cell(value):
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     return str(value)
+
+
+def _written(store):
+    """When the store's manifest was last written, or None."""
+    manifest = None if store is None else store / feature_store.MANIFEST
+    return manifest.stat().st_mtime_ns if manifest is not None and manifest.is_file() else None

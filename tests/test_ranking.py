@@ -1,6 +1,8 @@
 """`ktr.rank`: backbones (or layers) ranked by transferability scores of
 their frozen features, through the feature store."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -83,3 +85,40 @@ def test_bad_input_says_what_was_received():
         ktr.rank([_backbone(0, "a"), _backbone(1, "a")], (X, Y), cache=None)
     with pytest.raises(ValueError, match="layers of one backbone"):
         ktr.rank([_backbone(0, "a"), _backbone(1, "b")], (X, Y), layers=["conv_a"])
+
+
+def test_a_warm_store_answers_without_building_the_backbone(tmp_path, monkeypatch):
+    # A registered name with a weights file: the file's stat and the data's
+    # fingerprint prove the store's answer, so nothing is built.
+    weights = tmp_path / "mobilenet.weights.h5"
+    keras.applications.MobileNet(
+        input_shape=(32, 32, 3), alpha=0.25, include_top=False, weights=None
+    ).save_weights(weights)
+    candidate = {
+        "backbone": "mobilenet",
+        "backbone_kwargs": {"alpha": 0.25},
+        "weights": str(weights),
+        "input_shape": (32, 32, 3),
+    }
+    images = pixels(40, seed=2)
+    images[Y == 1, ..., 0] *= 0.2
+    cold = ktr.rank(candidate, (images, Y), cache=tmp_path / "stores", scores=["probe"])
+    assert cold.rows[0]["error"] is None and not cold.rows[0]["cached"]
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the backbone was built")
+
+    monkeypatch.setattr(ktr.factory, "build_feature_model", no_build)
+    warm = ktr.rank(candidate, (images, Y), cache=tmp_path / "stores", scores=["probe"])
+    assert warm.rows[0]["cached"] and warm.rows[0]["logme"] == cold.rows[0]["logme"]
+    assert warm.rows[0]["parameters"] == cold.rows[0]["parameters"]
+    # Other weights (the file rewritten), or other data: built again.
+    os.utime(weights, ns=(1, 1))
+    assert (
+        "the backbone was built"
+        in ktr.rank(candidate, (images, Y), cache=tmp_path / "stores").rows[0]["error"]
+    )
+    assert (
+        "built"
+        in ktr.rank(candidate, (images[:30], Y[:30]), cache=tmp_path / "stores").rows[0]["error"]
+    )
