@@ -100,11 +100,14 @@ def rank(
 
     Example:
 
-    >>> x = np.random.default_rng(0).uniform(0, 255, (12, 32, 32, 3))
+    >>> x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3))
+    >>> def net(name):
+    ...     return keras.Sequential(
+    ...         [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, name=f"{name}_conv")],
+    ...         name=name)
     >>> ranking = keras_transfer.rank(
-    ...     [{"backbone": "mobilenet", "weights": None, "input_shape": (32, 32, 3)},
-    ...      {"backbone": "mobilenet_v2", "weights": None, "input_shape": (32, 32, 3)}],
-    ...     (x, np.arange(12) % 2), cache=None)
+    ...     [{"backbone": net("a"), "weights": None}, {"backbone": net("b"), "weights": None}],
+    ...     (x, np.arange(12) % 2), scores=["logme"], cache=None)
     >>> [row["rank"] for row in ranking.rows], ranking.by
     ([1, 2], 'logme')
 
