@@ -60,10 +60,16 @@ def test_h_score_is_the_between_class_variance_in_whitened_units():
 
     from sklearn.covariance import LedoitWolf
 
-    shrunk = LedoitWolf(assume_centered=True).fit(centred)
-    between = np.cov(np.stack([centred[LABELS == c].mean(0) for c in LABELS]).T, bias=True)
-    expected = np.trace(np.linalg.inv(shrunk.covariance_) @ ((1 - shrunk.shrinkage_) * between))
-    assert scores.h_score(FEATURES, LABELS) == pytest.approx(expected)
+    wide = np.abs(RNG.normal(size=(30, 80)))  # fewer images than dimensions, as usual
+    wide[:, 0] += np.arange(30) % 3
+    for features, labels in [(FEATURES, LABELS), (wide, np.arange(30) % 3)]:
+        centred = features - features.mean(0)
+        shrunk = LedoitWolf(assume_centered=True).fit(centred)
+        means = np.stack([centred[labels == c].mean(0) for c in labels])
+        between = np.cov(means.T, bias=True)
+        shrunk_between = (1 - shrunk.shrinkage_) * between
+        expected = np.trace(np.linalg.inv(shrunk.covariance_) @ shrunk_between)
+        assert scores.h_score(features, labels) == pytest.approx(expected)
 
 
 def test_transrate_is_the_coding_rate_minus_each_classs():
