@@ -113,7 +113,7 @@ def h_score(features, labels, shrinkage=True):
     _, s, vt = np.linalg.svd(f, full_matrices=False)
     variances = s**2 / n
     keep = variances > 1e-10 * variances.max()
-    weight, mu = (_ledoit_wolf(f) if shrinkage else (0.0, 0.0))
+    weight, mu = _ledoit_wolf(f) if shrinkage else (0.0, 0.0)
     inverse = 1.0 / ((1 - weight) * variances[keep] + weight * mu)
     score = 0.0
     for label in np.unique(labels):
