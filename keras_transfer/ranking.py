@@ -255,14 +255,14 @@ def _identity(spec, data, store):
     weights = spec["weights"]
     if store is None or weights is None or not isinstance(spec["backbone"], str):
         return None
+    if not isinstance(data, (str, os.PathLike, tuple)):
+        return None  # a stream is known only by reading it: extract_features checks it
     if weights != "imagenet":
         stat = pathlib.Path(weights).stat()
         weights = [str(pathlib.Path(weights).resolve()), stat.st_size, stat.st_mtime_ns]
         weights.append(stat.st_ino)
     shape = spec["input_shape"] or (224, 224, 3)
     source = DataSource(data, 32, shape)
-    if source.is_stream:
-        return None
     return {
         "spec": _folder(spec),
         "weights": weights,
