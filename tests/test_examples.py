@@ -44,6 +44,14 @@ def test_feature_extraction_svm(tmp_path):
     assert float(out.split("SVM validation accuracy ")[1].split()[0]) > 0.7
 
 
+@REAL_PHOTOS
+@pytest.mark.shared_data
+def test_rank_backbones_puts_imagenet_weights_first(tmp_path):
+    out = run_example("rank_backbones.py", "--image-size", "96", "--cache", str(tmp_path))
+    assert "best: imagenet weights" in out, out
+    assert "(cached)" in out  # the second call read the pretrained features back
+
+
 @runs_once_in("jax")
 def test_init_from_npz():
     out = run_example("init_from_npz.py", "--epochs", "15")
