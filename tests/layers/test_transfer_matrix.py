@@ -106,8 +106,12 @@ def test_mixed_precision_computes_in_half_keeps_float32_weights(policy):
 
 
 def test_trains_inside_a_model():
-    x = RNG.normal(size=(64, 4)).astype("float32")
-    y = x @ RNG.normal(size=(4, 2)).astype("float32")
+    # Its own data and initial weights: drawn from the shared generators they
+    # depended on the tests before, and once in JAX landed at 0.101x.
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x @ rng.normal(size=(4, 2)).astype("float32")
     model = keras.Sequential([keras.Input((4,)), TransferMatrix(2, use_bias=True)])
     model.compile(keras.optimizers.Adam(0.05), "mse")
     history = model.fit(x, y, epochs=30, verbose=0)
