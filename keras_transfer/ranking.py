@@ -121,7 +121,8 @@ def rank(
         data: `(images, labels)`, a folder of class sub-folders, or anything
             `extract_features` takes that carries labels.
         layers: tap names (see `transfer(feature_layer=...)`): each is a
-            row, for the one candidate given.
+            row, for the one candidate given; a list of taps in the list
+            is one row of multi-scale features (concatenated).
         by: the score that orders the rows (`ktr.transferability.SCORES`).
         scores: the scores to compute (default: all of
             `ktr.transferability.SCORES`).
@@ -232,7 +233,12 @@ def _extract(spec, data, store, batch_size, progress):
         weights=spec["weights"],
         backbone_kwargs=spec.get("backbone_kwargs"),
     )
-    model = keras.Model(model.input, model.outputs[0])  # the one tap's features
+    outputs = model.outputs
+    # Several taps are one row: their pooled features side by side, as
+    # transfer(feature_layer=[...]) concatenates them.
+    model = keras.Model(
+        model.input, outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
+    )
     before = _written(store)
     # overwrite: a store of other data, in a folder of rank's own, is redone.
     features = extract_features(

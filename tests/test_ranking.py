@@ -61,12 +61,14 @@ def test_layers_of_one_backbone_are_ranked():
     ranking = ktr.rank(
         {"backbone": _backbone(0, "net"), "weights": None},
         (X, Y),
-        layers=["conv_a", "conv_b"],
+        layers=["conv_a", "conv_b", ["conv_a", "conv_b"]],
         scores=["probe"],
         by="h_score",
         cache=None,
     )
-    assert sorted(row["name"] for row in ranking.rows) == ["net:conv_a", "net:conv_b"]
+    widths = {row["name"]: row["width"] for row in ranking.rows}
+    # A list of taps is one row of their pooled features side by side.
+    assert widths == {"net:conv_a": 8, "net:conv_b": 8, "net:['conv_a', 'conv_b']": 16}
     assert ranking.scores == ("h_score", "probe") and all(
         row["error"] is None for row in ranking.rows
     )
