@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[tensorflow,jax,torch,sklearn,plot,keras-hub,dev]"
+	$(PY) -m pip install -q -e ".[tensorflow,jax,torch,sklearn,plot,keras-hub,export,dev]"
 	touch $(STAMP)
 
 # One pytest process per backend (KERAS_BACKEND is read once, at import),

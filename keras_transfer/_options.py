@@ -4,10 +4,13 @@ backend."""
 
 __all__ = [
     "BN_POLICIES",
+    "EXPORT_BACKENDS",
+    "EXPORT_FORMATS",
     "FUSIONS",
     "POOLINGS",
     "PRECISION_POLICIES",
     "PREPROCESSING_MODES",
+    "QUANTIZATIONS",
     "check_bn",
 ]
 
@@ -20,6 +23,19 @@ BN_POLICIES = ("inference", "train_affine", "train")
 PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 # ImagePreprocessing's modes; transfer(preprocessing=...) also takes "auto".
 PREPROCESSING_MODES = ("caffe", "tf", "torch", "unit", "none")
+# The backends Keras exports each format from with the `export` extra's
+# converters. Keras also exports LiteRT from torch through litert-torch,
+# and ONNX from JAX through jax2onnx; both bring large stacks (transformers,
+# flax), so they are refused with the backend to use instead.
+EXPORT_BACKENDS = {
+    "litert": ("tensorflow",),
+    "onnx": ("tensorflow", "torch"),
+    "saved_model": ("tensorflow", "jax"),
+}
+EXPORT_FORMATS = tuple(EXPORT_BACKENDS)
+# LiteRT's: float16 weights, int8 weights (dynamic range), or int8 weights
+# and activations calibrated on representative images.
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
 def check_bn(bn, allow_none=False, argument="bn"):

@@ -4,6 +4,8 @@
     keras-transfer evaluate runs/photos photos/
     keras-transfer predict runs/photos/model.keras image.jpg --top-k 3
     keras-transfer extract photos/ --backbone resnet50 --out features/
+    keras-transfer export runs/photos --format litert --quantize int8
+    keras-transfer rank photos/ --backbone mobilenet_v2 --backbone resnet50
     keras-transfer backbones
     keras-transfer demo
 
@@ -19,12 +21,18 @@ start-up logs are quietened before it loads (`--debug` keeps them).
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
 
 from keras_transfer import strategies
-from keras_transfer._options import PRECISION_POLICIES
+from keras_transfer._options import (
+    EXPORT_BACKENDS,
+    EXPORT_FORMATS,
+    PRECISION_POLICIES,
+    QUANTIZATIONS,
+)
 
 __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -39,6 +47,7 @@ _COMMANDS = {
     "backbones": "backbones",
     "demo": "demo_command",
     "rank": "rank_command",
+    "export": "export_command",
 }
 
 
@@ -57,6 +66,8 @@ def _main(argv):
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "export":
+        _export_backend(args.format)
     commands = _load_commands(quiet=not args.debug)
     try:
         command = importlib.import_module(f"{commands.__name__}.{args.command}")
@@ -81,6 +92,19 @@ def _main(argv):
         )
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _export_backend(format):
+    """A `.keras` file loads under any backend: before Keras is imported,
+    choose one that exports `format` (the user's, where it can), so a run
+    trained under JAX exports to LiteRT."""
+    allowed = EXPORT_BACKENDS[format]
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND") in allowed:
+        return  # already loaded (a call from Python): the exporter says what to do
+    for name in allowed:
+        if importlib.util.find_spec(name) is not None:
+            os.environ["KERAS_BACKEND"] = name
+            return
 
 
 def _load_commands(quiet):
@@ -221,6 +245,31 @@ def _parser():
     sub.add_argument("--top-k", type=int, default=1)
     sub.add_argument("--batch-size", type=int, default=32)
     sub.add_argument("--json", action="store_true")
+
+    sub = command("export", "Export a run's model to LiteRT, ONNX or a SavedModel, and check it.")
+    sub.add_argument("model", metavar="RUN_DIR|MODEL")
+    sub.add_argument("--format", choices=EXPORT_FORMATS, default="litert")
+    sub.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        default="none",
+        help="litert: float16 or int8 weights (dynamic), or int8 weights and activations "
+        "(int8, calibrated on --calibration or the run's training photos)",
+    )
+    sub.add_argument("--calibration", metavar="DIR", help="int8: photos, no labels needed")
+    sub.add_argument(
+        "--check",
+        metavar="DIR",
+        help="class folders for the parity check (default: the run's validation photos)",
+    )
+    sub.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        help="quantized: the most accuracy points the export may lose on the check (default 1)",
+    )
+    sub.add_argument("--out", metavar="DIR", help="default: RUN_DIR/export/FORMAT[_QUANTIZE]")
+    sub.add_argument("--overwrite", action="store_true", help="replace an earlier export")
 
     sub = command("backbones", "List the registered backbones.")
     sub.add_argument("--json", action="store_true")

@@ -18,6 +18,7 @@ __all__ = [
     "read_image",
     "scan",
     "split_folders",
+    "split_mask",
 ]
 
 
@@ -118,13 +119,7 @@ class ImageFolder:
 
     def split(self, fraction, seed=0):
         """A stratified `(train, val)` split, `fraction` of each class in val."""
-        if not 0 < fraction < 1:
-            raise ValueError(f"`val_split` must be between 0 and 1. Received: {fraction!r}")
-        rng = np.random.default_rng(seed)
-        val = np.zeros(len(self.labels), bool)
-        for label in np.unique(self.labels):
-            index = rng.permutation(np.flatnonzero(self.labels == label))
-            val[index[: max(1, round(fraction * len(index)))]] = True
+        val = split_mask(self.labels, fraction, seed)
         if val.all():
             raise ValueError(
                 f"Too few images to hold out a validation split. Received: "
@@ -147,6 +142,21 @@ MAX_IMAGE_SIZE = 4096
 # array, above any phone's 48-megapixel photo and below PIL's own 89-million
 # warning.
 MAX_IMAGE_PIXELS = 50_000_000
+
+
+def split_mask(labels, fraction, seed=0):
+    """The validation rows of a stratified split: `fraction` of each class
+    (at least one), drawn with `seed`. `ImageFolder.split` and `export`'s
+    parity check (which finds a run's validation images again) share it."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"`val_split` must be between 0 and 1. Received: {fraction!r}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(labels), bool)
+    for label in np.unique(labels):
+        index = rng.permutation(np.flatnonzero(labels == label))
+        val[index[: max(1, round(fraction * len(index)))]] = True
+    return val
 
 
 def image_files(directory):

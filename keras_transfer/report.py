@@ -24,7 +24,7 @@ __all__ = [
     "write_json",
 ]
 
-# What `fit`, `evaluate` and `demo` write: a folder holding only these (and at
+# What `fit`, `evaluate`, `demo`, `rank` and `export` write: a folder holding only these (and at
 # least one report) is a run, the only kind `overwrite` may replace.
 RUN_FILES = frozenset(
     {
@@ -38,9 +38,15 @@ RUN_FILES = frozenset(
         "comparison.png",
         "rank.json",
         "rank.png",
+        "export",
+        "model.tflite",
+        "model.onnx",
+        "saved_model",
+        "labels.txt",
+        "export.json",
     }
 )
-_REPORTS = ("metrics.json", "results.json", "rank.json")
+_REPORTS = ("metrics.json", "results.json", "rank.json", "export.json")
 
 
 def is_run(path):

@@ -49,13 +49,14 @@ def pytest_collection_modifyitems(config, items):
     skip_shared = pytest.mark.skip(
         reason=f"../shared is absent ({SHARED}): real photos and weights are not on this machine"
     )
-    # keras_hub loads TensorFlow (tensorflow-text): its tests run last, so
-    # the JAX and torch processes hold TensorFlow only for them.
+    # keras_hub loads TensorFlow (tensorflow-text), and so do the exporter's
+    # converters (jax2tf, LiteRT): their tests run last, so the JAX and torch
+    # processes hold TensorFlow only for them, and import it once.
     # The fit's tests read the shared run before the other sub-commands'
     # tests add to it (evaluate writes RUN_DIR/evaluation).
     items.sort(
         key=lambda item: (
-            item.nodeid.startswith("tests/test_keras_hub_adapter.py"),
+            item.nodeid.startswith(("tests/test_keras_hub_adapter.py", "tests/test_exporter.py")),
             item.nodeid.startswith("tests/commands/") and "test_fit.py" not in item.nodeid,
         )
     )

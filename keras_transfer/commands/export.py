@@ -1,0 +1,107 @@
+"""`keras-transfer export`: a run's model to LiteRT, ONNX or a SavedModel,
+with `labels.txt`, `export.json` and a parity check on the run's own
+validation photos."""
+
+import pathlib
+
+import numpy as np
+
+from keras_transfer.commands._shared import UsageError, load_model
+from keras_transfer.exporter import CHECK_IMAGES, export
+from keras_transfer.image_folder import read_image, scan, split_folders, split_mask
+
+__all__ = ["export_command"]
+
+
+def export_command(args):
+    """Exports RUN_DIR's model (or a `.keras` file) and checks the export."""
+    if args.max_drop < 0:
+        raise UsageError(f"--max-drop must be at least 0. Received: {args.max_drop}")
+    model, config, model_path = load_model(args.model)
+    names = config.get("class_names")
+    settings = config.get("settings") or {}
+    size = tuple(int(s) for s in model.input_shape[1:3])
+    suffix = "" if args.quantize == "none" else f"_{args.quantize}"
+    out = pathlib.Path(args.out or model_path.parent / "export" / f"{args.format}{suffix}")
+    calibration = args.calibration
+    if args.quantize == "int8" and calibration is None:
+        calibration = _training_folder(settings)
+        if calibration is None:
+            raise UsageError(
+                "--quantize int8 needs calibration images to set the activations' ranges, and "
+                f"the run records no training folder that is still there: pass --calibration "
+                f"DIR, a folder of photos like those the model will see (no labels needed). "
+                f"Received: {args.model!r}"
+            )
+    check = args.check or _validation(settings, names, size)
+    record = export(
+        model,
+        out,
+        args.format,
+        quantize=args.quantize,
+        class_names=names,
+        calibration=calibration,
+        check=check,
+        max_drop=args.max_drop / 100,
+        overwrite=args.overwrite,
+        source=model_path.resolve(),
+    )
+    parity = record["parity"]
+    if record["calibration"]:
+        print(
+            f"calibrated on {record['calibration']['images']} images of "
+            f"{record['calibration']['from']}"
+        )
+    print(
+        f"{record['format']} ({record['quantization']}): {record['size_bytes']:,} bytes, "
+        f"checked in {record['runtime']} on {parity['images']} images of {parity['images_from']}"
+    )
+    print(
+        f"  top-1 agreement {parity['agreement']:.4f}, largest probability difference "
+        f"{parity['max_probability_difference']:.3g}"
+    )
+    if parity["keras_accuracy"] is not None:
+        print(
+            f"  accuracy: Keras {parity['keras_accuracy']:.4f}, export "
+            f"{parity['export_accuracy']:.4f}"
+        )
+    print(
+        f"  latency of one image: {parity['latency_ms']:.2f} ms (Keras "
+        f"{parity['keras_latency_ms']:.2f} ms)"
+    )
+    print(f"written: {out} ({record['file']}, labels.txt, export.json)")
+
+
+def _training_folder(settings):
+    """The run's training photos, when its config records them and they are
+    still there: int8's calibration needs no labels."""
+    data = settings.get("data_dir")
+    if not data or not pathlib.Path(data).is_dir():
+        return None
+    return split_folders(data).get("train", pathlib.Path(data))
+
+
+def _validation(settings, names, size):
+    """The run's validation photos, found again from its config: `--val-dir`,
+    a `val/` split folder, or the same `--val-split` of DATA_DIR (same seed,
+    same draw). None when they are gone: the check falls back."""
+    data = settings.get("data_dir")
+    if settings.get("val_dir") and pathlib.Path(settings["val_dir"]).is_dir():
+        return settings["val_dir"]
+    if not data or not pathlib.Path(data).is_dir() or names is None:
+        return None
+    splits = split_folders(data)
+    if splits:
+        return splits.get("val", splits.get("validation"))
+    _, paths, labels = scan(data, names, argument="the run's data_dir")
+    val = np.flatnonzero(
+        split_mask(np.array(labels), settings.get("val_split") or 0.2, settings.get("seed") or 0)
+    )
+    images, kept = [], []
+    for i in val[np.linspace(0, len(val) - 1, min(len(val), CHECK_IMAGES)).astype(int)]:
+        try:
+            images.append(read_image(paths[i], size))
+            kept.append(labels[i])
+        except Exception:  # noqa: BLE001 - PIL raises many types; a bad file is skipped
+            continue
+    return (np.stack(images), np.array(kept)) if images else None
