@@ -7,7 +7,6 @@ of the source classifier's outputs instead), higher is better, as in
 TLlib's `tllib.ranking`. `SCORES` is the table `ktr.rank` reads.
 """
 
-
 import numpy as np
 
 __all__ = [
