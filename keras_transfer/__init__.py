@@ -52,6 +52,7 @@ _SUBMODULES = (
     "heads",
     "hub",
     "image_folder",
+    "inspection",
     "labels",
     "layers",
     "lr_finder",

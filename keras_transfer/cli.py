@@ -236,6 +236,7 @@ def _parser():
     sub.add_argument("model", metavar="RUN_DIR|MODEL")
     sub.add_argument("data_dir", metavar="DATA_DIR", help="class folders (its val/ if it has one)")
     sub.add_argument("--batch-size", type=int, default=32)
+    sub.add_argument("--top-losses", type=int, default=12, help="the mistakes to show")
     sub.add_argument("--out", metavar="DIR", help="default: RUN_DIR/evaluation")
     sub.add_argument("--overwrite", action="store_true")
 

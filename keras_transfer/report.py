@@ -19,6 +19,7 @@ __all__ = [
     "output_dir",
     "plot_bars",
     "plot_confusion",
+    "plot_images",
     "plot_curves",
     "staging",
     "write_json",
@@ -39,6 +40,9 @@ RUN_FILES = frozenset(
         "rank.json",
         "rank.png",
         "export",
+        "top_losses.png",
+        "gradcam.png",
+        "report.html",
         "model.tflite",
         "model.onnx",
         "saved_model",
@@ -235,6 +239,21 @@ def plot_bars(values, path, title="validation accuracy", ylim=(0, 1.05)):
     if ylim is not None:
         ax.set(ylim=ylim)
     ax.tick_params(axis="x", labelsize=8)
+    _save(fig, path)
+
+
+def plot_images(images, titles, path, maps=None, columns=4):
+    """A grid of images with a title each, and optionally a heat map over
+    each (Grad-CAM)."""
+    rows = max(1, -(-len(images) // columns))
+    fig = _figure(figsize=(2.6 * columns, 2.9 * rows))
+    for i, image in enumerate(images):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(np.asarray(image).astype("uint8"))
+        if maps is not None:
+            ax.imshow(maps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(titles[i], fontsize=8)
+        ax.axis("off")
     _save(fig, path)
 
 

@@ -1,14 +1,18 @@
 """`keras-transfer evaluate`: a run's model (or a `.keras` file) on a
-folder of photos, with its report."""
+folder of photos, with its report: the metrics, the confusion matrix, the
+most confused pairs, the top losses, their Grad-CAM maps, and one
+self-contained `report.html`."""
 
 import pathlib
 import time
 
+import numpy as np
+
 from keras_transfer import report
 from keras_transfer.commands._shared import (
     UsageError,
+    check_positive,
     class_count,
-    evaluate_on,
     load_model,
     per_class_table,
     warn_skipped,
@@ -17,12 +21,14 @@ from keras_transfer.image_folder import (
     ImageFolder,
     split_folders,
 )
+from keras_transfer.inspection import TopLosses, grad_cam, most_confused, write_html_report
 
 __all__ = ["evaluate"]
 
 
 def evaluate(args):
     """Evaluates a run's model (or a `.keras` file) on DATA_DIR."""
+    check_positive(args, "top_losses")
     model, config, model_path = load_model(args.model)
     out = report.output_dir(
         args.out or model_path.parent / "evaluation", args.overwrite, inputs=[args.data_dir]
@@ -37,19 +43,64 @@ def evaluate(args):
     names = names or folder.class_names
     _check_classes(model, names)
     start = time.perf_counter()
-    result = evaluate_on(model, folder, args.batch_size)
+    probabilities = model.predict(folder.images, batch_size=args.batch_size, verbose=0)
+    result = report.classification_report(folder.labels, probabilities.argmax(-1), names)
+    worst = TopLosses(args.top_losses)
+    worst.add(range(len(folder.labels)), probabilities, folder.labels)
+    rows = worst.rows()
     result.update(
+        model=str(model_path),
         data_dir=str(data),
         images=len(folder.labels),
         skipped_files=folder.skipped,
         wall_time_s=round(time.perf_counter() - start, 2),
+        most_confused=most_confused(result["confusion_matrix"], names),
+        top_losses=[
+            {
+                "path": str(folder.paths[int(row["path"])]),
+                "true": names[row["label"]],
+                "predicted_class": names[row["predicted"]],
+                "probability": row["probability"],
+                "loss": row["loss"],
+            }
+            for row in rows
+        ],
     )
+    images = folder.images[[int(row["path"]) for row in rows]] if rows else None
+    maps, why = _grad_cam(model, images)
+    result["gradcam"] = why or "the predicted class, at the features that enter the pooling"
     with report.staging(out, args.overwrite) as stage:
         report.write_json(stage / "metrics.json", result)
         report.plot_confusion(result["confusion_matrix"], names, stage / "confusion.png")
+        figures = {"confusion matrix": stage / "confusion.png"}
+        if rows:
+            titles = [
+                f"{r['true']} -> {r['predicted_class']} ({r['probability']:.2f})"
+                for r in result["top_losses"]
+            ]
+            report.plot_images(images, titles, stage / "top_losses.png")
+            figures["top losses: true -> predicted (probability)"] = stage / "top_losses.png"
+            if maps is not None:
+                report.plot_images(images, titles, stage / "gradcam.png", maps=maps)
+                figures["Grad-CAM of the predicted class"] = stage / "gradcam.png"
+        curves = model_path.parent / "curves.png"
+        figures["training curves"] = curves if curves.is_file() else None
+        write_html_report(stage / "report.html", result, figures)
     print(f"accuracy {result['accuracy']:.4f} on {len(folder.labels)} images of {data}")
     per_class_table(result)
-    print(f"report: {out}")
+    for true, predicted, count in result["most_confused"][:5]:
+        print(f"confused: {true} -> {predicted} ({count})")
+    print(f"report: {out} (report.html, top_losses.png, gradcam.png, metrics.json)")
+
+
+def _grad_cam(model, images):
+    """`(maps, None)`, or `(None, why not)` for a model Grad-CAM cannot read."""
+    if images is None:
+        return None, "no mistakes to explain"
+    try:
+        return grad_cam(model, images.astype(np.float32)), None
+    except ValueError as error:
+        return None, f"not drawn: {error}"
 
 
 def _image_folder(root, size, class_names, args):

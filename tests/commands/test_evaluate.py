@@ -20,3 +20,55 @@ def test_evaluate_matches_the_run(run, photos):
     evaluated = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert evaluated["accuracy"] == pytest.approx(fitted, abs=1e-6)
     assert (out / "evaluation" / "confusion.png").is_file()
+
+
+def test_the_report_shows_the_mistakes(run, tmp_path):
+    """Photos filed under the wrong colours: every one is a mistake to show.
+    report.html parses, its images decode, and its numbers are metrics.json's."""
+    import base64
+    import html.parser
+    import io
+
+    from PIL import Image
+
+    from tests.command_line import COLORS, _folder
+
+    out, _ = run
+    names = list(COLORS)
+    swapped = {name: COLORS[names[(i + 1) % 3]] for i, name in enumerate(names)}
+    data = _folder(tmp_path / "swapped", per_class=3, classes=swapped)
+    result = command("evaluate", out, data, "--out", tmp_path / "eval", "--top-losses", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert len(metrics["top_losses"]) == 4
+    losses = [row["loss"] for row in metrics["top_losses"]]
+    assert losses == sorted(losses, reverse=True)
+    assert all(row["true"] != row["predicted_class"] for row in metrics["top_losses"])
+    pairs = metrics["most_confused"]
+    assert sum(count for _, _, count in pairs) == round((1 - metrics["accuracy"]) * 9)
+    assert "confused:" in result.stdout
+
+    class Page(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.ids, self.current = [], {}, None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs["src"])
+            self.current = attrs.get("id")
+
+        def handle_data(self, data):
+            if self.current and data.strip():
+                self.ids.setdefault(self.current, data.strip())
+
+    page = Page()
+    page.feed((tmp_path / "eval" / "report.html").read_text())
+    assert len(page.images) >= 3  # the confusion matrix, the top losses, Grad-CAM
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")  # nothing to fetch
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    assert float(page.ids["accuracy"]) == pytest.approx(metrics["accuracy"], abs=1e-4)
+    assert int(page.ids["images"]) == metrics["images"] == 9
+    assert (tmp_path / "eval" / "gradcam.png").is_file()
