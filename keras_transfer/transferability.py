@@ -260,14 +260,17 @@ def probe_accuracy(features, labels, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0, 1000
     z = (f - f.mean(0)) / (f.std(0) + 1e-12)
     classes = np.unique(labels)
     targets = (labels[:, None] == classes).astype("float64")
-    targets -= targets.mean(0)
+    mean = targets.mean(0)
     u, s, _ = np.linalg.svd(z, full_matrices=False)
-    projected = u.T @ targets
+    projected = u.T @ (targets - mean)
     best = 0.0
     for alpha in alphas:
         shrink = s**2 / (s**2 + alpha)
-        fitted = u @ (shrink[:, None] * projected)
-        leverage = (u**2) @ shrink
+        # The intercept is fitted, not penalised: its 1/n is in each leverage.
+        # Without it, a centred image is minus the sum of the others, and a
+        # near-interpolating fit (more features than images) gives its label back.
+        fitted = mean + u @ (shrink[:, None] * projected)
+        leverage = 1.0 / len(z) + (u**2) @ shrink
         # Each image's prediction by the fit without it: y - (y - fitted) / (1 - h).
         held_out = targets - (targets - fitted) / (1.0 - leverage)[:, None]
         best = max(best, float(np.mean(classes[held_out.argmax(1)] == labels)))
