@@ -88,7 +88,8 @@ def most_confused(confusion, class_names, min_count=1):
 
 def grad_cam(model, images, classes=None):
     """Grad-CAM heat maps of `images` for `classes` (default: the predicted
-    ones), at the features that enter the backbone's pooling.
+    ones), at the features that enter the backbone's pooling (a
+    transformer's: its patch tokens as they enter its last block).
 
     Example:
 
@@ -143,7 +144,24 @@ def _parts(model):
             f"a backbone with {len(backbone.outputs)} outputs"
         )
     pool = pools[0]
-    features = keras.Model(backbone.inputs, pool.input)
+    # A transformer's pooling reads its class token, which no patch token of
+    # the last layer's output reaches again: the map is taken at the input
+    # of the last block, whose attention mixes the patches into it.
+    top = [pool]
+    if len(pool.input.shape) == 3 and getattr(backbone, "blocks", None):
+        top = [backbone.get_layer(name) for name in backbone.blocks[-1][1]] + top
+        if any(isinstance(layer.input, (list, tuple, dict)) for layer in top):
+            raise ValueError(
+                "Grad-CAM follows a transformer's last block as a chain of layers with one "
+                f"input each. Received: a last block of {[layer.name for layer in top]}"
+            )
+    features = keras.Model(backbone.inputs, top[0].input)
+
+    def rest(f):
+        for layer in top:
+            f = layer(f, training=False)
+        return f
+
     before = [
         model.get_layer(name)
         for name in names[1 : names.index("backbone")]
@@ -158,7 +176,7 @@ def _parts(model):
     return {
         "prepare": prepare,
         "features": lambda x: features(x, training=False),
-        "score": lambda f: head(pool(f), training=False),
+        "score": lambda f: head(rest(f), training=False),
     }
 
 

@@ -502,3 +502,13 @@ def test_a_learned_position_table_is_resampled_as_timm_does():
     )
     # SigLIP's table (no class token) too.
     assert kt.transfer(siglip_vision(), 3, input_shape=(48, 48, 3)).output.shape == (None, 3)
+
+
+def test_grad_cam_reads_a_vision_transformer():
+    """The class token pools a ViT: the map is taken where the patch tokens
+    enter the last block, so it is not zero everywhere."""
+    keras.utils.set_random_seed(0)
+    model = kt.transfer(vit(), 3, weights=None, input_shape=(32, 32, 3))
+    maps = kt.inspection.grad_cam(model, X[:2])
+    assert maps.shape == (2, 32, 32) and np.all(np.isfinite(maps))
+    assert maps.max() > 0.5 and maps.min() >= 0.0
