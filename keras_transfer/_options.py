@@ -25,8 +25,9 @@ PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 PREPROCESSING_MODES = ("caffe", "tf", "torch", "unit", "none")
 # The backends Keras exports each format from with the `export` extra's
 # converters. Keras also exports LiteRT from torch through litert-torch,
-# and ONNX from JAX through jax2onnx; both bring large stacks (transformers,
-# flax), so they are refused with the backend to use instead.
+# ONNX from JAX through jax2onnx, and a SavedModel from torch through
+# torch_xla; they bring large stacks (transformers, flax, XLA), so they are
+# refused with the backend to use instead.
 EXPORT_BACKENDS = {
     "litert": ("tensorflow",),
     "onnx": ("tensorflow", "torch"),
