@@ -63,12 +63,17 @@ class Ranking:
         return pandas.DataFrame(self.rows).set_index("rank")
 
     def __str__(self):
-        header = ["rank", "name", *self.scores, "width", "parameters", "seconds"]
-        cells = [header] + [
-            [_cell(row.get(key)) for key in header[:-1]]
-            + [_cell(row["seconds"]) + (" (cached)" if row["cached"] else "")]
-            for row in self.rows
-        ]
+        header = ["rank", "name", *self.scores, "width", "parameters", "input", "seconds"]
+        cells = (
+            [header]
+            + [
+                [_cell(row.get(key)) for key in header[:-2]]
+                # Each candidate runs at its own input size, or at `input_shape`.
+                + ["x".join(map(str, row["input_shape"][:2])) if row.get("input_shape") else "-"]
+                + [_cell(row["seconds"]) + (" (cached)" if row["cached"] else "")]
+                for row in self.rows
+            ]
+        )
         wide = [max(len(line[i]) for line in cells) for i in range(len(header))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(line, wide)).rstrip() for line in cells]
         lines += [f"{row['name']}: {row['error']}" for row in self.rows if row["error"]]

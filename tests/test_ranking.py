@@ -44,6 +44,7 @@ def test_features_that_separate_the_classes_rank_above_noise(tmp_path):
     assert red["width"] == 8 and red["parameters"] == green["parameters"] > 0
     assert "Unknown backbone name" in failed["error"] and failed["logme"] is None
     assert "no_such_net: ValueError" in str(ranking) and "sees_red" in str(ranking)
+    assert "16x16" in str(ranking)  # the input size each candidate ran at
     assert ranking.to_dict()["rows"][0]["name"] == "sees_red"
     assert not any(row["cached"] for row in ranking.rows)
 
