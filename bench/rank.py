@@ -80,8 +80,10 @@ def load(root, split):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def fine_tuned(candidate, train, val, seed=0):
-    """The default recipe's validation accuracy with this backbone, and its seconds."""
+def fine_tuned(candidate, train, val, seed=0, **kwargs):
+    """`(validation accuracy, seconds, what was kept)` of `ktr.fine_tune`
+    with this backbone: the default recipe, or with `adaptive=False` the
+    fixed one."""
     keras.utils.clear_session()
     keras.utils.set_random_seed(seed)
     model = ktr.transfer(
@@ -93,27 +95,10 @@ def fine_tuned(candidate, train, val, seed=0):
         strategy="fine_tune",
     )
     start = time.perf_counter()
-    history = ktr.fine_tune(model, train, verbose=0, seed=seed)
+    history = ktr.fine_tune(model, train, verbose=0, seed=seed, **kwargs)
     seconds = time.perf_counter() - start
-    return float(model.evaluate(*val, verbose=0)[1]), seconds, history.decision["kept"]
-
-
-def fixed_recipe(candidate, train, val, seed=0):
-    """The fixed recipe's validation accuracy with this backbone, and its seconds."""
-    keras.utils.clear_session()
-    keras.utils.set_random_seed(seed)
-    model = ktr.transfer(
-        candidate["backbone"],
-        int(train[1].max()) + 1,
-        weights=candidate["weights"],
-        input_shape=SIZE,
-        backbone_kwargs=candidate.get("backbone_kwargs"),
-        strategy="fine_tune",
-    )
-    start = time.perf_counter()
-    ktr.fine_tune(model, train, adaptive=False, verbose=0)
-    seconds = time.perf_counter() - start
-    return float(model.evaluate(*val, verbose=0)[1]), seconds
+    kept = getattr(history, "decision", {}).get("kept")
+    return float(model.evaluate(*val, verbose=0)[1]), seconds, kept
 
 
 def tap_probes(candidate, train, val):
@@ -168,7 +153,7 @@ def run(name, do_fine_tune, do_fixed, do_taps, json_path):
     if do_fixed and "fixed" not in result:
         largest = max(result["rows"], key=lambda row: row["parameters"] or 0)["name"]
         candidate = next(c for c in CANDIDATES if c["name"] == largest)
-        accuracy, seconds = fixed_recipe(candidate, train, val)
+        accuracy, seconds, _ = fine_tuned(candidate, train, val, adaptive=False)
         result["fixed"] = {"name": largest, "accuracy": accuracy, "seconds": seconds}
         print(f"  fixed recipe {largest}: {accuracy:.4f} in {seconds:.0f} s")
         _save(result, json_path)

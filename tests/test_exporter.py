@@ -76,7 +76,9 @@ def test_the_export_runs_in_its_runtime_and_agrees(fmt, quantize, tmp_path):
 
 
 @pytest.mark.skipif(
-    BACKEND != "tensorflow", reason="the default (synthetic) check needs any one backend"
+    BACKEND != "tensorflow",
+    reason="backend-independent (the synthetic check's images): runs once, in the "
+    "TensorFlow process",
 )
 def test_without_check_images_the_check_uses_synthetic_ones(tmp_path):
     model, _, _ = _classifier()
