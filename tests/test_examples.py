@@ -46,8 +46,10 @@ def test_feature_extraction_svm(tmp_path):
 
 @REAL_PHOTOS
 @pytest.mark.shared_data
-def test_rank_backbones_puts_imagenet_weights_first(tmp_path):
-    out = run_example("rank_backbones.py", "--image-size", "96", "--cache", str(tmp_path))
+def test_rank_backbones_puts_imagenet_weights_first(tmp_path, capsys):
+    example = load_example("rank_backbones")  # in this process: no second torch import
+    assert example.main(["--image-size", "64", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
     assert "best: imagenet weights" in out, out
     assert "(cached)" in out  # the second call read the pretrained features back
 

@@ -15,8 +15,10 @@ from tests.conftest import BACKEND
 SIZE = 32
 
 
-def _classifier():
-    """A tiny trained classifier: the red channel's mean decides the class."""
+@pytest.fixture(scope="module")
+def classifier():
+    """A tiny trained classifier, shared by the module's tests (exporting
+    reads it, never changes it): the red channel's mean decides the class."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (48, SIZE, SIZE, 3)).astype("uint8")
     labels = (images[..., 0].mean((1, 2)) > 127.5).astype("int64")
@@ -44,8 +46,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("fmt,quantize", CASES)
-def test_the_export_runs_in_its_runtime_and_agrees(fmt, quantize, tmp_path):
-    model, images, labels = _classifier()
+def test_the_export_runs_in_its_runtime_and_agrees(fmt, quantize, classifier, tmp_path):
+    model, images, labels = classifier
     record = ktr.export(
         model,
         tmp_path / "out",
@@ -80,15 +82,15 @@ def test_the_export_runs_in_its_runtime_and_agrees(fmt, quantize, tmp_path):
     reason="backend-independent (the synthetic check's images): runs once, in the "
     "TensorFlow process",
 )
-def test_without_check_images_the_check_uses_synthetic_ones(tmp_path):
-    model, _, _ = _classifier()
+def test_without_check_images_the_check_uses_synthetic_ones(classifier, tmp_path):
+    model = classifier[0]
     record = ktr.export(model, tmp_path / "out", "onnx")
     assert record["parity"]["images_from"] == "8 synthetic images"
     assert record["parity"]["keras_accuracy"] is None and record["parity"]["agreement"] == 1.0
 
 
-def test_bad_arguments_say_what_was_received(tmp_path):
-    model, images, _ = _classifier()
+def test_bad_arguments_say_what_was_received(classifier, tmp_path):
+    model, images, _ = classifier
     with pytest.raises(ValueError, match="Received: format='tflite'"):
         ktr.export(model, tmp_path / "a", "tflite")
     with pytest.raises(ValueError, match="Received: format='onnx', quantize='int8'"):
@@ -107,8 +109,8 @@ def test_bad_arguments_say_what_was_received(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_an_existing_folder_is_replaced_only_when_it_is_an_export(tmp_path):
-    model, _, _ = _classifier()
+def test_an_existing_folder_is_replaced_only_when_it_is_an_export(classifier, tmp_path):
+    model = classifier[0]
     fmt = next(fmt for fmt, backends in BACKENDS.items() if BACKEND in backends)
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -1,5 +1,8 @@
-"""`keras-transfer export`, on a small run saved in the JAX process: LiteRT
-is exported from TensorFlow, so the command changes backend for it."""
+"""`keras-transfer export`, in process, on a small run: once, under
+TensorFlow, which exports every format. That the command chooses a backend
+for the format before Keras loads (a run trained under JAX exports to
+LiteRT) is checked in a fresh process by `tests/test_structure.py`; each
+format under each backend by `tests/test_exporter.py`."""
 
 import json
 import shutil
@@ -10,10 +13,10 @@ import pytest
 import keras_transfer as ktr
 from keras_transfer import cli
 from keras_transfer.image_folder import ImageFolder
-from tests.command_line import COLORS, _bad, command
+from tests.command_line import COLORS, _bad
 from tests.conftest import runs_once_in, tiny_backbone
 
-pytestmark = runs_once_in("jax")
+pytestmark = runs_once_in("tensorflow")
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +50,9 @@ def small_run(photos, tmp_path_factory):
     return out
 
 
-def test_a_jax_run_exports_to_int8_litert_under_tensorflow(small_run):
-    """The command chooses TensorFlow, calibrates on the run's training
-    photos and checks on its validation photos."""
-    result = command("export", small_run, "--format", "litert", "--quantize", "int8")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_int8_litert_calibrates_on_the_runs_photos_and_checks_on_its_validation(small_run, capsys):
+    assert cli.main(["export", str(small_run), "--format", "litert", "--quantize", "int8"]) == 0
+    printed = capsys.readouterr().out
     folder = small_run / "export" / "litert_int8"
     record = json.loads((folder / "export.json").read_text())
     assert record["exported_under"]["backend"] == "tensorflow"
@@ -59,18 +60,17 @@ def test_a_jax_run_exports_to_int8_litert_under_tensorflow(small_run):
     assert record["calibration"]["images"] == 24
     assert record["parity"]["images"] == 12 and record["parity"]["accuracy_drop"] <= 0.01
     assert (folder / "labels.txt").read_text().split() == list(COLORS)
-    assert "calibrated on 24 images" in result.stdout
+    assert "calibrated on 24 images" in printed
     assert (folder / "model.tflite").stat().st_size == record["size_bytes"]
 
 
-def test_a_saved_model_under_jax_and_the_overwrite_rule(small_run, capsys, tmp_path):
-    target = tmp_path / "saved"
-    argv = ["export", str(small_run), "--format", "saved_model", "--out", str(target), "--quiet"]
+def test_onnx_and_the_overwrite_rule(small_run, capsys, tmp_path):
+    target = tmp_path / "onnx"
+    argv = ["export", str(small_run), "--format", "onnx", "--out", str(target), "--quiet"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "top-1 agreement 1.0000" in printed and "accuracy: Keras" in printed
     record = json.loads((target / "export.json").read_text())
-    assert record["exported_under"]["backend"] == "jax"
     assert record["parity"]["keras_accuracy"] == record["parity"]["export_accuracy"]
     err = _bad(capsys, *argv)
     assert "pass --overwrite" in err
@@ -86,6 +86,3 @@ def test_bad_runs_and_missing_calibration_exit_2(small_run, capsys, tmp_path):
     assert "--calibration DIR" in err
     err = _bad(capsys, "export", small_run, "--format", "onnx", "--max-drop", "-1")
     assert "--max-drop must be at least 0. Received: -1" in err
-    # ONNX from a JAX process: the exporter names the backend to use.
-    err = _bad(capsys, "export", small_run, "--format", "onnx", "--out", tmp_path / "o")
-    assert "KERAS_BACKEND=tensorflow" in err
