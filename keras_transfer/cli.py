@@ -245,7 +245,9 @@ def _parser():
     sub.add_argument("images", metavar="IMAGE|DIR", nargs="+")
     sub.add_argument("--top-k", type=int, default=1)
     sub.add_argument("--batch-size", type=int, default=32)
-    sub.add_argument("--json", action="store_true")
+    sub.add_argument(
+        "--json", action="store_true", help="JSON lines: one object an image, as they come"
+    )
 
     sub = command("export", "Export a run's model to LiteRT, ONNX or a SavedModel, and check it.")
     sub.add_argument("model", metavar="RUN_DIR|MODEL")

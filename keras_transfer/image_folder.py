@@ -261,15 +261,22 @@ def check_image_size(size, argument="image_size"):
     return tuple(int(v) for v in size)
 
 
-def read_image(path, size):
+def read_image(path, size, reduced_decoding=False):
     """One file as a `uint8` RGB array of `size` `(height, width)`.
 
     The EXIF orientation is applied (a phone photo taken upright reads
-    upright), and 16-bit images are scaled to 8 bits, not clipped.
+    upright), and 16-bit images are scaled to 8 bits, not clipped. With
+    `reduced_decoding`, a JPEG at least twice the target's larger side is
+    decoded at 1/2, 1/4 or 1/8 of its size (PIL's `draft`, in the DCT),
+    still at least that side, then resized exactly as without.
     """
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:  # reads the header only
+        if reduced_decoding:
+            # A square request: the EXIF rotation, applied after, swaps the sides.
+            side = max(size)
+            image.draft(image.mode, (side, side))  # a no-op for formats other than JPEG
         if image.width * image.height > MAX_IMAGE_PIXELS:
             # A small file can decode to gigabytes (a 140 kB PNG of 12,000 x
             # 12,000 pixels took 814 MB).

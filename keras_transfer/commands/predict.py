@@ -3,6 +3,7 @@
 import json
 import pathlib
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -13,10 +14,8 @@ from keras_transfer.commands._shared import (
     class_count,
     load_model,
 )
-from keras_transfer.image_folder import (
-    image_files,
-    read_image,
-)
+from keras_transfer.image_folder import image_files
+from keras_transfer.image_stream import ImageStream
 
 __all__ = ["predict"]
 
@@ -36,48 +35,57 @@ def predict(args):
             raise FileNotFoundError(
                 f"No image or directory at {str(item)!r}. Received: {str(item)!r}"
             )
-    size = tuple(model.input_shape[1:3])
-    images, kept, skipped = [], [], []
-    for path in paths:
-        try:
-            images.append(read_image(path, size))
-            kept.append(path)
-        except Exception as error:  # PIL raises many types for bad files
-            skipped.append(f"{path.name} ({type(error).__name__})")
-    if skipped:
-        print(
-            f"warning: skipped {len(skipped)} files that are not images: {', '.join(skipped)}",
-            file=sys.stderr,
-        )
-    if not images:
+    if not paths:
         raise UsageError(f"No image to predict on. Received: {args.images}")
-    probabilities = np.asarray(
-        model.predict(np.stack(images), batch_size=args.batch_size, verbose=0)
-    )
-    if (
-        probabilities.min() < 0
-        or probabilities.max() > 1
-        or not np.allclose(probabilities.sum(-1), 1, atol=1e-3)
-    ):
-        # Logits (a model written by plain Keras): report probabilities.
-        probabilities = np.asarray(
-            keras.ops.convert_to_numpy(keras.ops.softmax(probabilities.astype("float32"), axis=-1))
-        )
-    k = min(args.top_k, probabilities.shape[-1])
-    rows = []
-    for path, p in zip(kept, probabilities):
-        top = np.argsort(-p)[:k]
-        rows.append(
-            {
-                "image": str(path),
-                "top": [{"class": names[i], "probability": round(float(p[i]), 4)} for i in top],
-            }
-        )
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    width = max(len(r["image"]) for r in rows)
-    print(f"{'image':<{width}}  " + "  ".join(f"{'class':<12} {'prob':>6}" for _ in range(k)))
-    for r in rows:
-        cells = "  ".join(f"{t['class']:<12} {t['probability']:>6.3f}" for t in r["top"])
-        print(f"{r['image']:<{width}}  {cells}")
+    size = tuple(model.input_shape[1:3])
+    # Streamed: the images are decoded a few batches ahead, and each row is
+    # printed as its batch comes, so memory stays flat however many there are.
+    stream = ImageStream((paths, np.zeros(len(paths), "int64")), size, args.batch_size, cache=None)
+    k, width, softmax = None, max(len(str(path)) for path in paths), None
+    try:
+        with warnings.catch_warnings():  # skipped files are summed up below
+            warnings.simplefilter("ignore", UserWarning)
+            for images, _, rows in stream.iter_batches():
+                probabilities = np.asarray(
+                    keras.ops.convert_to_numpy(model.predict_on_batch(images))
+                )
+                if softmax is None:
+                    # Logits (a model written by plain Keras): report probabilities.
+                    softmax = bool(
+                        probabilities.min() < 0
+                        or probabilities.max() > 1
+                        or not np.allclose(probabilities.sum(-1), 1, atol=1e-3)
+                    )
+                    k = min(args.top_k, probabilities.shape[-1])
+                    if not args.json:
+                        print(
+                            f"{'image':<{width}}  "
+                            + "  ".join(f"{'class':<12} {'prob':>6}" for _ in range(k))
+                        )
+                if softmax:
+                    probabilities = np.asarray(
+                        keras.ops.convert_to_numpy(
+                            keras.ops.softmax(probabilities.astype("float32"), axis=-1)
+                        )
+                    )
+                for row, p in zip(rows, probabilities):
+                    top = [
+                        {"class": names[i], "probability": round(float(p[i]), 4)}
+                        for i in np.argsort(-p)[:k]
+                    ]
+                    if args.json:  # JSON lines: one object a line, as they come
+                        print(json.dumps({"image": str(paths[row]), "top": top}), flush=True)
+                    else:
+                        cells = "  ".join(f"{t['class']:<12} {t['probability']:>6.3f}" for t in top)
+                        print(f"{str(paths[row]):<{width}}  {cells}", flush=True)
+    except ValueError as error:
+        if not stream.skipped or "decodes as an image" not in str(error):
+            raise
+        raise UsageError(f"No image to predict on. Received: {args.images}") from None
+    finally:
+        if stream.skipped:
+            skipped = [pathlib.Path(s.split(" (", 1)[0]).name for s in stream.skipped]
+            print(
+                f"warning: skipped {len(skipped)} files that are not images: {', '.join(skipped)}",
+                file=sys.stderr,
+            )

@@ -19,7 +19,7 @@ def test_predict_gives_the_class_the_model_gives_in_python(run, photos):
     image = photos / "val" / "green" / "0.png"
     result = command("predict", out / "model.keras", image, "--top-k", "2", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(result.stdout)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # JSON lines
     model = keras.saving.load_model(out / "model.keras")
     pixels = np.asarray(Image.open(image).convert("RGB").resize((32, 32), Image.BILINEAR))
     probabilities = np.asarray(model.predict(pixels[None].astype("float32"), verbose=0))[0]
@@ -59,6 +59,6 @@ def test_predict_takes_a_plain_keras_model_and_upright_phone_photos(tmp_path, ca
         )
         == 0
     )
-    top = json.loads(capsys.readouterr().out)[0]["top"]
+    top = json.loads(capsys.readouterr().out.splitlines()[0])["top"]
     assert [t["class"] for t in top] == ["0", "1"]  # class indices as names; upright
     assert sum(t["probability"] for t in top) == pytest.approx(1.0, abs=1e-3)  # softmax

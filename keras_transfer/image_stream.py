@@ -1,0 +1,244 @@
+"""A folder of photos as a stream of uint8 batches: decoded in parallel, in
+bounded memory, shuffled each epoch with a seed.
+
+Built on Keras's own `PyDataset`, which `fit`, `evaluate` and `predict` take
+on every backend and which prefetches batches from a pool of threads: PIL
+releases the GIL while it decodes, so the threads keep every core busy, and
+no TensorFlow is needed (its JPEG decoder ignores EXIF orientation and reads
+a GIF as four dimensions). The files are listed by `image_folder.scan`, and
+each one is decoded by `image_folder.read_image`, so the labels and the
+pixels are those of `ImageFolder` everywhere.
+"""
+
+import collections
+import concurrent.futures
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from keras_transfer import guards
+from keras_transfer.image_folder import check_image_size, read_image, scan
+
+__all__ = ["CACHE_MODES", "ImageStream"]
+
+CACHE_MODES = ("auto", "memory", None)
+
+
+class ImageStream(keras.utils.PyDataset):
+    """Batches `(images, labels)` of a class-per-folder directory, decoded as
+    they are needed.
+
+    Each batch is `uint8` `(batch, height, width, 3)` (the models cast and
+    preprocess inside) and `int64` labels. Threads decode `workers` batches
+    ahead of the model. A file that fails to decode is left out of its batch,
+    with one warning, and listed in `skipped`: a long fit does not stop at
+    epoch 7 for one bad file. With `shuffle`, the order changes each epoch,
+    the same for the same `seed`.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> from PIL import Image
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("ants", "bees"):
+    ...     (root / name).mkdir()
+    ...     for i in range(3):
+    ...         Image.new("RGB", (40, 30)).save(root / name / f"{i}.png")
+    >>> stream = keras_transfer.ImageStream(root, (16, 16), batch_size=4)
+    >>> images, labels = stream[0]
+    >>> images.shape, images.dtype.name, labels.tolist(), len(stream)
+    ((4, 16, 16, 3), 'uint8', [0, 0, 0, 1], 2)
+
+    Args:
+        data: a directory of class folders (listed by
+            `ktr.image_folder.scan`), or `(paths, labels)`.
+        image_size: `(height, width)` of the batches.
+        batch_size: images a batch.
+        shuffle: draw a new order each epoch.
+        seed: the shuffling's seed (default: a random one).
+        class_names: the classes expected, in label order (a model's).
+        cache: `"auto"` keeps the decoded images in memory when they take
+            less than `guards.MEMORY_SHARE` of the free memory, and streams
+            from disk otherwise; `"memory"` requires it (an error, before
+            anything is decoded, when they do not fit); `None` never keeps
+            them.
+        reduced_decoding: decode a JPEG at 1/2, 1/4 or 1/8 of its size (in
+            the DCT, PIL's `draft`) when it is at least twice the target's
+            side, then resize exactly: faster, and the pixels differ from a
+            full decode by about what another resampling filter gives.
+        shard: `(index, count)`: only every `count`-th file from `index`,
+            for one worker of several.
+        workers: decoding threads (default: the cores this process may use).
+        max_queue_size: batches decoded ahead.
+    """
+
+    def __init__(
+        self,
+        data,
+        image_size,
+        batch_size=32,
+        *,
+        shuffle=False,
+        seed=None,
+        class_names=None,
+        cache="auto",
+        reduced_decoding=True,
+        shard=None,
+        workers=None,
+        max_queue_size=10,
+    ):
+        image_size = check_image_size(image_size)
+        batch_size = guards.check_batch_size(batch_size)
+        if cache not in CACHE_MODES:
+            raise ValueError(f"`cache` must be one of {CACHE_MODES}. Received: cache={cache!r}")
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"`shuffle` must be True or False. Received: shuffle={shuffle!r}")
+        workers = _cores() if workers is None else workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"`workers` must be a positive int. Received: workers={workers!r}")
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
+        if isinstance(data, tuple) and len(data) == 2:
+            paths, labels = list(data[0]), np.asarray(data[1], "int64")
+            self.class_names = list(class_names) if class_names is not None else None
+            if len(paths) != len(labels):
+                raise ValueError(
+                    f"`data` paths and labels differ in length. Received: {len(paths)} paths "
+                    f"and {len(labels)} labels"
+                )
+        else:
+            self.class_names, paths, labels = scan(data, class_names, argument="data")
+            labels = np.asarray(labels, "int64")
+        if shard is not None:
+            index, count = _check_shard(shard)
+            paths, labels = paths[index::count], labels[index::count]
+        if not paths:
+            raise ValueError(f"`data` holds no image files. Received: data={data!r}")
+        self.paths, self.labels = paths, labels
+        self.image_size, self.batch_size = image_size, batch_size
+        self.shuffle, self.reduced_decoding = shuffle, reduced_decoding
+        self.seed = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
+        self.epoch, self.skipped = 0, []
+        self._order = self._draw_order()
+        nbytes = len(paths) * image_size[0] * image_size[1] * 3
+        budget = guards.memory_budget()
+        if cache == "memory" and nbytes > budget:
+            raise ValueError(
+                f"`cache='memory'`: the {len(paths):,} decoded images take {nbytes:,} bytes, "
+                f"past the {budget:,} bytes this reader may keep ({guards.MEMORY_SHARE:.0%} of "
+                "the free memory). Pass cache='auto' or None to stream them from disk."
+            )
+        # Allocated untouched: its pages take memory only as images fill them.
+        keep = cache == "memory" or (cache == "auto" and nbytes <= budget)
+        self._cache = np.empty((len(paths), *image_size, 3), "uint8") if keep else None
+        self._cached = np.zeros(len(paths), bool)
+        self._failed = set()
+
+    def __len__(self):
+        return -(-len(self.paths) // self.batch_size)
+
+    @property
+    def num_batches(self):
+        return len(self)
+
+    @property
+    def cached(self):
+        """Whether decoded images are kept in memory (see `cache`)."""
+        return self._cache is not None
+
+    def __getitem__(self, index):
+        images, labels, _ = self.batch(index)
+        return images, labels
+
+    def batch(self, index):
+        """`(images, labels, rows)`: batch `index`, and the rows of `paths`
+        its images come from (a file that failed to decode has none)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch index out of range. Received: {index} of {len(self)}")
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        images, kept = [], []
+        for row in rows:
+            image = self._image(row)
+            if image is not None:
+                images.append(image)
+                kept.append(row)
+        if not images:
+            # Every file of the batch failed: fill it from the others, so that
+            # no step sees an empty batch.
+            row = self._any_good_row()
+            images, kept = [self._image(row)], [row]
+        kept = np.array(kept)
+        return np.stack(images), self.labels[kept], kept
+
+    def iter_batches(self):
+        """Yields `batch(i)` for each batch in order, decoded `workers`
+        threads and up to `max_queue_size` batches ahead: for a caller that
+        needs each image's file (`keras-transfer predict` writes its rows as
+        they come), where `model.predict(stream)` gives the outputs only."""
+        ahead = max(self.workers, 1) + self.max_queue_size
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = collections.deque()
+            for index in range(len(self)):
+                pending.append(pool.submit(self.batch, index))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._draw_order()
+
+    def _draw_order(self):
+        if not self.shuffle:
+            return np.arange(len(self.paths))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
+
+    def _image(self, row):
+        if self._cache is not None and self._cached[row]:
+            return self._cache[row]
+        if row in self._failed:
+            return None
+        try:
+            image = read_image(self.paths[row], self.image_size, self.reduced_decoding)
+        except Exception as error:  # PIL raises many types for bad files
+            self._failed.add(row)
+            name = f"{self.paths[row]} ({type(error).__name__}: {error})"
+            self.skipped.append(name)
+            warnings.warn(f"Skipped a file that could not be decoded: {name}", stacklevel=2)
+            return None
+        if self._cache is not None:
+            self._cache[row] = image
+            self._cached[row] = True
+        return image
+
+    def _any_good_row(self):
+        for row in range(len(self.paths)):
+            if self._image(row) is not None:
+                return row
+        raise ValueError(
+            f"No file of `data` decodes as an image: {len(self.skipped)} skipped, e.g. "
+            f"{self.skipped[:3]}"
+        )
+
+
+def _cores():
+    """The cores this process may run on (`taskset`, a container's CPU set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_shard(shard):
+    if (
+        not isinstance(shard, (tuple, list))
+        or len(shard) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+        or not 0 <= shard[0] < shard[1]
+    ):
+        raise ValueError(
+            f"`shard` must be (index, count) with 0 <= index < count. Received: shard={shard!r}"
+        )
+    return shard

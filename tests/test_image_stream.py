@@ -1,0 +1,119 @@
+"""`ktr.ImageStream`: a folder as uint8 batches, decoded as they are needed,
+with `ImageFolder`'s labels and pixels, a seeded order, bad files skipped,
+and shards that split the files."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import keras_transfer as ktr
+from keras_transfer import guards
+from keras_transfer.image_folder import ImageFolder, read_image
+from tests.command_line import COLORS, _folder
+from tests.conftest import runs_once_in, tiny_backbone
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return _folder(tmp_path / "photos", per_class=5)
+
+
+def _all(stream):
+    batches = [stream[i] for i in range(len(stream))]
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+@runs_once_in("torch")  # NumPy and PIL: no backend op
+def test_the_stream_has_the_folders_labels_and_pixels(folder):
+    loaded = ImageFolder.load(folder, (16, 16))
+    stream = ktr.ImageStream(folder, (16, 16), batch_size=4)
+    images, labels = _all(stream)
+    assert stream.class_names == loaded.class_names == list(COLORS)
+    assert stream.paths == loaded.paths and len(stream) == 4  # 15 images, batches of 4
+    np.testing.assert_array_equal(labels, loaded.labels)
+    np.testing.assert_array_equal(images, loaded.images)
+    assert images.dtype == np.uint8 and stream.cached
+
+
+@runs_once_in("torch")
+def test_the_same_seed_gives_the_same_order_and_each_epoch_another(folder):
+    def first_epochs(seed):
+        stream = ktr.ImageStream(folder, (8, 8), batch_size=5, shuffle=True, seed=seed)
+        orders = []
+        for _ in range(2):
+            orders.append(_all(stream)[1].tolist() + [stream[0][0].sum()])
+            stream.on_epoch_end()
+        return orders
+
+    again = first_epochs(3)
+    assert first_epochs(3) == again
+    assert again[0] != again[1]  # reshuffled
+    assert first_epochs(4) != again
+
+
+@runs_once_in("torch")
+def test_shards_are_disjoint_and_cover_the_folder(folder):
+    whole = ktr.ImageStream(folder, (8, 8))
+    parts = [ktr.ImageStream(folder, (8, 8), shard=(i, 2)).paths for i in range(2)]
+    assert not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == sorted(whole.paths)
+
+
+@runs_once_in("torch")
+def test_the_cache_keeps_decoded_images_and_streams_when_they_do_not_fit(folder, monkeypatch):
+    stream = ktr.ImageStream(folder, (8, 8), batch_size=16)
+    first = stream[0][0].copy()
+    for path in stream.paths:
+        path.unlink()  # the second epoch reads memory, not the files
+    np.testing.assert_array_equal(stream[0][0], first)
+    monkeypatch.setattr(guards, "memory_budget", lambda: 100)
+    _folder(folder.parent / "more", per_class=2)
+    assert not ktr.ImageStream(folder.parent / "more", (8, 8)).cached
+    with pytest.raises(ValueError, match=r"cache='memory'.*take 1,152 bytes, past the 100"):
+        ktr.ImageStream(folder.parent / "more", (8, 8), cache="memory")
+
+
+@runs_once_in("torch")
+def test_reduced_decoding_of_a_large_jpeg_stays_close_to_a_full_decode(tmp_path):
+    # A smooth photo-like gradient with noise, 4x the target's side.
+    rows, cols = np.mgrid[0:256, 0:320]
+    noise = np.random.default_rng(0).normal(0, 8, (256, 320, 3))
+    pixels = np.stack([rows, cols * 0.8, (rows + cols) * 0.4], -1) + noise
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(path, quality=90)
+    full = read_image(path, (64, 64)).astype(float)
+    reduced = read_image(path, (64, 64), reduced_decoding=True).astype(float)
+    assert reduced.shape == full.shape == (64, 64, 3)
+    assert 0 < np.abs(reduced - full).mean() < 3  # another resampling, not another image
+
+
+def test_a_stream_fine_tunes_predicts_and_skips_a_file_broken_after_the_scan(folder):
+    stream = ktr.ImageStream(folder, (32, 32), batch_size=4, shuffle=True, seed=0, cache=None)
+    model = ktr.transfer(tiny_backbone(top=False), 3, weights=None, input_shape=(32, 32, 3))
+    stream.paths[3].write_bytes(b"not a photo any more")
+    with pytest.warns(UserWarning, match="Skipped a file that could not be decoded"):
+        # The fixed recipe: a head-only epoch, then one of everything, in model.fit.
+        history = ktr.fine_tune(model, stream, epochs=1, freeze_epochs=1, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    assert len(stream.skipped) == 1 and str(stream.paths[3]) in stream.skipped[0]
+    predicted = model.predict(ktr.ImageStream(folder, (32, 32), cache=None), verbose=0)
+    assert predicted.shape == (14, 3)  # 15 files, one broken
+
+
+@runs_once_in("torch")
+def test_bad_arguments_say_what_was_received(folder, tmp_path):
+    with pytest.raises(ValueError, match="Received: cache='disk'"):
+        ktr.ImageStream(folder, (8, 8), cache="disk")
+    with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
+        ktr.ImageStream(folder, (8, 8), shard=(2, 2))
+    with pytest.raises(ValueError, match="Received: workers=0"):
+        ktr.ImageStream(folder, (8, 8), workers=0)
+    with pytest.raises(FileNotFoundError, match="Received: data="):
+        ktr.ImageStream(tmp_path / "nothing", (8, 8))
+    bad = tmp_path / "bad" / "a"
+    bad.mkdir(parents=True)
+    (bad / "x.png").write_bytes(b"junk")
+    (tmp_path / "bad" / "b").mkdir()
+    (tmp_path / "bad" / "b" / "y.png").write_bytes(b"junk")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="No file of `data` decodes"):
+        ktr.ImageStream(tmp_path / "bad", (8, 8))[0]
