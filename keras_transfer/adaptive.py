@@ -278,7 +278,7 @@ def _arrays(train):
     if hasattr(train, "as_numpy_iterator"):
         batches = iter(train.as_numpy_iterator())
     elif isinstance(train, keras.utils.PyDataset):
-        batches = (train[i] for i in range(train.num_batches))
+        batches = iter(train)  # its own order; ktr.ImageStream decodes ahead
     else:
         raise ValueError(
             "The adaptive recipe reads `train` into memory: pass (images, labels), a "

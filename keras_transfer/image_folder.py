@@ -19,6 +19,7 @@ __all__ = [
     "scan",
     "split_folders",
     "split_mask",
+    "train_val_files",
 ]
 
 
@@ -70,8 +71,12 @@ class ImageFolder:
             ValueError: no class sub-folders, an empty class, a class the
                 model does not know, or no image that decodes.
         """
-        image_size = check_image_size(image_size)
         class_names, paths, labels = scan(root, class_names, argument="root")
+        return cls._decode(class_names, paths, labels, image_size, progress, root)
+
+    @classmethod
+    def _decode(cls, class_names, paths, labels, image_size, progress, root):
+        image_size = check_image_size(image_size)
         files = list(zip(paths, labels))
         bar = keras.utils.Progbar(len(files), unit_name="image") if progress else None
         images, labels, paths, skipped = [], [], [], []
@@ -95,43 +100,46 @@ class ImageFolder:
 
     @classmethod
     def train_val(cls, root, image_size, val_dir=None, val_split=0.2, seed=0, progress=False):
-        """`(train, val)` from `root/train` and `root/val` (or `validation`),
-        from `root` and `val_dir`, or from `root` split `val_split` per class."""
-        root = pathlib.Path(root)
-        splits = split_folders(root) if val_dir is None and root.is_dir() else {}
-        if splits:
-            val_dir = splits.get("val", splits.get("validation"))
-            if val_dir is None:
-                raise ValueError(
-                    f"{str(root)!r} has train/ but no val/ folder: add one, or "
-                    "give the train folder and a validation split"
-                )
-            root = root / "train"
-        train = cls.load(root, image_size, progress=progress)
-        if len(train.class_names) < 2:
-            raise ValueError(
-                f"{str(root)!r} has one class folder ({train.class_names[0]!r}): "
-                "a classifier needs at least two"
-            )
-        if val_dir is not None:
-            return train, cls.load(val_dir, image_size, train.class_names, progress=progress)
-        return train.split(val_split, seed=seed)
-
-    def split(self, fraction, seed=0):
-        """A stratified `(train, val)` split, `fraction` of each class in val."""
-        val = split_mask(self.labels, fraction, seed)
-        if val.all():
-            raise ValueError(
-                f"Too few images to hold out a validation split. Received: "
-                f"{len(self.labels)} images, val_split={fraction}"
-            )
-        return self._subset(~val), self._subset(val)
-
-    def _subset(self, mask):
-        paths = [p for p, keep in zip(self.paths, mask) if keep]
-        return ImageFolder(
-            self.images[mask], self.labels[mask], self.class_names, paths, self.skipped
+        """`(train, val)` of the files `train_val_files` picks, decoded."""
+        names, train, val = train_val_files(root, val_dir, val_split, seed)
+        return tuple(
+            cls._decode(names, paths, labels, image_size, progress, root)
+            for paths, labels in (train, val)
         )
+
+
+def train_val_files(root, val_dir=None, val_split=0.2, seed=0):
+    """`(class_names, (train_paths, train_labels), (val_paths, val_labels))`
+    from `root/train` and `root/val` (or `validation`), from `root` and
+    `val_dir`, or from `root` split `val_split` of each class's files
+    (`split_mask`, the split that `keras-transfer export` finds again)."""
+    root = pathlib.Path(root)
+    splits = split_folders(root) if val_dir is None and root.is_dir() else {}
+    if splits:
+        val_dir = splits.get("val", splits.get("validation"))
+        if val_dir is None:
+            raise ValueError(
+                f"{str(root)!r} has train/ but no val/ folder: add one, or "
+                "give the train folder and a validation split"
+            )
+        root = root / "train"
+    names, paths, labels = scan(root, argument="root")
+    if len(names) < 2:
+        raise ValueError(
+            f"{str(root)!r} has one class folder ({names[0]!r}): a classifier needs at least two"
+        )
+    labels = np.array(labels)
+    if val_dir is not None:
+        _, val_paths, val_labels = scan(val_dir, names, argument="val_dir")
+        return names, (paths, labels), (val_paths, np.array(val_labels))
+    val = split_mask(labels, val_split, seed)
+    if val.all():
+        raise ValueError(
+            f"Too few images to hold out a validation split. Received: "
+            f"{len(labels)} images, val_split={val_split}"
+        )
+    pick = lambda keep: [p for p, k in zip(paths, keep) if k]  # noqa: E731
+    return names, (pick(~val), labels[~val]), (pick(val), labels[val])
 
 
 SPLITS = ("train", "val", "validation", "test")

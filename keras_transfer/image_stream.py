@@ -12,6 +12,7 @@ pixels are those of `ImageFolder` everywhere.
 
 import collections
 import concurrent.futures
+import itertools
 import os
 import warnings
 
@@ -33,9 +34,9 @@ class ImageStream(keras.utils.PyDataset):
     Each batch is `uint8` `(batch, height, width, 3)` (the models cast and
     preprocess inside) and `int64` labels. Threads decode `workers` batches
     ahead of the model. A file that fails to decode is left out of its batch,
-    with one warning, and listed in `skipped`: a long fit does not stop at
-    epoch 7 for one bad file. With `shuffle`, the order changes each epoch,
-    the same for the same `seed`.
+    with one warning, and listed in `skipped` (`"path (error type)"`): a
+    long fit does not stop at epoch 7 for one bad file. With `shuffle`, the
+    order changes each epoch, the same for the same `seed`.
 
     Example:
 
@@ -149,42 +150,47 @@ class ImageStream(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         images, labels, _ = self.batch(index)
+        if not len(images):
+            # Every file of the batch failed: a step needs images, so take
+            # one from the others (an error when none decodes).
+            row = self._any_good_row()
+            images, labels = self._image(row)[None], self.labels[[row]]
         return images, labels
 
     def batch(self, index):
         """`(images, labels, rows)`: batch `index`, and the rows of `paths`
-        its images come from (a file that failed to decode has none)."""
+        its images come from. A file that fails to decode has no row; a
+        batch of such files only is empty."""
         if not 0 <= index < len(self):
             raise IndexError(f"Batch index out of range. Received: {index} of {len(self)}")
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        images, kept = [], []
-        for row in rows:
-            image = self._image(row)
-            if image is not None:
-                images.append(image)
-                kept.append(row)
-        if not images:
-            # Every file of the batch failed: fill it from the others, so that
-            # no step sees an empty batch.
-            row = self._any_good_row()
-            images, kept = [self._image(row)], [row]
-        kept = np.array(kept)
-        return np.stack(images), self.labels[kept], kept
+        images = {row: self._image(row) for row in rows}
+        kept = np.array([row for row in rows if images[row] is not None], "int64")
+        if not len(kept):
+            return np.zeros((0, *self.image_size, 3), "uint8"), self.labels[kept], kept
+        return np.stack([images[row] for row in kept]), self.labels[kept], kept
+
+    def __iter__(self):
+        """`(images, labels)` of each batch in order, decoded ahead by the
+        threads (Keras's `PyDataset` reads one batch at a time)."""
+        for images, labels, _ in self.iter_batches():
+            yield images, labels
 
     def iter_batches(self):
-        """Yields `batch(i)` for each batch in order, decoded `workers`
-        threads and up to `max_queue_size` batches ahead: for a caller that
+        """Yields the non-empty `batch(i)` in order, decoded by `workers`
+        threads up to `max_queue_size` batches ahead: for a caller that
         needs each image's file (`keras-transfer predict` writes its rows as
-        they come), where `model.predict(stream)` gives the outputs only."""
+        they come, a feature store its rows' ranges), where
+        `model.predict(stream)` gives the outputs only."""
         ahead = max(self.workers, 1) + self.max_queue_size
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
-            pending = collections.deque()
-            for index in range(len(self)):
-                pending.append(pool.submit(self.batch, index))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
+            futures = (pool.submit(self.batch, index) for index in range(len(self)))
+            pending = collections.deque(itertools.islice(futures, ahead))
             while pending:
-                yield pending.popleft().result()
+                images, labels, rows = pending.popleft().result()
+                pending.extend(itertools.islice(futures, 1))
+                if len(rows):
+                    yield images, labels, rows
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -204,9 +210,12 @@ class ImageStream(keras.utils.PyDataset):
             image = read_image(self.paths[row], self.image_size, self.reduced_decoding)
         except Exception as error:  # PIL raises many types for bad files
             self._failed.add(row)
-            name = f"{self.paths[row]} ({type(error).__name__}: {error})"
-            self.skipped.append(name)
-            warnings.warn(f"Skipped a file that could not be decoded: {name}", stacklevel=2)
+            self.skipped.append(f"{self.paths[row]} ({type(error).__name__})")
+            warnings.warn(
+                f"Skipped a file that could not be decoded: {self.paths[row]} "
+                f"({type(error).__name__}: {error})",
+                stacklevel=2,
+            )
             return None
         if self._cache is not None:
             self._cache[row] = image

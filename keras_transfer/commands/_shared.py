@@ -5,9 +5,11 @@ import ast
 import json
 import pathlib
 import sys
+import warnings
 import zipfile
 
 import keras
+import numpy as np
 
 from keras_transfer import register, report
 from keras_transfer.image_folder import MAX_IMAGE_SIZE
@@ -22,6 +24,7 @@ __all__ = [
     "parse_backbone_args",
     "parse_weights",
     "per_class_table",
+    "predict_stream",
     "warn_skipped",
 ]
 
@@ -42,20 +45,35 @@ class UsageError(Exception):
     """Bad arguments or data: exit code 2, one line, no traceback."""
 
 
-def warn_skipped(folder, root):
+def warn_skipped(skipped, root):
     """Warns, on stderr, of the files of `root` that are not images."""
-    if folder.skipped:
+    if skipped:
         print(
-            f"warning: skipped {len(folder.skipped)} files in {root} that are not images: "
-            f"{', '.join(folder.skipped[:10])}",
+            f"warning: skipped {len(skipped)} files in {root} that are not images: "
+            f"{', '.join(skipped[:10])}",
             file=sys.stderr,
         )
 
 
-def evaluate_on(model, folder, batch_size):
-    """The classification report of `model` on an `ImageFolder`."""
-    probabilities = model.predict(folder.images, batch_size=batch_size, verbose=0)
-    return report.classification_report(folder.labels, probabilities.argmax(-1), folder.class_names)
+def predict_stream(model, stream):
+    """`(probabilities, labels, rows)` of every image of an `ImageStream`
+    that decodes, batch by batch: only the outputs are kept."""
+    outputs, labels, rows = [], [], []
+    with warnings.catch_warnings():  # the callers sum skipped files up
+        warnings.simplefilter("ignore", UserWarning)
+        for images, batch_labels, batch_rows in stream.iter_batches():
+            outputs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(images))))
+            labels.append(batch_labels)
+            rows.append(batch_rows)
+    if not outputs:
+        raise UsageError(f"No file decodes as an image: {stream.skipped[:5]}")
+    return tuple(np.concatenate(parts) for parts in (outputs, labels, rows))
+
+
+def evaluate_on(model, stream):
+    """The classification report of `model` on an `ImageStream`."""
+    probabilities, labels, _ = predict_stream(model, stream)
+    return report.classification_report(labels, probabilities.argmax(-1), stream.class_names)
 
 
 def load_model(path):

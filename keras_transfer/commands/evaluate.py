@@ -15,12 +15,11 @@ from keras_transfer.commands._shared import (
     class_count,
     load_model,
     per_class_table,
+    predict_stream,
     warn_skipped,
 )
-from keras_transfer.image_folder import (
-    ImageFolder,
-    split_folders,
-)
+from keras_transfer.image_folder import read_image, split_folders
+from keras_transfer.image_stream import ImageStream
 from keras_transfer.inspection import TopLosses, grad_cam, most_confused, write_html_report
 
 __all__ = ["evaluate"]
@@ -39,25 +38,27 @@ def evaluate(args):
         data = splits.get("val", splits.get("validation", splits.get("test", data)))
     size = tuple(model.input_shape[1:3])
     names = config.get("class_names")
-    folder = _image_folder(data, size, names, args)
-    names = names or folder.class_names
+    stream = ImageStream(data, size, args.batch_size, class_names=names, cache=None)
+    names = names or stream.class_names
     _check_classes(model, names)
     start = time.perf_counter()
-    probabilities = model.predict(folder.images, batch_size=args.batch_size, verbose=0)
-    result = report.classification_report(folder.labels, probabilities.argmax(-1), names)
+    # Streamed: only the probabilities and the k worst images are kept.
+    probabilities, labels, kept = predict_stream(model, stream)
+    warn_skipped(stream.skipped, data)
     worst = TopLosses(args.top_losses)
-    worst.add(range(len(folder.labels)), probabilities, folder.labels)
+    worst.add(kept, probabilities, labels)
+    result = report.classification_report(labels, probabilities.argmax(-1), names)
     rows = worst.rows()
     result.update(
         model=str(model_path),
         data_dir=str(data),
-        images=len(folder.labels),
-        skipped_files=folder.skipped,
+        images=len(labels),
+        skipped_files=stream.skipped,
         wall_time_s=round(time.perf_counter() - start, 2),
         most_confused=most_confused(result["confusion_matrix"], names),
         top_losses=[
             {
-                "path": str(folder.paths[int(row["path"])]),
+                "path": str(stream.paths[int(row["path"])]),
                 "true": names[row["label"]],
                 "predicted_class": names[row["predicted"]],
                 "probability": row["probability"],
@@ -66,7 +67,9 @@ def evaluate(args):
             for row in rows
         ],
     )
-    images = folder.images[[int(row["path"]) for row in rows]] if rows else None
+    # The k worst images, decoded again: the stream kept none.
+    images = [read_image(stream.paths[int(r["path"])], size, stream.reduced_decoding) for r in rows]
+    images = np.stack(images) if images else None
     maps, why = _grad_cam(model, images)
     result["gradcam"] = why or "the predicted class, at the features that enter the pooling"
     with report.staging(out, args.overwrite) as stage:
@@ -86,7 +89,7 @@ def evaluate(args):
         curves = model_path.parent / "curves.png"
         figures["training curves"] = curves if curves.is_file() else None
         write_html_report(stage / "report.html", result, figures)
-    print(f"accuracy {result['accuracy']:.4f} on {len(folder.labels)} images of {data}")
+    print(f"accuracy {result['accuracy']:.4f} on {len(labels)} images of {data}")
     per_class_table(result)
     for true, predicted, count in result["most_confused"][:5]:
         print(f"confused: {true} -> {predicted} ({count})")
@@ -101,12 +104,6 @@ def _grad_cam(model, images):
         return grad_cam(model, images.astype(np.float32)), None
     except ValueError as error:
         return None, f"not drawn: {error}"
-
-
-def _image_folder(root, size, class_names, args):
-    folder = ImageFolder.load(root, size, class_names, progress=not args.quiet)
-    warn_skipped(folder, root)
-    return folder
 
 
 def _check_classes(model, names):

@@ -19,7 +19,8 @@ from keras_transfer.commands._shared import (
     warn_skipped,
 )
 from keras_transfer.factory import transfer
-from keras_transfer.image_folder import ImageFolder
+from keras_transfer.image_folder import train_val_files
+from keras_transfer.image_stream import ImageStream
 
 __all__ = ["fit"]
 
@@ -65,7 +66,7 @@ def fit(args):
     names = train.class_names
     _print_unless_quiet(
         args,
-        f"{len(train.labels)} training and {len(val.labels)} validation images, "
+        f"{len(train.paths)} training and {len(val.paths)} validation files, "
         f"{len(names)} classes: {', '.join(names)}",
     )
     source = dict(
@@ -81,15 +82,18 @@ def fit(args):
     fit_seconds = time.perf_counter() - fit_start
     model = _with_probabilities(model)
     epochs_run = len(next(iter(history.history.values())))
-    result = evaluate_on(model, val, args.batch_size)
+    result = evaluate_on(model, val)
+    train_images = len(train.paths) - len(train.skipped)
+    skipped = sorted(set(train.skipped + val.skipped))  # known once each file was read
+    warn_skipped(skipped, args.data_dir)
     result.update(
         history={k: [float(v) for v in values] for k, values in history.history.items()},
         phases=phases,
-        train_images=len(train.labels),
-        val_images=len(val.labels),
-        skipped_files=sorted(set(train.skipped + val.skipped)),
+        train_images=train_images,
+        val_images=len(val.paths) - len(val.skipped),
+        skipped_files=skipped,
         fit_seconds=round(fit_seconds, 2),
-        images_per_s=round(epochs_run * len(train.labels) / fit_seconds, 1),
+        images_per_s=round(epochs_run * train_images / fit_seconds, 1),
         wall_time_s=round(time.perf_counter() - start, 2),
     )
     decision = getattr(history, "decision", None)
@@ -132,8 +136,8 @@ def _train(args, train, val, source, verbose, callbacks):
     }
     history = strategy.load_recipe()(
         model,
-        (train.images, train.labels),
-        (val.images, val.labels),
+        train,
+        val,
         batch_size=args.batch_size,
         verbose=verbose,
         callbacks=callbacks,
@@ -143,13 +147,14 @@ def _train(args, train, val, source, verbose, callbacks):
 
 
 def _train_val(args, size):
-    train, val = ImageFolder.train_val(
-        args.data_dir, size, args.val_dir, args.val_split, args.seed, progress=not args.quiet
+    """`(train, val)` ImageStreams, split by file: decoded as they are
+    needed, and kept in memory for the next epochs only when they fit."""
+    names, train, val = train_val_files(args.data_dir, args.val_dir, args.val_split, args.seed)
+    options = dict(class_names=names)
+    return (
+        ImageStream(train, size, args.batch_size, shuffle=True, seed=args.seed, **options),
+        ImageStream(val, size, args.batch_size, **options),
     )
-    warn_skipped(train, args.data_dir)
-    if val.skipped is not train.skipped:  # a split shares its folder's list
-        warn_skipped(val, args.val_dir or args.data_dir)
-    return train, val
 
 
 def _with_probabilities(model):

@@ -2,7 +2,6 @@
 
 import json
 import pathlib
-import sys
 import warnings
 
 import keras
@@ -13,6 +12,7 @@ from keras_transfer.commands._shared import (
     check_positive,
     class_count,
     load_model,
+    warn_skipped,
 )
 from keras_transfer.image_folder import image_files
 from keras_transfer.image_stream import ImageStream
@@ -78,14 +78,7 @@ def predict(args):
                     else:
                         cells = "  ".join(f"{t['class']:<12} {t['probability']:>6.3f}" for t in top)
                         print(f"{str(paths[row]):<{width}}  {cells}", flush=True)
-    except ValueError as error:
-        if not stream.skipped or "decodes as an image" not in str(error):
-            raise
-        raise UsageError(f"No image to predict on. Received: {args.images}") from None
     finally:
-        if stream.skipped:
-            skipped = [pathlib.Path(s.split(" (", 1)[0]).name for s in stream.skipped]
-            print(
-                f"warning: skipped {len(skipped)} files that are not images: {', '.join(skipped)}",
-                file=sys.stderr,
-            )
+        warn_skipped(stream.skipped, "the images given")
+    if softmax is None:  # not one batch: no file decoded
+        raise UsageError(f"No file given decodes as an image. Received: {args.images}")

@@ -1,18 +1,18 @@
 """Data sources for extraction: arrays, image folders and streams, each with
 a fingerprint that changes whenever the data does."""
 
-import collections
-import concurrent.futures
 import hashlib
 import itertools
 import os
 import pathlib
+import warnings
 
 import keras
 import numpy as np
 
 from keras_transfer import guards
-from keras_transfer.image_folder import read_image, scan
+from keras_transfer.image_folder import scan
+from keras_transfer.image_stream import ImageStream
 from keras_transfer.labels import check_labels
 
 __all__ = ["DataSource", "RowDigest"]
@@ -125,6 +125,8 @@ class DataSource:
                 "kind": "directory",
                 "count": len(self.paths),
                 "sha256": digest.hexdigest()[:16],
+                # Its pixels: ImageStream's reduced-scale JPEG decoding.
+                "decoding": "reduced",
             }
         if self.images is not None:
             rows = RowDigest()
@@ -192,35 +194,18 @@ class DataSource:
             yield from self._stream()
 
     def _directory_batches(self, start, stop):
-        # Threads decode (PIL releases the GIL) the next batch while the
-        # model runs on this one. Pixels stay uint8: a quarter of float32's
-        # bytes reach the device, and the model casts them there.
-        size = self.image_shape[:2]
-        paths, labels = self.paths[start:stop], self.path_labels[start:stop]
-        chunks = (
-            range(i, min(i + self.batch_size, len(paths)))
-            for i in range(0, len(paths), self.batch_size)
-        )
-        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            pending = collections.deque()
-            for rows in chunks:
-                pending.append((rows, [pool.submit(read_image, paths[r], size) for r in rows]))
-                if len(pending) < 2:
-                    continue
-                yield from self._collect(*pending.popleft(), paths, labels)
-            while pending:
-                yield from self._collect(*pending.popleft(), paths, labels)
-
-    def _collect(self, rows, futures, paths, labels):
-        images, kept = [], []
-        for row, future in zip(rows, futures):
-            try:
-                images.append(future.result())
-                kept.append(labels[row])
-            except Exception as error:  # PIL raises many types for bad files
-                self.skipped.append(f"{paths[row].name} ({type(error).__name__})")
-        if images:
-            yield np.stack(images), np.array(kept)
+        # ImageStream's threads decode batches ahead while the model runs.
+        # Pixels stay uint8: a quarter of float32's bytes reach the device,
+        # and the model casts them there.
+        rows = (self.paths[start:stop], self.path_labels[start:stop])
+        if not len(rows[0]):
+            return
+        stream = ImageStream(rows, self.image_shape[:2], self.batch_size, cache=None)
+        with warnings.catch_warnings():  # extract_features sums them up
+            warnings.simplefilter("ignore", UserWarning)
+            for images, labels, _ in stream.iter_batches():
+                yield images, labels
+        self.skipped += stream.skipped
 
     def _stream(self):
         """The stream's batches, checked, from one iterator shared by all reads."""
@@ -230,7 +215,8 @@ class DataSource:
                 self._iterator = data.as_numpy_iterator()
             elif isinstance(data, keras.utils.PyDataset):
                 count = data.num_batches if self.steps is None else self.steps
-                self._iterator = (data[i] for i in range(count))
+                # Its own order; ktr.ImageStream decodes batches ahead.
+                self._iterator = itertools.islice(iter(data), count)
             else:
                 self._iterator = iter(data)
             if self.steps is not None:
