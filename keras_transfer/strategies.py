@@ -42,6 +42,9 @@ class Strategy:
         options: the recipe's own options, beyond the data and the batch
             size: what the command line passes to it.
         adaptive: the recipe chooses its own epochs and rates.
+        reads: how the recipe reads the training images: `"each epoch"`
+            (worth keeping decoded in memory when they fit), or `"once"`
+            (features extracted once, or arrays it reads into memory itself).
     """
 
     name: str
@@ -51,6 +54,7 @@ class Strategy:
     recipe: str
     options: tuple = ()
     adaptive: bool = False
+    reads: str = "each epoch"
 
     def load_recipe(self):
         """The recipe function (imports its module, and so Keras)."""
@@ -70,6 +74,7 @@ STRATEGIES = {
             recipe="keras_transfer.recipes.fine_tune",
             options=("seed", "flip"),
             adaptive=True,
+            reads="once",
         ),
         Strategy(
             name="feature_extraction",
@@ -78,6 +83,7 @@ STRATEGIES = {
             head=False,
             recipe="keras_transfer.heads.train_on_features",
             options=("num_classes", "epochs", "learning_rate", "progress"),
+            reads="once",
         ),
         Strategy(
             name="fine_tune",

@@ -147,10 +147,12 @@ def _train(args, train, val, source, verbose, callbacks):
 
 
 def _train_val(args, size):
-    """`(train, val)` ImageStreams, split by file: decoded as they are
-    needed, and kept in memory for the next epochs only when they fit."""
+    """`(train, val)` ImageStreams, split by file, decoded as they are
+    needed; kept decoded in memory when they fit (`cache="auto"`) only for
+    a recipe that reads the images each epoch."""
     names, train, val = train_val_files(args.data_dir, args.val_dir, args.val_split, args.seed)
-    options = dict(class_names=names)
+    cache = "auto" if strategies.get(args.strategy).reads == "each epoch" else None
+    options = dict(class_names=names, cache=cache)
     return (
         ImageStream(train, size, args.batch_size, shuffle=True, seed=args.seed, **options),
         ImageStream(val, size, args.batch_size, **options),
