@@ -24,6 +24,7 @@ import numpy as np
 from keras_transfer import freezing, guards, rate_multipliers
 from keras_transfer.augmentation import (
     AugmentedBatches,
+    AugmentedStream,
     augment,
     check_augmentation,
     describe,
@@ -31,12 +32,14 @@ from keras_transfer.augmentation import (
 )
 from keras_transfer.backbone_model import is_transformer
 from keras_transfer.classifier_head import find_head, linear_classifier, set_linear_head
+from keras_transfer.image_stream import ImageStream
 from keras_transfer.labels import check_labels
 from keras_transfer.optimizers import BlockwiseLR
 from keras_transfer.schedules import OneCycle
 
 __all__ = [
     "HOLDOUT",
+    "CV_IMAGES",
     "KEEP_P",
     "LR_MULT",
     "MAX_EPOCHS",
@@ -79,6 +82,10 @@ KEEP_P = 0.2
 # 0.902 with one view and 0.915 with two (mean of 3 seeds).
 VIEWS = 2
 PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+# The probe's C is chosen on at most CV_IMAGES images (with their views):
+# past a few thousand the choice settles, and 35 fits on 32,000 images and
+# their views would take longer than the fine-tuning.
+CV_IMAGES = 4000
 _AUGMENTED = ("preprocessing", "augmentation", "backbone")
 
 
@@ -119,11 +126,10 @@ def adaptive_fine_tune(
         raise ValueError(f"`holdout` must be between 0 and 1. Received: holdout={holdout!r}")
     check_augmentation(augmentation, flip)
     batch_size = guards.check_batch_size(batch_size) or 32
-    x, y = _arrays(train)
-    guards.check_finite_values(x, "train", "pixels")
+    x, y = _images(train)
     num_classes = max(int(model.outputs[0].shape[-1]), 2)
     y = check_labels(y, num_classes, argument="train")
-    if len(x) != len(y):
+    if not isinstance(x, ImageStream) and len(x) != len(y):
         raise ValueError(
             f"`train` images and labels differ in length. Received: {len(x)} images and "
             f"{len(y)} labels"
@@ -145,9 +151,11 @@ def adaptive_fine_tune(
     # Phase 1: the probe, on features extracted once, and on augmented views.
     probe_start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    features, views = _features(model, x, batch_size, pipeline)
+    features, views, read = _features(model, x, batch_size, pipeline)
     for view in [features, *views]:
         guards.check_finite_values(view, "the backbone's features of train", "values")
+    # A file that failed to decode has no features: it leaves both parts.
+    fit_rows, held_rows = fit_rows[read[fit_rows]], held_rows[read[held_rows]]
     copies = 1 + len(views)
     probe = _fit_probe(
         _with_views(features, views, fit_rows),
@@ -176,13 +184,15 @@ def adaptive_fine_tune(
     rate = OneCycle(PEAK_LR, max(epochs * steps, 1), pct_start=0.3, div=5.0)
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
-    keep = _KeepBest(x[held_rows], y[held_rows], batch_size, probe_right)
+    keep = _KeepBest(_rows(x, held_rows), y[held_rows], batch_size, probe_right)
     stop = guards.StopOnNonFiniteLoss()
-    train_data = (
-        dict(x=AugmentedBatches(x[fit_rows], y[fit_rows], batch_size, pipeline, seed))
-        if pipeline
-        else dict(x=x[fit_rows], y=y[fit_rows], batch_size=batch_size)
-    )
+    if isinstance(x, ImageStream):
+        part = x.subset(fit_rows, shuffle=True, seed=seed)
+        train_data = dict(x=AugmentedStream(part, pipeline) if pipeline else part, shuffle=False)
+    elif pipeline:
+        train_data = dict(x=AugmentedBatches(x[fit_rows], y[fit_rows], batch_size, pipeline, seed))
+    else:
+        train_data = dict(x=x[fit_rows], y=y[fit_rows], batch_size=batch_size)
     history = model.fit(
         **train_data,
         epochs=epochs,
@@ -222,10 +232,10 @@ def adaptive_fine_tune(
             if why:
                 reason = f"{why} {reason}"
         model.set_weights(probe_weights)
-        everything = np.arange(len(y))
+        everything = np.flatnonzero(read)
         refitted = _fit_probe(
             _with_views(features, views, everything),
-            np.tile(y, copies),
+            np.tile(y[everything], copies),
             num_classes,
             seed,
             c=probe["C"],
@@ -245,6 +255,7 @@ def adaptive_fine_tune(
         "reason": reason,
         "train_images": int(len(fit_rows)),
         "holdout_images": int(len(held_rows)),
+        "held_out_by": "file" if isinstance(x, ImageStream) else "row",
         "augmented_views": len(views),
         "augmentation": augmented,
         "probe_holdout_accuracy": float(np.mean(probe_right)) if len(held_rows) else None,
@@ -265,6 +276,22 @@ def adaptive_fine_tune(
         },
     }
     return history
+
+
+def _images(train):
+    """`(images, labels)`: a `ktr.ImageStream` as it is (its files are decoded
+    as they are needed, and the slice is held out by file), anything else
+    read into arrays."""
+    if isinstance(train, ImageStream):
+        return train, train.labels
+    x, y = _arrays(train)
+    guards.check_finite_values(x, "train", "pixels")
+    return x, y
+
+
+def _rows(images, rows):
+    """The images at `rows`: a stream of their files, or an array."""
+    return images.subset(rows) if isinstance(images, ImageStream) else images[rows]
 
 
 def _arrays(train):
@@ -374,30 +401,45 @@ def _own_augmentation(model):
 
 
 def _features(model, x, batch_size, pipeline):
-    """The head's input for `x`, and for `VIEWS` augmented views of `x`: drawn
-    through the model's own `augmentation` part (between `preprocessing` and
-    `backbone`), or through the input pipeline's layers."""
+    """`(features, views, read)`: the head's input for `x`, for `VIEWS`
+    augmented views of `x` (drawn through the model's own `augmentation`
+    part, between `preprocessing` and `backbone`, or through the input
+    pipeline's layers), and which rows were read: a stream's file that fails
+    to decode has none. Float32: the probe's feature matrix is the
+    recipe's largest array."""
     head = find_head(model)
     features_of = keras.Model(model.inputs, head.input)
-    features = features_of.predict(x, batch_size=batch_size, verbose=0)
-    views = []
     own = _own_augmentation(model)
-    for _ in range(VIEWS if own is not None or pipeline else 0):
-        if own is not None:
-            pre, part, backbone = own
-            view = [
-                keras.ops.convert_to_numpy(
-                    backbone(part(pre(x[i : i + batch_size]), training=True), training=False)
-                )
+    count = VIEWS if own is not None or pipeline else 0
+
+    def view_of(images):
+        if own is None:
+            return features_of.predict(augment(images, pipeline), verbose=0)
+        pre, part, backbone = own
+        return backbone(part(pre(images), training=True), training=False)
+
+    if isinstance(x, ImageStream):
+        # One pass over the files: each batch, decoded once, gives every view.
+        width = int(head.input.shape[-1])
+        arrays = [np.zeros((len(x.paths), width), "float32") for _ in range(1 + count)]
+        read = np.zeros(len(x.paths), bool)
+        for images, _, rows in x.subset(np.arange(len(x.paths))).iter_batches():
+            arrays[0][rows] = features_of.predict(images, verbose=0)
+            for view in arrays[1:]:
+                view[rows] = keras.ops.convert_to_numpy(view_of(images))
+            read[rows] = True
+        return arrays[0], arrays[1:], read
+    features = features_of.predict(x, batch_size=batch_size, verbose=0)
+    views = [
+        np.concatenate(
+            [
+                keras.ops.convert_to_numpy(view_of(x[i : i + batch_size]))
                 for i in range(0, len(x), batch_size)
             ]
-        else:
-            view = [
-                features_of.predict(augment(x[i : i + batch_size], pipeline), verbose=0)
-                for i in range(0, len(x), batch_size)
-            ]
-        views.append(np.concatenate(view).astype("float64"))
-    return np.asarray(features, "float64"), views
+        )
+        for _ in range(count)
+    ]
+    return np.asarray(features, "float32"), views, np.ones(len(x), bool)
 
 
 def _with_views(features, views, rows):
@@ -410,8 +452,10 @@ def _fit_probe(features, labels, num_classes, seed, c=None, groups=None):
     `{"kernel", "bias", "C"}` for raw features. C by stratified
     cross-validation on these rows (scikit-learn), unless given; `groups`
     (the image each row comes from) keeps an image's views in one fold."""
-    mean, scale = features.mean(0), features.std(0) + 1e-6
-    z = (features - mean) / scale
+    # In float64, with one copy of the (float32) features.
+    mean, scale = features.mean(0, dtype="float64"), features.std(0, dtype="float64") + 1e-6
+    z = features - mean
+    z /= scale
     classes = np.unique(labels)
     try:
         from sklearn.linear_model import LogisticRegression
@@ -424,9 +468,19 @@ def _fit_probe(features, labels, num_classes, seed, c=None, groups=None):
         folds = int(min(5, min(len(np.unique(groups[labels == c])) for c in classes)))
         if c is None and folds >= 2:
             split = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+            images = np.unique(groups)
+            if len(images) > CV_IMAGES:
+                chosen = np.random.default_rng(seed).choice(images, CV_IMAGES, replace=False)
+                rows = np.isin(groups, chosen)
+            else:
+                rows = slice(None)
             scores = [
                 cross_val_score(
-                    LogisticRegression(C=value, max_iter=3000), z, labels, cv=split, groups=groups
+                    LogisticRegression(C=value, max_iter=3000),
+                    z[rows],
+                    labels[rows],
+                    cv=split,
+                    groups=groups[rows],
                 ).mean()
                 for value in PROBE_CS
             ]
@@ -462,6 +516,23 @@ def _predict(features, probe):
     return (features @ probe["kernel"] + probe["bias"]).argmax(-1)
 
 
+def _logits(model, x, batch_size):
+    """`(outputs, read)`: the model's outputs for an array, or for a
+    stream's files in their order, and which rows were read (a file that
+    fails to decode is not)."""
+    if not isinstance(x, ImageStream):
+        logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+        return logits, np.ones(len(logits), bool)
+    position = {row: i for i, row in enumerate(x.rows)}
+    logits = np.zeros((len(position), int(model.outputs[0].shape[-1])), "float32")
+    read = np.zeros(len(position), bool)
+    for images, _, rows in x.iter_batches():
+        where = [position[row] for row in rows]
+        logits[where] = model.predict(images, verbose=0)
+        read[where] = True
+    return logits, read
+
+
 def _sign_test(gained, lost):
     """One-sided sign test: the chance of `gained` or more of the
     `gained + lost` disagreements going one way by coin flips."""
@@ -482,8 +553,10 @@ class _KeepBest(keras.callbacks.Callback):
         self.best_weights = self.best_right = None
 
     def on_epoch_end(self, epoch, logs=None):
-        logits = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
-        right = np.asarray(logits).argmax(-1) == self.y
+        logits, read = _logits(self.model, self.x, self.batch_size)
+        # A held-out file that no longer decodes counts as a mistake.
+        right = (logits.argmax(-1) == self.y) & read
+        logits = logits[read]
         # An epoch whose weights (or outputs) are not numbers is never the best.
         finite = np.all(np.isfinite(logits)) and _finite(self.model.get_weights())
         score = float(np.mean(right)) if finite else 0.0

@@ -3,11 +3,15 @@ pipeline: a random crop of each image resized back to its size (timm's
 random resized crop, from Keras layers) and a horizontal flip.
 
 It lives in the pipeline, not in the model: the saved model has no
-augmentation part, and the same layers serve arrays and datasets (the
-adaptive recipe reads either into arrays, then draws each batch through
-them). A model built with its own `augmentation` part keeps it, and the
-recipe adds nothing.
+augmentation part, and the same layers serve arrays, datasets (the
+adaptive recipe reads them into arrays) and `ktr.ImageStream` folders
+(decoded by the stream's threads, then drawn through the layers batch by
+batch, in order). A model built with its own `augmentation` part keeps it,
+and the recipe adds nothing.
 """
+
+import collections
+import concurrent.futures
 
 import keras
 import numpy as np
@@ -16,6 +20,7 @@ __all__ = [
     "SHIFT",
     "ZOOM",
     "AugmentedBatches",
+    "AugmentedStream",
     "augment",
     "check_augmentation",
     "describe",
@@ -107,6 +112,44 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self._order = self._rng.permutation(len(self.x))
+
+
+class AugmentedStream(keras.utils.PyDataset):
+    """A `ktr.ImageStream`'s batches drawn through `layers` in training mode.
+
+    The stream's threads decode the next batches ahead; the layers draw in
+    this thread, batch after batch, so the same seeds give the same
+    augmentations (Keras's workers would call them in any order). Pass
+    `shuffle=False` to `fit`: the stream shuffles each epoch itself.
+
+    Args:
+        stream: the `ImageStream`.
+        layers: the augmentation layers.
+    """
+
+    def __init__(self, stream, layers):
+        super().__init__()
+        self.stream, self.layers = stream, list(layers)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max(stream.workers, 1))
+        self._ahead = collections.OrderedDict()
+
+    def __len__(self):
+        return len(self.stream)
+
+    def __getitem__(self, index):
+        last = min(index + self.stream.workers + self.stream.max_queue_size, len(self))
+        for ahead in range(index, last):
+            if ahead not in self._ahead:
+                self._ahead[ahead] = self._pool.submit(self.stream.__getitem__, ahead)
+        images, labels = self._ahead.pop(index).result()
+        return augment(images, self.layers), labels
+
+    def on_epoch_end(self):
+        # The stream's next order: batches decoded in this one's are stale.
+        for future in self._ahead.values():
+            future.cancel()
+        self._ahead.clear()
+        self.stream.on_epoch_end()
 
 
 def augment(images, layers):

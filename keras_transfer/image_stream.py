@@ -12,6 +12,7 @@ pixels are those of `ImageFolder` everywhere.
 
 import collections
 import concurrent.futures
+import copy
 import itertools
 import os
 import warnings
@@ -121,6 +122,7 @@ class ImageStream(keras.utils.PyDataset):
         self.shuffle, self.reduced_decoding = shuffle, reduced_decoding
         self.seed = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
         self.epoch, self.skipped = 0, []
+        self._rows = np.arange(len(paths))
         self._order = self._draw_order()
         nbytes = len(paths) * image_size[0] * image_size[1] * 3
         budget = guards.memory_budget()
@@ -137,11 +139,17 @@ class ImageStream(keras.utils.PyDataset):
         self._failed = set()
 
     def __len__(self):
-        return -(-len(self.paths) // self.batch_size)
+        return -(-len(self._rows) // self.batch_size)
 
     @property
     def num_batches(self):
         return len(self)
+
+    @property
+    def rows(self):
+        """The rows of `paths` this stream reads, in order unless shuffled:
+        all of them, or a `subset`'s."""
+        return self._rows
 
     @property
     def cached(self):
@@ -196,10 +204,21 @@ class ImageStream(keras.utils.PyDataset):
         self.epoch += 1
         self._order = self._draw_order()
 
+    def subset(self, rows, *, shuffle=False, seed=None):
+        """A stream of the files at `rows` of `paths` (in that order unless
+        `shuffle`), sharing this one's decoded images and `skipped` list: the
+        adaptive recipe's held-out slice is a subset, chosen by file."""
+        view = copy.copy(self)
+        view._rows = np.asarray(rows, "int64")
+        view.shuffle, view.epoch = shuffle, 0
+        view.seed = self.seed if seed is None else int(seed)
+        view._order = view._draw_order()
+        return view
+
     def _draw_order(self):
         if not self.shuffle:
-            return np.arange(len(self.paths))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
+            return self._rows
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self._rows)
 
     def _image(self, row):
         if self._cache is not None and self._cached[row]:

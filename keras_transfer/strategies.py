@@ -44,7 +44,8 @@ class Strategy:
         adaptive: the recipe chooses its own epochs and rates.
         reads: how the recipe reads the training images: `"each epoch"`
             (worth keeping decoded in memory when they fit), or `"once"`
-            (features extracted once, or arrays it reads into memory itself).
+            (features extracted once; the adaptive recipe's fine-tuning
+            phase, which often stops after one epoch, decodes them again).
     """
 
     name: str

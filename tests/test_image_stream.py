@@ -2,12 +2,13 @@
 with `ImageFolder`'s labels and pixels, a seeded order, bad files skipped,
 and shards that split the files."""
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 import keras_transfer as ktr
-from keras_transfer import guards
+from keras_transfer import adaptive, guards
 from keras_transfer.image_folder import ImageFolder, read_image
 from tests.command_line import COLORS, _folder
 from tests.conftest import runs_once_in, tiny_backbone
@@ -98,6 +99,34 @@ def test_a_stream_fine_tunes_predicts_and_skips_a_file_broken_after_the_scan(fol
     assert len(stream.skipped) == 1 and str(stream.paths[3]) in stream.skipped[0]
     predicted = model.predict(ktr.ImageStream(folder, (32, 32), cache=None), verbose=0)
     assert predicted.shape == (14, 3)  # 15 files, one broken
+
+
+def test_the_default_recipe_streams_holds_out_by_file_and_repeats_with_its_seed(
+    folder, monkeypatch
+):
+    def read_into_memory(train):
+        raise AssertionError("the adaptive recipe read a stream into arrays")
+
+    monkeypatch.setattr(adaptive, "_arrays", read_into_memory)
+    ktr.ImageStream(folder, (32, 32)).paths[4].write_bytes(b"not a photo any more")
+
+    def run():
+        stream = ktr.ImageStream(folder, (32, 32), batch_size=4, shuffle=True, seed=0, cache=None)
+        keras.utils.set_random_seed(0)
+        model = ktr.transfer(tiny_backbone(top=False), 3, weights=None, input_shape=(32, 32, 3))
+        with pytest.warns(UserWarning, match="Skipped a file that could not be decoded"):
+            history = ktr.fine_tune(model, stream, seed=0, verbose=0)
+        return history.decision, model.get_weights()
+
+    decision, weights = run()
+    assert decision["held_out_by"] == "file" and decision["augmentation"]
+    assert decision["fine_tune_epochs"] >= 1  # the augmented stream fed fine-tuning
+    # 15 files, one of each class held out; the broken one is in neither part.
+    assert decision["holdout_images"] + decision["train_images"] == 14
+    again, same = run()
+    assert again == {**decision, "seconds": again["seconds"]}
+    for first, second in zip(weights, same):
+        np.testing.assert_array_equal(first, second)
 
 
 @runs_once_in("torch")
