@@ -34,6 +34,7 @@ from keras_transfer.backbone_model import is_transformer
 from keras_transfer.classifier_head import find_head, linear_classifier, set_linear_head
 from keras_transfer.image_stream import ImageStream
 from keras_transfer.labels import check_labels
+from keras_transfer.linear_probe import CV_IMAGES, PROBE_CS, fit_probe, predict_probe
 from keras_transfer.optimizers import BlockwiseLR
 from keras_transfer.schedules import OneCycle
 
@@ -81,11 +82,6 @@ KEEP_P = 0.2
 # MobileNetV2-0.35's probe reached 0.889 on the validation photos with none,
 # 0.902 with one view and 0.915 with two (mean of 3 seeds).
 VIEWS = 2
-PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-# The probe's C is chosen on at most CV_IMAGES images (with their views):
-# past a few thousand the choice settles, and 35 fits on 32,000 images and
-# their views would take longer than the fine-tuning.
-CV_IMAGES = 4000
 _AUGMENTED = ("preprocessing", "augmentation", "backbone")
 
 
@@ -157,7 +153,7 @@ def adaptive_fine_tune(
     # A file that failed to decode has no features: it leaves both parts.
     fit_rows, held_rows = fit_rows[read[fit_rows]], held_rows[read[held_rows]]
     copies = 1 + len(views)
-    probe = _fit_probe(
+    probe = fit_probe(
         _with_views(features, views, fit_rows),
         np.tile(y[fit_rows], copies),
         num_classes,
@@ -165,7 +161,7 @@ def adaptive_fine_tune(
         groups=np.tile(fit_rows, copies),
     )
     set_linear_head(classifier, probe)
-    probe_right = _predict(features[held_rows], probe) == y[held_rows]
+    probe_right = predict_probe(features[held_rows], probe) == y[held_rows]
     probe_weights = [np.array(w) for w in model.get_weights()]
     probe_seconds = time.perf_counter() - probe_start
 
@@ -233,7 +229,7 @@ def adaptive_fine_tune(
                 reason = f"{why} {reason}"
         model.set_weights(probe_weights)
         everything = np.flatnonzero(read)
-        refitted = _fit_probe(
+        refitted = fit_probe(
             _with_views(features, views, everything),
             np.tile(y[everything], copies),
             num_classes,
@@ -445,75 +441,6 @@ def _features(model, x, batch_size, pipeline):
 def _with_views(features, views, rows):
     """The rows of `features`, then the same rows of each augmented view."""
     return np.concatenate([features[rows]] + [view[rows] for view in views])
-
-
-def _fit_probe(features, labels, num_classes, seed, c=None, groups=None):
-    """Multinomial logistic regression on standardised features, folded into
-    `{"kernel", "bias", "C"}` for raw features. C by stratified
-    cross-validation on these rows (scikit-learn), unless given; `groups`
-    (the image each row comes from) keeps an image's views in one fold."""
-    # In float64, with one copy of the (float32) features.
-    mean, scale = features.mean(0, dtype="float64"), features.std(0, dtype="float64") + 1e-6
-    z = features - mean
-    z /= scale
-    classes = np.unique(labels)
-    try:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
-    except ImportError:  # the sklearn extra is optional
-        kernel, bias = _keras_probe(z, labels, num_classes, seed)
-    else:
-        groups = np.arange(len(labels)) if groups is None else groups
-        # Folds split images, not their views: at most the images of the rarest class.
-        folds = int(min(5, min(len(np.unique(groups[labels == c])) for c in classes)))
-        if c is None and folds >= 2:
-            split = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-            images = np.unique(groups)
-            if len(images) > CV_IMAGES:
-                chosen = np.random.default_rng(seed).choice(images, CV_IMAGES, replace=False)
-                rows = np.isin(groups, chosen)
-            else:
-                rows = slice(None)
-            scores = [
-                cross_val_score(
-                    LogisticRegression(C=value, max_iter=3000),
-                    z[rows],
-                    labels[rows],
-                    cv=split,
-                    groups=groups[rows],
-                ).mean()
-                for value in PROBE_CS
-            ]
-            c = PROBE_CS[int(np.argmax(scores))]
-        c = 0.1 if c is None else c
-        fitted = LogisticRegression(C=c, max_iter=3000).fit(z, labels)
-        kernel = np.zeros((z.shape[1], num_classes))
-        # Classes absent from these rows keep a very low score.
-        bias = np.full(num_classes, -1e4 if len(classes) < num_classes else 0.0)
-        if len(classes) == 2:  # binary: class 1's margin against zero for class 0
-            kernel[:, classes[1]], bias[classes] = fitted.coef_[0], [0.0, fitted.intercept_[0]]
-        else:
-            kernel[:, classes], bias[classes] = fitted.coef_.T, fitted.intercept_
-    kernel = kernel / scale[:, None]
-    bias = bias - mean @ kernel
-    return {"kernel": kernel, "bias": bias, "C": c}
-
-
-def _keras_probe(z, labels, num_classes, seed):
-    """Without scikit-learn: the same logistic regression, by Adam in Keras."""
-    keras.utils.set_random_seed(seed)
-    dense = keras.layers.Dense(num_classes, kernel_regularizer=keras.regularizers.L2(1e-3))
-    probe = keras.Sequential([keras.Input(z.shape[1:]), dense])
-    probe.compile(
-        keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
-    probe.fit(z.astype("float32"), labels, batch_size=len(z), epochs=300, verbose=0)
-    kernel, bias = dense.get_weights()
-    return np.asarray(kernel, "float64"), np.asarray(bias, "float64")
-
-
-def _predict(features, probe):
-    return (features @ probe["kernel"] + probe["bias"]).argmax(-1)
 
 
 def _logits(model, x, batch_size):

@@ -209,16 +209,15 @@ class ImageStream(keras.utils.PyDataset):
         `shuffle`), sharing this one's decoded images and `skipped` list: the
         adaptive recipe's held-out slice is a subset, chosen by file."""
         view = copy.copy(self)
-        view._rows = np.asarray(rows, "int64")
-        view.shuffle, view.epoch = shuffle, 0
-        view.seed = self.seed if seed is None else int(seed)
-        view._order = view._draw_order()
+        rows = np.asarray(rows, "int64")
+        seed = self.seed if seed is None else int(seed)
+        vars(view).update(
+            _rows=rows, shuffle=shuffle, epoch=0, seed=seed, _order=_order(rows, shuffle, seed, 0)
+        )
         return view
 
     def _draw_order(self):
-        if not self.shuffle:
-            return self._rows
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self._rows)
+        return _order(self._rows, self.shuffle, self.seed, self.epoch)
 
     def _image(self, row):
         if self._cache is not None and self._cached[row]:
@@ -249,6 +248,11 @@ class ImageStream(keras.utils.PyDataset):
             f"No file of `data` decodes as an image: {len(self.skipped)} skipped, e.g. "
             f"{self.skipped[:3]}"
         )
+
+
+def _order(rows, shuffle, seed, epoch):
+    """`rows` in their order, or shuffled by `[seed, epoch]`."""
+    return np.random.default_rng([seed, epoch]).permutation(rows) if shuffle else rows
 
 
 def _cores():

@@ -77,7 +77,7 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
     # A probe pushed towards class 0 scores chance on the slice; fine-tuning
     # from it moves the bias back within a few steps and is kept, at its
     # best epoch.
-    fit_probe = adaptive._fit_probe
+    fit_probe = adaptive.fit_probe
 
     def biased_probe(*args, **kwargs):
         probe = fit_probe(*args, **kwargs)
@@ -85,7 +85,7 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
         probe["bias"] = probe["bias"] * 0.01 + np.array([0.05, 0.0])
         return probe
 
-    monkeypatch.setattr(adaptive, "_fit_probe", biased_probe)
+    monkeypatch.setattr(adaptive, "fit_probe", biased_probe)
     monkeypatch.setattr(adaptive, "PEAK_LR", 0.1)  # enough for the 12 steps of this test
     # Every epoch may run: keep-best is under test, not the early stop.
     monkeypatch.setattr(adaptive, "PROBE_PATIENCE", adaptive.MAX_EPOCHS)
