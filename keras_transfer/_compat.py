@@ -180,7 +180,9 @@ def patch_multi_worker_trainer():
     `ktr.multi_worker`); returns whether it could. 3.15.1:
     `keras.src.backend.tensorflow.trainer`'s `TensorFlowTrainer._maybe_symbolic_build`,
     `reduce_per_replica` and `_collective_all_reduce_multi_worker`
-    (keras-team/keras#20585). A Keras without one of them is left alone."""
+    (keras-team/keras#20585), and `TFEpochIterator` (a sharded `PyDataset`,
+    see `_per_worker_input`). A Keras without one of the first three is
+    left alone."""
     try:
         trainer = _internal("keras.src.backend.tensorflow.trainer")
     except ImportError:
@@ -218,9 +220,32 @@ def patch_multi_worker_trainer():
             lambda v: strategy.reduce("MEAN", v, axis=None if v.shape.rank == 0 else 0), values
         )
 
+    epoch_iterator = getattr(trainer, "TFEpochIterator", None)
+    if epoch_iterator is not None:
+        epoch_iterator.__init__ = _per_worker_input(epoch_iterator.__init__, multi_worker)
     tensorflow_trainer._maybe_symbolic_build = _maybe_symbolic_build
     trainer.reduce_per_replica = _reduce_per_replica
     return True
+
+
+def _per_worker_input(init, multi_worker):
+    """`TFEpochIterator.__init__` that feeds a `PyDataset` holding only its
+    worker's part (a `shard`, as `ktr.ImageStream` has) whole to each worker.
+    Keras hands it to `experimental_distribute_dataset`, whose auto-sharding
+    keeps 1/n of each worker's batch: a stream already split by file would
+    lose half its images on two workers. 3.15.1: `TFEpochIterator` reads
+    `self._distributed_dataset`; its adapter keeps the `py_dataset`."""
+
+    def __init__(self, distribute_strategy=None, *args, **kwargs):
+        init(self, distribute_strategy, *args, **kwargs)
+        dataset = getattr(self.data_adapter, "py_dataset", None)
+        if getattr(dataset, "shard", None) is not None and multi_worker(distribute_strategy):
+            adapter = self.data_adapter
+            self._distributed_dataset = distribute_strategy.distribute_datasets_from_function(
+                lambda _: adapter.get_tf_dataset()
+            )
+
+    return __init__
 
 
 def output_in_graph(model, layer):

@@ -279,6 +279,14 @@ def _images(train):
     as they are needed, and the slice is held out by file), anything else
     read into arrays."""
     if isinstance(train, ImageStream):
+        if train.shard is not None:
+            # Each worker would choose from its own part: they could choose
+            # differently and stop stepping together.
+            raise ValueError(
+                "The adaptive recipe chooses on one process and cannot take a sharded "
+                "`train`. Pass strategy='fine_tune' (the fixed recipe) to train on several "
+                f"workers. Received: an ImageStream with shard={train.shard}"
+            )
         return train, train.labels
     x, y = _arrays(train)
     guards.check_finite_values(x, "train", "pixels")

@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import copy
 import itertools
+import json
 import os
 import warnings
 
@@ -23,7 +24,7 @@ import numpy as np
 from keras_transfer import guards
 from keras_transfer.image_folder import check_image_size, read_image, scan
 
-__all__ = ["CACHE_MODES", "ImageStream"]
+__all__ = ["CACHE_MODES", "ImageStream", "worker_shard"]
 
 CACHE_MODES = ("auto", "memory", None)
 
@@ -71,7 +72,15 @@ class ImageStream(keras.utils.PyDataset):
             side, then resize exactly: faster, and the pixels differ from a
             full decode by about what another resampling filter gives.
         shard: `(index, count)`: only every `count`-th file from `index`,
-            for one worker of several.
+            for one worker of several; `"auto"` (the default) takes this
+            worker's part under TensorFlow's `MultiWorkerMirroredStrategy`
+            (from `TF_CONFIG`) or JAX's multi-process distribution (from
+            `jax.process_index()` and `jax.process_count()`), and all files
+            on one process. Every part has the same number of files (a
+            shorter one repeats its own first file), and each of its
+            batches holds `batch_size` images (the last one, or one with a
+            file that failed, repeats its other images), so the workers
+            step together.
         workers: decoding threads (default: the cores this process may use).
         max_queue_size: batches decoded ahead.
     """
@@ -87,7 +96,7 @@ class ImageStream(keras.utils.PyDataset):
         class_names=None,
         cache="auto",
         reduced_decoding=True,
-        shard=None,
+        shard="auto",
         workers=None,
         max_queue_size=10,
     ):
@@ -112,11 +121,20 @@ class ImageStream(keras.utils.PyDataset):
         else:
             self.class_names, paths, labels = scan(data, class_names, argument="data")
             labels = np.asarray(labels, "int64")
-        if shard is not None:
-            index, count = _check_shard(shard)
-            paths, labels = paths[index::count], labels[index::count]
         if not paths:
             raise ValueError(f"`data` holds no image files. Received: data={data!r}")
+        shard = worker_shard() if shard == "auto" else shard
+        if shard is not None:
+            index, count = _check_shard(shard)
+            if len(paths) < count:
+                raise ValueError(
+                    f"`data` has fewer files than the {count} parts of `shard`. Received: "
+                    f"{len(paths)} files, shard={shard!r}"
+                )
+            rows = list(range(index, len(paths), count))
+            rows += rows[:1] * (-(-len(paths) // count) - len(rows))
+            paths, labels = [paths[row] for row in rows], labels[rows]
+        self.shard = None if shard is None else tuple(shard)
         self.paths, self.labels = paths, labels
         self.image_size, self.batch_size = image_size, batch_size
         self.shuffle, self.reduced_decoding = shuffle, reduced_decoding
@@ -163,6 +181,13 @@ class ImageStream(keras.utils.PyDataset):
             # one from the others (an error when none decodes).
             row = self._any_good_row()
             images, labels = self._image(row)[None], self.labels[[row]]
+        if self.shard is not None:
+            # The workers' batches are joined into one global batch each
+            # step, in an order `fit` shuffles on each worker: JAX needs
+            # their shapes equal, so every batch is whole, the last one and
+            # a failed file's place filled by the batch's other images.
+            keep = np.resize(np.arange(len(images)), self.batch_size)
+            images, labels = images[keep], labels[keep]
         return images, labels
 
     def batch(self, index):
@@ -253,6 +278,36 @@ class ImageStream(keras.utils.PyDataset):
 def _order(rows, shuffle, seed, epoch):
     """`rows` in their order, or shuffled by `[seed, epoch]`."""
     return np.random.default_rng([seed, epoch]).permutation(rows) if shuffle else rows
+
+
+def worker_shard():
+    """`(index, count)` of this worker under several, or `None` on one.
+
+    TensorFlow: the `chief` and `worker` tasks of `TF_CONFIG`, numbered as
+    `MultiWorkerMirroredStrategy` numbers them (the chief first); another
+    task (an evaluator, a parameter server) reads every file. JAX:
+    `jax.process_index()` of `jax.process_count()`. Other backends: `None`.
+
+    Example:
+
+    >>> keras_transfer.image_stream.worker_shard() is None  # one process
+    True
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        cluster, task = config.get("cluster", {}), config.get("task", {})
+        chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+        if chiefs + workers < 2 or task.get("type") not in ("chief", "worker"):
+            return None
+        offset = chiefs if task["type"] == "worker" else 0
+        return offset + int(task.get("index", 0)), chiefs + workers
+    if backend == "jax":
+        import jax
+
+        if jax.process_count() > 1:
+            return jax.process_index(), jax.process_count()
+    return None
 
 
 def _cores():

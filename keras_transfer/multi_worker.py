@@ -12,7 +12,12 @@ worker (keras-team/keras#20585, open):
   input with 0 dimensions". A scalar is averaged across workers with
   `axis=None`.
 
-`patch()` mends both. Importing `keras_transfer` changes nothing: the
+Keras also hands a `PyDataset` to `experimental_distribute_dataset`,
+whose auto-sharding keeps 1/n of each worker's batch; a `ktr.ImageStream`
+already holds only its worker's files (`shard`), so the patch feeds it
+whole to its worker.
+
+`patch()` mends these. Importing `keras_transfer` changes nothing: the
 patch is applied by `transfer()`, `extract_features`, `fine_tune` and
 `ktr.heads.fit_head` when they run under a multi-worker distribution
 strategy (`patch_if_needed`), or by calling `patch()` before `fit`. Every

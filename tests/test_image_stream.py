@@ -2,6 +2,8 @@
 with `ImageFolder`'s labels and pixels, a seeded order, bad files skipped,
 and shards that split the files."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -52,12 +54,59 @@ def test_the_same_seed_gives_the_same_order_and_each_epoch_another(folder):
     assert first_epochs(4) != again
 
 
+def _parts(folder, count, **kwargs):
+    return [ktr.ImageStream(folder, (8, 8), shard=(i, count), **kwargs) for i in range(count)]
+
+
+def _check_parts(folder, parts):
+    """Disjoint, equal in length, covering the folder: each part repeats its
+    own first file to reach the others' length."""
+    whole = ktr.ImageStream(folder, (8, 8), shard=None)
+    sets = [set(part.paths) for part in parts]
+    assert all(not a & b for i, a in enumerate(sets) for b in sets[i + 1 :])
+    assert set().union(*sets) == set(whole.paths)
+    assert len({len(part.paths) for part in parts}) == 1
+    for part in parts:
+        assert set(part.paths[len(set(part.paths)) :]) <= {part.paths[0]}
+
+
 @runs_once_in("torch")
-def test_shards_are_disjoint_and_cover_the_folder(folder):
-    whole = ktr.ImageStream(folder, (8, 8))
-    parts = [ktr.ImageStream(folder, (8, 8), shard=(i, 2)).paths for i in range(2)]
-    assert not set(parts[0]) & set(parts[1])
-    assert sorted(parts[0] + parts[1]) == sorted(whole.paths)
+def test_shards_are_disjoint_equal_and_cover_the_folder_and_keep_their_batch_size(folder):
+    parts = _parts(folder, 2, batch_size=4)  # 15 files: 8 and 7 + 1
+    _check_parts(folder, parts)
+    assert [part.shard for part in parts] == [(0, 2), (1, 2)]
+    parts[1].paths[parts[1].rows[1]].write_bytes(b"broken")
+    with pytest.warns(UserWarning, match="Skipped a file"):
+        images, labels = parts[1][0]
+    assert len(images) == len(labels) == 4  # the batch's other images fill its place
+    assert [len(parts[1][i][0]) for i in range(len(parts[1]))] == [4, 4]  # the last too
+    assert ktr.ImageStream(folder, (8, 8)).shard is None  # one process: every file
+
+
+@runs_once_in("jax")
+def test_auto_shard_takes_the_jax_process_part(folder, monkeypatch):
+    import jax
+
+    parts = []
+    monkeypatch.setattr(jax, "process_count", lambda: 3)
+    for index in range(3):
+        monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+        parts.append(ktr.ImageStream(folder, (8, 8)))
+    assert [part.shard for part in parts] == [(0, 3), (1, 3), (2, 3)]
+    _check_parts(folder, parts)
+
+
+@runs_once_in("tensorflow")
+def test_auto_shard_takes_the_tf_config_task_part(folder, monkeypatch):
+    cluster = {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"], "evaluator": ["h3:1"]}
+    parts = []
+    for task in ({"type": "chief", "index": 0}, *({"type": "worker", "index": i} for i in (0, 1))):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        parts.append(ktr.ImageStream(folder, (8, 8)))
+    assert [part.shard for part in parts] == [(0, 3), (1, 3), (2, 3)]
+    _check_parts(folder, parts)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "evaluator"}}))
+    assert ktr.ImageStream(folder, (8, 8)).shard is None
 
 
 @runs_once_in("torch")
@@ -135,6 +184,11 @@ def test_bad_arguments_say_what_was_received(folder, tmp_path):
         ktr.ImageStream(folder, (8, 8), cache="disk")
     with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
         ktr.ImageStream(folder, (8, 8), shard=(2, 2))
+    with pytest.raises(ValueError, match=r"fewer files than the 16 parts.*15 files"):
+        ktr.ImageStream(folder, (8, 8), shard=(0, 16))
+    model = ktr.transfer(tiny_backbone(top=False), 3, weights=None, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"strategy='fine_tune'.*shard=\(0, 2\)"):
+        ktr.fine_tune(model, ktr.ImageStream(folder, (32, 32), shard=(0, 2)))
     with pytest.raises(ValueError, match="Received: workers=0"):
         ktr.ImageStream(folder, (8, 8), workers=0)
     with pytest.raises(FileNotFoundError, match="Received: data="):

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import BACKEND, ROOT, subprocess_env
 
@@ -74,13 +75,72 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+def _numbered_folder(root, count=11):
+    """Photos whose pixels are their file's number, in two classes; an odd
+    count, so one part repeats its own first file."""
+    for number in range(count):
+        (root / "ab"[number % 2]).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (12, 10), (number,) * 3).save(root / "ab"[number % 2] / f"{number}.png")
+    return root
+
+
+def _check_split(streamed, count=11):
+    """Each part from its own worker's index, disjoint, covering the folder,
+    and all of it fed to the worker's model, not half of each batch."""
+    assert [s["shard"] for s in streamed] == [[0, 2], [1, 2]]
+    parts = [set(s["files"]) for s in streamed]
+    assert not parts[0] & parts[1] and parts[0] | parts[1] == set(range(count))
+    for part in streamed:
+        assert len(part["files"]) == 6 and set(part["fed"]) == set(part["files"])
+        assert len(part["fed"]) == 8  # two whole batches of 4
+
+
+def _communicate(processes):
+    """Each process's last output line, parsed; none outlives the test (a
+    worker waiting for a dead peer would)."""
+    try:
+        outputs = [process.communicate(timeout=240) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax.distributed: runs in the JAX process")
+def test_two_jax_processes_each_read_their_part_and_join_whole_batches(tmp_path):
+    folder, port = _numbered_folder(tmp_path / "photos"), _free_port()
+    env = dict(subprocess_env("jax"), XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), "process", str(tmp_path), str(folder), str(i), str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    streamed = _communicate(processes)
+    _check_split(streamed)
+    # Every step joined one whole batch of each process: the kernel moved by
+    # exactly the mean of their means.
+    expected = -(streamed[0]["sum_of_means"] + streamed[1]["sum_of_means"]) / 2
+    for part in streamed:
+        np.testing.assert_allclose(part["kernel"], [expected] * 3, rtol=1e-5)
+
+
 # Its workers run TensorFlow whatever this process runs; the torch process
 # has the most room in CI.
 @pytest.mark.skipif(
     BACKEND != "torch", reason="two TF worker processes: run once, from the torch process"
 )
-def test_multi_worker_mirrored_strategy_two_workers_end_identical(tmp_path):
+def test_multi_worker_mirrored_strategy_two_workers_end_identical_and_split_a_folder(tmp_path):
     pytest.importorskip("tensorflow", reason="MultiWorkerMirroredStrategy needs TensorFlow")
+    folder = _numbered_folder(tmp_path / "photos")
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     workers = []
     for index in range(2):
@@ -90,23 +150,16 @@ def test_multi_worker_mirrored_strategy_two_workers_end_identical(tmp_path):
         )
         workers.append(
             subprocess.Popen(
-                [sys.executable, str(SCRIPT), "worker", str(tmp_path)],
+                [sys.executable, str(SCRIPT), "worker", str(tmp_path), str(folder)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
         )
-    try:
-        outputs = [worker.communicate(timeout=240) for worker in workers]
-    finally:  # a worker waiting for a dead peer must not outlive the test
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-        assert json.loads(out.strip().splitlines()[-1])["replicas"] == 2
+    streamed = _communicate(workers)
+    assert [s["replicas"] for s in streamed] == [2, 2]
+    _check_split([s["streamed"] for s in streamed])
     first, second = (dict(np.load(tmp_path / f"worker_{i}.npz")) for i in range(2))
     before = dict(np.load(tmp_path / "before_0.npz"))
     for path in first:
