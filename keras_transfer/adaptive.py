@@ -147,21 +147,25 @@ def adaptive_fine_tune(
     # Phase 1: the probe, on features extracted once, and on augmented views.
     probe_start = time.perf_counter()
     keras.utils.set_random_seed(seed)
-    features, views, read = _features(model, x, batch_size, pipeline)
-    for view in [features, *views]:
-        guards.check_finite_values(view, "the backbone's features of train", "values")
+    table, read = _features(model, x, batch_size, pipeline)
+    guards.check_finite_values(table, "the backbone's features of train", "values")
     # A file that failed to decode has no features: it leaves both parts.
     fit_rows, held_rows = fit_rows[read[fit_rows]], held_rows[read[held_rows]]
-    copies = 1 + len(views)
-    probe = fit_probe(
-        _with_views(features, views, fit_rows),
-        np.tile(y[fit_rows], copies),
-        num_classes,
-        seed,
-        groups=np.tile(fit_rows, copies),
+    copies = table.shape[1]
+    # Each image's row, then its views' rows: the whole table is the probe's
+    # matrix (no copy), and the held-out images weigh nothing in the fit.
+    rows_of = dict(
+        features=table.reshape(-1, table.shape[-1]),
+        labels=np.repeat(y, copies),
+        num_classes=num_classes,
+        seed=seed,
     )
+    counted = np.zeros(len(table), bool)
+    counted[fit_rows] = True
+    groups = np.repeat(np.arange(len(table)), copies)
+    probe = fit_probe(**rows_of, groups=groups, weights=np.repeat(counted, copies))
     set_linear_head(classifier, probe)
-    probe_right = predict_probe(features[held_rows], probe) == y[held_rows]
+    probe_right = predict_probe(table[held_rows, 0], probe, standardized=True) == y[held_rows]
     probe_weights = [np.array(w) for w in model.get_weights()]
     probe_seconds = time.perf_counter() - probe_start
 
@@ -228,13 +232,8 @@ def adaptive_fine_tune(
             if why:
                 reason = f"{why} {reason}"
         model.set_weights(probe_weights)
-        everything = np.flatnonzero(read)
         refitted = fit_probe(
-            _with_views(features, views, everything),
-            np.tile(y[everything], copies),
-            num_classes,
-            seed,
-            c=probe["C"],
+            **rows_of, c=probe["C"], weights=np.repeat(read, copies), standardized=probe
         )
         set_linear_head(classifier, refitted)
         freezing.freeze(model)
@@ -252,7 +251,7 @@ def adaptive_fine_tune(
         "train_images": int(len(fit_rows)),
         "holdout_images": int(len(held_rows)),
         "held_out_by": "file" if isinstance(x, ImageStream) else "row",
-        "augmented_views": len(views),
+        "augmented_views": copies - 1,
         "augmentation": augmented,
         "probe_holdout_accuracy": float(np.mean(probe_right)) if len(held_rows) else None,
         "probe_C": probe["C"],
@@ -405,12 +404,12 @@ def _own_augmentation(model):
 
 
 def _features(model, x, batch_size, pipeline):
-    """`(features, views, read)`: the head's input for `x`, for `VIEWS`
-    augmented views of `x` (drawn through the model's own `augmentation`
-    part, between `preprocessing` and `backbone`, or through the input
-    pipeline's layers), and which rows were read: a stream's file that fails
-    to decode has none. Float32: the probe's feature matrix is the
-    recipe's largest array."""
+    """`(table, read)`: float32 `(images, 1 + views, width)`, the head's
+    input for each image of `x` and for `VIEWS` augmented views of it (drawn
+    through the model's own `augmentation` part, between `preprocessing`
+    and `backbone`, or through the input pipeline's layers), and which rows
+    were read: a stream's file that fails to decode has none. The table is
+    the recipe's largest array, and the only one that grows with the data."""
     head = find_head(model)
     features_of = keras.Model(model.inputs, head.input)
     own = _own_augmentation(model)
@@ -422,33 +421,25 @@ def _features(model, x, batch_size, pipeline):
         pre, part, backbone = own
         return backbone(part(pre(images), training=True), training=False)
 
+    width = int(head.input.shape[-1])
     if isinstance(x, ImageStream):
         # One pass over the files: each batch, decoded once, gives every view.
-        width = int(head.input.shape[-1])
-        arrays = [np.zeros((len(x.paths), width), "float32") for _ in range(1 + count)]
+        table = np.zeros((len(x.paths), 1 + count, width), "float32")
         read = np.zeros(len(x.paths), bool)
         for images, _, rows in x.subset(np.arange(len(x.paths))).iter_batches():
-            arrays[0][rows] = features_of.predict(images, verbose=0)
-            for view in arrays[1:]:
-                view[rows] = keras.ops.convert_to_numpy(view_of(images))
+            table[rows, 0] = features_of.predict(images, verbose=0)
+            for view in range(1, 1 + count):
+                table[rows, view] = keras.ops.convert_to_numpy(view_of(images))
             read[rows] = True
-        return arrays[0], arrays[1:], read
-    features = features_of.predict(x, batch_size=batch_size, verbose=0)
-    views = [
-        np.concatenate(
-            [
-                keras.ops.convert_to_numpy(view_of(x[i : i + batch_size]))
-                for i in range(0, len(x), batch_size)
-            ]
-        )
-        for _ in range(count)
-    ]
-    return np.asarray(features, "float32"), views, np.ones(len(x), bool)
-
-
-def _with_views(features, views, rows):
-    """The rows of `features`, then the same rows of each augmented view."""
-    return np.concatenate([features[rows]] + [view[rows] for view in views])
+        return table, read
+    table = np.zeros((len(x), 1 + count, width), "float32")
+    table[:, 0] = features_of.predict(x, batch_size=batch_size, verbose=0)
+    for view in range(1, 1 + count):
+        for i in range(0, len(x), batch_size):
+            table[i : i + batch_size, view] = keras.ops.convert_to_numpy(
+                view_of(x[i : i + batch_size])
+            )
+    return table, np.ones(len(x), bool)
 
 
 def _logits(model, x, batch_size):

@@ -81,6 +81,12 @@ def check_finite_values(array, argument, what="pixels"):
     array = np.asarray(array)
     if array.dtype.kind not in "fc":
         return
+    # In slices of about 16M values: a mask of the whole would be as large as
+    # a probe's feature matrix is in float32, over again.
+    step = max(1, (1 << 24) // max(array[0].size, 1)) if array.ndim else 1
+    slices = (array[i : i + step] for i in range(0, len(array), step)) if array.ndim else ()
+    if array.ndim and all(np.isfinite(part).all() for part in slices):
+        return
     finite = np.isfinite(array)
     if finite.all():
         return

@@ -15,33 +15,65 @@ PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 CV_IMAGES = 4000
 
 
-def fit_probe(features, labels, num_classes, seed, c=None, groups=None):
+def fit_probe(
+    features, labels, num_classes, seed, c=None, groups=None, weights=None, standardized=None
+):
     """Multinomial logistic regression on standardised features, folded into
-    `{"kernel", "bias", "C"}` for raw features. C by stratified
-    cross-validation on these rows (scikit-learn), unless given; `groups`
-    (the image each row comes from) keeps an image's views in one fold."""
-    # In float64, with one copy of the (float32) features.
-    mean, scale = features.mean(0, dtype="float64"), features.std(0, dtype="float64") + 1e-6
-    z = features - mean
-    z /= scale
-    classes = np.unique(labels)
+    `{"kernel", "bias", "C", "mean", "scale"}` for raw features. C by
+    stratified cross-validation (scikit-learn) on the rows that count,
+    unless given; `groups` (the image each row comes from) keeps an image's
+    views in one fold.
+
+    The features are standardised in place, in float32, and fitted as they
+    are: the probe's matrix is the adaptive recipe's largest array, and a
+    copy of it would grow with the folder as much again (twice in float64).
+
+    Args:
+        features: float32 `(rows, width)`, C-contiguous: standardised in
+            place with the mean and scale of the rows that count.
+        labels: `(rows,)` ints.
+        num_classes: the model's classes; one absent from the rows that
+            count gets a very low bias.
+        seed: the folds' seed.
+        c: the inverse regularisation; `None` chooses it from `PROBE_CS`.
+        groups: `(rows,)` the image of each row (default: its own).
+        weights: `(rows,)` 1 for a row that counts, 0 for one left out (a
+            held-out image, a file that failed): it stays in the matrix, so
+            nothing is copied, and weighs nothing.
+        standardized: a probe whose `mean` and `scale` `features` were
+            standardised with already (a refit on the same matrix).
+    """
+    if features.dtype != np.float32 or not features.flags.c_contiguous:
+        raise ValueError(
+            "`features` must be a C-contiguous float32 array, standardised in place. "
+            f"Received: dtype={features.dtype}, contiguous={features.flags.c_contiguous}"
+        )
+    counted = np.ones(len(labels), bool) if weights is None else np.asarray(weights) > 0
+    if standardized is None:
+        mean, scale = _moments(features, counted)
+        features -= mean.astype("float32")
+        features /= scale.astype("float32")
+    else:
+        mean, scale = standardized["mean"], standardized["scale"]
+    z = features
+    classes = np.unique(labels[counted])
+    # A left-out row weighs nothing, but its class would still be fitted.
+    labels = np.where(counted, labels, classes[0])
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
     except ImportError:  # the sklearn extra is optional
-        kernel, bias = _keras_probe(z, labels, num_classes, seed)
+        kernel, bias = _keras_probe(z[counted], labels[counted], num_classes, seed)
     else:
         groups = np.arange(len(labels)) if groups is None else groups
         # Folds split images, not their views: at most the images of the rarest class.
-        folds = int(min(5, min(len(np.unique(groups[labels == c])) for c in classes)))
+        folds = int(min(5, min(len(np.unique(groups[counted & (labels == c)])) for c in classes)))
         if c is None and folds >= 2:
             split = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-            images = np.unique(groups)
+            images = np.unique(groups[counted])
             if len(images) > CV_IMAGES:
-                chosen = np.random.default_rng(seed).choice(images, CV_IMAGES, replace=False)
-                rows = np.isin(groups, chosen)
-            else:
-                rows = slice(None)
+                images = np.random.default_rng(seed).choice(images, CV_IMAGES, replace=False)
+            rows = np.flatnonzero(counted & np.isin(groups, images))
             scores = [
                 cross_val_score(
                     LogisticRegression(C=value, max_iter=3000),
@@ -54,7 +86,9 @@ def fit_probe(features, labels, num_classes, seed, c=None, groups=None):
             ]
             c = PROBE_CS[int(np.argmax(scores))]
         c = 0.1 if c is None else c
-        fitted = LogisticRegression(C=c, max_iter=3000).fit(z, labels)
+        fitted = LogisticRegression(C=c, max_iter=3000).fit(
+            z, labels, sample_weight=None if weights is None else counted.astype("float32")
+        )
         kernel = np.zeros((z.shape[1], num_classes))
         # Classes absent from these rows keep a very low score.
         bias = np.full(num_classes, -1e4 if len(classes) < num_classes else 0.0)
@@ -64,7 +98,21 @@ def fit_probe(features, labels, num_classes, seed, c=None, groups=None):
             kernel[:, classes], bias[classes] = fitted.coef_.T, fitted.intercept_
     kernel = kernel / scale[:, None]
     bias = bias - mean @ kernel
-    return {"kernel": kernel, "bias": bias, "C": c}
+    return {"kernel": kernel, "bias": bias, "C": c, "mean": mean, "scale": scale}
+
+
+def _moments(features, counted, rows=2048):
+    """The float64 mean and standard deviation (+1e-6) of the counted rows,
+    a slice at a time: `features.std(0)` would make a float64 copy."""
+
+    def parts():
+        for i in range(0, len(features), rows):
+            yield features[i : i + rows][counted[i : i + rows]]
+
+    total = max(int(counted.sum()), 1)
+    mean = sum(part.sum(0, dtype="float64") for part in parts()) / total
+    square = sum(((part - mean) ** 2).sum(0) for part in parts())
+    return mean, np.sqrt(square / total) + 1e-6
 
 
 def _keras_probe(z, labels, num_classes, seed):
@@ -80,5 +128,10 @@ def _keras_probe(z, labels, num_classes, seed):
     return np.asarray(kernel, "float64"), np.asarray(bias, "float64")
 
 
-def predict_probe(features, probe):
-    return (features @ probe["kernel"] + probe["bias"]).argmax(-1)
+def predict_probe(features, probe, standardized=False):
+    """The class `probe` gives each row of raw `features`, or of features
+    `standardized` with the probe's own mean and scale."""
+    kernel, bias = probe["kernel"], probe["bias"]
+    if standardized:
+        kernel, bias = kernel * probe["scale"][:, None], bias + probe["mean"] @ kernel
+    return (features @ kernel + bias).argmax(-1)

@@ -351,6 +351,9 @@ def _run(
     whole_digest = RowDigest() if source.is_stream else None
     budget = _stream_budget(source, writer)
     kept = 0
+    # Kept in memory, with a known size: each batch goes to its place in one
+    # array, not into a list joined at the end (two copies at once).
+    rows = total - start if writer is None and total is not None else None
     for images, labels in source.batches(start, stop):
         # A short last batch is padded to the first batch's size, so the
         # compiled predict function is reused instead of traced again.
@@ -371,7 +374,12 @@ def _run(
                     f"NaN or Inf in the features of {name!r} (rows {done}..."
                     f"{done + len(array)}): check the input pixels and the weights."
                 )
-            chunks.setdefault(name, []).append(array)
+            if rows is None:
+                chunks.setdefault(name, []).append(array)
+            else:
+                if name not in chunks:
+                    chunks[name] = np.empty((rows, *array.shape[1:]), array.dtype)
+                chunks[name][done - start : done - start + len(array)] = array
         if labels is not None:
             label_chunks.append(np.asarray(labels).astype("int64"))
         for digest in (shard_digest, whole_digest):
@@ -417,7 +425,7 @@ def _run(
                 shard_digest and shard_digest.hexdigest(),
             )
         return None
-    features = _concat(chunks)
+    features = _concat(chunks) if rows is None else {n: a[:done] for n, a in chunks.items()}
     if len(models) > 1:
         features["fused"] = store.fuse(features, fusion)
     manifest = {} if whole_digest is None else {"data_sha256": whole_digest.hexdigest()}
