@@ -14,7 +14,7 @@ pages of memory-mapped files), its wall time and images/s, and the growth
 in MB from the smallest folder to each larger one, next to the decoded
 pixels (N x 160 x 160 x 3 bytes) that a reader holding every image needs.
 
-    python bench/scale.py [--sizes 2000 32000] [--default] [--root /tmp/ktr-scale]
+    python bench/scale.py [--sizes 2000 32000] [--default] [--fit-only] [--root /tmp/ktr-scale]
 
 The folders are written once under `--root` (a folder is used again only
 when its `.complete` marker, written last, says it holds that many photos).
@@ -89,6 +89,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 32000])
     parser.add_argument("--default", action="store_true", help="also fit the default strategy")
+    parser.add_argument("--fit-only", action="store_true", help="skip predict and evaluate")
     parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path("/tmp/ktr-scale"))
     args = parser.parse_args()
     if not WEIGHTS.is_file():
@@ -113,11 +114,12 @@ def main():
             argv = ["fit", str(folder), *backbone, "--strategy", strategy, "--out", str(out)]
             results[count, f"fit {strategy}"] = run([*argv, "--overwrite", "--quiet"])
         run_dir = args.root / f"run-{count}-feature_extraction"
-        results[count, "predict"] = run(["predict", str(run_dir), str(folder), "--json"])
-        evaluation = args.root / f"evaluation-{count}"
-        results[count, "evaluate"] = run(
-            ["evaluate", str(run_dir), str(folder), "--out", str(evaluation), "--overwrite"]
-        )
+        if not args.fit_only:
+            results[count, "predict"] = run(["predict", str(run_dir), str(folder), "--json"])
+            evaluation = args.root / f"evaluation-{count}"
+            results[count, "evaluate"] = run(
+                ["evaluate", str(run_dir), str(folder), "--out", str(evaluation), "--overwrite"]
+            )
         for key in [k for k in results if k[0] == count]:
             peak, seconds = results[key]
             print(
