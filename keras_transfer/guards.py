@@ -83,7 +83,7 @@ def check_finite_values(array, argument, what="pixels"):
         return
     # In slices of about 16M values: a mask of the whole would be as large as
     # a probe's feature matrix is in float32, over again.
-    step = max(1, (1 << 24) // max(array[0].size, 1)) if array.ndim else 1
+    step = max(1, (1 << 24) // max(int(np.prod(array.shape[1:])), 1))
     slices = (array[i : i + step] for i in range(0, len(array), step)) if array.ndim else ()
     if array.ndim and all(np.isfinite(part).all() for part in slices):
         return

@@ -351,9 +351,9 @@ def _run(
     whole_digest = RowDigest() if source.is_stream else None
     budget = _stream_budget(source, writer)
     kept = 0
-    # Kept in memory, with a known size: each batch goes to its place in one
-    # array, not into a list joined at the end (two copies at once).
-    rows = total - start if writer is None and total is not None else None
+    # Kept in memory, with a known bound: each batch goes to its place in
+    # one array, not into a list joined at the end (two copies at once).
+    rows = source.most_rows() if writer is None else None
     for images, labels in source.batches(start, stop):
         # A short last batch is padded to the first batch's size, so the
         # compiled predict function is reused instead of traced again.
@@ -379,7 +379,7 @@ def _run(
             else:
                 if name not in chunks:
                     chunks[name] = np.empty((rows, *array.shape[1:]), array.dtype)
-                chunks[name][done - start : done - start + len(array)] = array
+                chunks[name][done : done + len(array)] = array
         if labels is not None:
             label_chunks.append(np.asarray(labels).astype("int64"))
         for digest in (shard_digest, whole_digest):

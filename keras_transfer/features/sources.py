@@ -145,6 +145,13 @@ class DataSource:
             return len(self.paths)
         return None if self.images is None else len(self.images)
 
+    def most_rows(self):
+        """At most this many rows come: `size()`, or the files of a
+        `ktr.ImageStream` (a file that fails to decode gives none)."""
+        if self.size() is None and isinstance(self.data, ImageStream) and self.steps is None:
+            return len(self.data.rows)
+        return self.size()
+
     def verify_prefix(self, shards, whole=False):
         """Reads a stream's first rows, shard by shard, and compares each with
         the `data_sha256` a store recorded. Returns the rows that matched in
