@@ -157,6 +157,11 @@ def train_on_features(
     return history
 
 
+# Features up to this size are copied into a tf.data pipeline (the fastest
+# for a small head); larger ones are read from NumPy as the batches go.
+COPY_BYTES = 64 * 2**20
+
+
 def _tf_dataset(x, y, batch_size, shuffle):
     """On TensorFlow, arrays as a plain tf.data pipeline, batched as `fit`
     batches them (reshuffled each epoch, last batch partial): Keras's array
@@ -166,10 +171,27 @@ def _tf_dataset(x, y, batch_size, shuffle):
         return None
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y))
+    if x.nbytes <= COPY_BYTES:
+        data = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            data = data.shuffle(len(x), reshuffle_each_iteration=True)
+        return data.batch(batch_size)
+    # Larger: TensorFlow would hold two copies of the features (290 MB for
+    # 32,000 rows of 1,280 floats), so row numbers are shuffled instead, and
+    # 32 batches' rows at a time are gathered from the arrays themselves.
+    data = tf.data.Dataset.range(len(x))
     if shuffle:
         data = data.shuffle(len(x), reshuffle_each_iteration=True)
-    return data.batch(batch_size)
+
+    def gather(rows):
+        features, labels = tf.numpy_function(
+            lambda rows: (x[rows], y[rows]), [rows], (tf.as_dtype(x.dtype), tf.as_dtype(y.dtype))
+        )
+        features.set_shape((None, *x.shape[1:]))
+        labels.set_shape((None,))
+        return features, labels
+
+    return data.batch(32 * batch_size).map(gather).unbatch().batch(batch_size)
 
 
 class _SklearnHead:

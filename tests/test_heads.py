@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
+from keras_transfer import heads
 from keras_transfer.heads import LogisticHead, SVMHead, fit_head
-from tests.conftest import pixels, runs_once_in, tiny_backbone
+from tests.conftest import BACKEND, pixels, runs_once_in, tiny_backbone
 
 RNG = np.random.default_rng(0)
 F = RNG.normal(size=(120, 6)).astype("float32")
@@ -35,6 +36,22 @@ def test_features_object_and_validation_for_the_keras_head():
     feats = kt.Features({"features": F}, LABELS)
     head = fit_head(feats, 3, epochs=40, hidden=[16], validation=(F, LABELS), learning_rate=1e-2)
     assert head.history.history["val_accuracy"][-1] > 0.75
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="the tf.data pipeline of fit_head")
+def test_large_features_are_read_from_numpy_without_a_copy(monkeypatch):
+    # Past COPY_BYTES the pipeline gathers rows from the arrays themselves:
+    # every row is seen once an epoch, and the head learns the same task.
+    seen = []
+    monkeypatch.setattr(heads, "COPY_BYTES", 0)
+    data = heads._tf_dataset(F, LABELS, 16, shuffle=True)
+    for _ in range(2):
+        rows = np.concatenate([x[:, 0] for x, _ in data.as_numpy_iterator()])
+        seen.append(rows)
+        np.testing.assert_array_equal(np.sort(rows), np.sort(F[:, 0]))
+    assert not np.array_equal(seen[0], seen[1])  # reshuffled
+    head = fit_head(F, 3, labels=LABELS, epochs=40, hidden=[16], learning_rate=1e-2)
+    assert np.mean(np.argmax(head.predict(F, verbose=0), -1) == LABELS) > 0.75
 
 
 @pytest.mark.parametrize("kind", ["keras", "logistic", "svm", "logistic_normalized"])
