@@ -10,7 +10,7 @@ from keras_transfer.features import Features, extract_features
 from keras_transfer.labels import check_labels
 from keras_transfer.layers import InfNormalize
 
-__all__ = ["LogisticHead", "SVMHead", "attach_head", "fit_head", "train_on_features"]
+__all__ = ["COPY_BYTES", "LogisticHead", "SVMHead", "attach_head", "fit_head", "train_on_features"]
 
 _NORMALIZE = (None, "inf", "l2")
 
