@@ -123,3 +123,33 @@ def test_an_existing_folder_is_replaced_only_when_it_is_an_export(classifier, tm
     ktr.export(model, tmp_path / "out", fmt)
     record = ktr.export(model, tmp_path / "out", fmt, overwrite=True)
     assert json.loads((tmp_path / "out" / "export.json").read_text())["format"] == record["format"]
+
+
+@pytest.mark.skipif(BACKEND not in BACKENDS["litert"], reason="LiteRT exports from TensorFlow")
+def test_int8_weights_are_per_tensor_in_convolutions_and_per_channel_in_depthwise_ones(
+    classifier, tmp_path
+):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, images, labels = classifier
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    record = ktr.export(
+        model, tmp_path / "out", "litert", quantize="int8", calibration=images, check=images
+    )
+    interpreter = Interpreter(model_path=str(tmp_path / "out" / "model.tflite"))
+    scales = {
+        tuple(t["shape"]): len(t["quantization_parameters"]["scales"])
+        for t in interpreter.get_tensor_details()
+        if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] in (1, 8)
+    }
+    assert scales[(8, 3, 3, 3)] == 1  # Conv2D: one scale
+    assert scales[(1, 3, 3, 8)] == 8  # DepthwiseConv2D: one per channel
+    # Float32 in and out, as the Keras model.
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert interpreter.get_output_details()[0]["dtype"] == np.float32
+    assert record["parity"]["agreement"] >= 0.9
