@@ -94,7 +94,8 @@ def export(
         quantize: LiteRT only: `"none"`, `"float16"` (weights),
             `"dynamic"` (int8 weights, float activations) or `"int8"`
             (integer weights and activations, calibrated on
-            `calibration`; float32 input and output).
+            `calibration`, by `ai-edge-quantizer`; float32 input and
+            output).
         class_names: the classes in output order (default `"0"`, `"1"`...).
         calibration: int8's representative images: a `uint8` array
             `(N, height, width, 3)` or a folder of photos (any layout, no
