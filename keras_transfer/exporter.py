@@ -3,14 +3,13 @@ labels beside it and a parity check against the Keras model.
 
 Built on Keras's own `model.export` (and, for quantization, on the LiteRT
 converter it drives, or for int8 on LiteRT's `ai-edge-quantizer`); nothing
-here serializes a model. After writing, the
-exported file is run in its own runtime (`ai-edge-litert`'s interpreter or
-TensorFlow's, `onnxruntime`, `tf.saved_model.load`) on check images, and
-compared with the Keras model: top-1 agreement, the largest probability
-difference, each one's accuracy, the file size and the median latency of
-one image. The export folder holds the model file, `labels.txt` and
-`export.json`; it is written to a hidden sibling and swapped into place, so
-a failed check leaves nothing behind.
+here serializes a model. After writing, the exported file is run in its own
+runtime (`ai-edge-litert`'s interpreter or TensorFlow's, `onnxruntime`,
+`tf.saved_model.load`) on check images, and compared with the Keras model:
+top-1 agreement, the largest probability difference, each one's accuracy,
+the file size and the median latency of one image. The export folder holds
+the model file, `labels.txt` and `export.json`; it is written to a hidden
+sibling and swapped into place, so a failed check leaves nothing behind.
 """
 
 import json
@@ -130,7 +129,7 @@ def export(
         )
     calibration_images, calibration_from = _calibration(calibration, size)
     images, labels, check_from = _check_images(check, size, names, calibration_images)
-    converter = _converter_args(quantize, calibration_images)
+    converter = _converter_args(quantize)
     # Keras's outputs first: this also calls a freshly loaded model, which
     # the ONNX exporter needs.
     expected = np.asarray(model.predict(images.astype("float32"), verbose=0), "float64")
@@ -209,14 +208,13 @@ def _check_arguments(model, format, quantize, calibration, max_drop, backend):
         )
 
 
-def _converter_args(quantize, calibration):
-    """The LiteRT converter's settings for `quantize`."""
-    if quantize == "none":
+def _converter_args(quantize):
+    """The LiteRT converter's settings for `quantize` (int8 is made from
+    the float file: `_quantize_int8`)."""
+    if quantize in ("none", "int8"):
         return {}
     import tensorflow as tf
 
-    if quantize == "int8":  # from the float file: _quantize_int8
-        return {}
     args = {"optimizations": [tf.lite.Optimize.DEFAULT]}
     if quantize == "float16":
         args["target_spec"] = {"supported_types": [tf.float16]}

@@ -131,7 +131,7 @@ def test_int8_weights_are_per_tensor_in_convolutions_and_per_channel_in_depthwis
 ):
     from ai_edge_litert.interpreter import Interpreter
 
-    _, images, labels = classifier
+    images = classifier[1]
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
