@@ -126,7 +126,7 @@ def throughput(trials, loops):
     # One pinned process a trial and core count, alternating: the machine's
     # speed drifts over minutes, and a ratio needs both figures from the
     # same minutes.
-    results = {1: {}, 2: {}}
+    results, trial_rates = {1: {}, 2: {}}, {1: [], 2: []}
     for _ in range(trials):
         for cores in (1, 2):
             pinned = ["taskset", "-c", ",".join(str(c) for c in range(cores))]
@@ -146,7 +146,9 @@ def throughput(trials, loops):
                 check=True,
                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
             ).stdout
-            for key, rate in json.loads(out.strip().splitlines()[-1]).items():
+            rates = json.loads(out.strip().splitlines()[-1])
+            trial_rates[cores].append(rates)
+            for key, rate in rates.items():
                 results[cores][key] = max(results[cores].get(key, 0.0), rate)
     print(f"images/s, best of {trials}, {loops} loops over {DATA.name} (train + val)")
     print(
@@ -167,6 +169,18 @@ def throughput(trials, loops):
                     f"{two / results[2][f'keras@{size}']:>9.2f}"
                 )
             print(line)
+    # Each trial's own ratios: the spread that the machine's drift leaves.
+    for cores, readers in ((1, ("stream", "pil-min")), (2, ("stream",))):
+        for size in SIZES:
+            for reader in readers:
+                ratios = [
+                    rates[f"{reader}@{size}"] / rates[f"keras@{size}"]
+                    for rates in trial_rates[cores]
+                ]
+                print(
+                    f"{reader} / keras, {cores} core(s), {size} px, per trial: "
+                    f"min {min(ratios):.2f}, max {max(ratios):.2f}"
+                )
     print(
         f"one core decodes {results[1]['stream@224']:.0f} images/s at 224 px "
         f"({results[1]['stream@160']:.0f} at 160 px)"
@@ -224,10 +238,11 @@ def probe():
         for reduced in (False, True):
             train, _ = _features(model, DATA.parent / data / "train", size, reduced)
             head = ktr.heads.LogisticHead().fit(train)
-            val, share = _features(model, DATA.parent / data / "val", size, reduced)
+            val, paths = _features(model, DATA.parent / data / "val", size, reduced)
             predictions[reduced] = head.predict(val)
             right[reduced] = int(np.sum(predictions[reduced] == val.labels))
         differ = int(np.sum(predictions[True] != predictions[False]))
+        share = _reduced_share(paths, size)
         print(
             f"{data:<17} {backbone:<17} {size:>4} {share:>8} "
             f"{right[False]:>6} {right[True]:>8} {differ:>7}   of {len(val.labels)}"
@@ -235,8 +250,8 @@ def probe():
 
 
 def _features(model, folder, size, reduced):
-    """`(features, share)`: `model`'s features of `folder` through
-    `ImageStream`, and the share of its photos decoded at a reduced scale."""
+    """`(features, paths)`: `model`'s features of `folder` through
+    `ImageStream`, and its files."""
     import numpy as np
 
     import keras_transfer as ktr
@@ -246,7 +261,7 @@ def _features(model, folder, size, reduced):
     features = ktr.extract_features(
         model, (np.concatenate(images), np.concatenate(labels)), progress=False
     )
-    return features, _reduced_share(stream.paths, size)
+    return features, stream.paths
 
 
 def _reduced_share(paths, size):
