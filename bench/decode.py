@@ -17,7 +17,8 @@ loader, and what reduced-scale JPEG decoding does to a probe.
    At 224 and 160 px, on 1 and on 2 cores: each core count in its own
    process pinned with `taskset` (both libraries size their thread pools by
    the cores the process may use), one process a trial, the core counts
-   alternating. Readers and sizes alternate within a trial; the best of
+   alternating, each after an untimed pass of every reader. Readers and
+   sizes alternate within a trial; the best of
    `--trials` is kept. Prints images/s and the ratios against Keras and
    against one core.
 2. `--probe`: a logistic probe (C=1, ktr.heads.LogisticHead) on ImageNet
@@ -52,11 +53,13 @@ def child(trials, loops):
     import keras_transfer as ktr
 
     best = {}
-    for _ in range(trials):
+    # A first untimed pass of every reader, one loop: TensorFlow's and the
+    # thread pools' start-up is not the readers' speed.
+    for trial in range(1 + trials):
         for size in SIZES:
             for reader in READERS:
                 start, count = time.perf_counter(), 0
-                for _ in range(loops):
+                for _ in range(loops if trial else 1):
                     for split in ("train", "val"):
                         if reader == "keras":
                             data = keras.utils.image_dataset_from_directory(
@@ -82,9 +85,10 @@ def child(trials, loops):
                             )
                             for images, _, _ in stream.iter_batches():
                                 count += len(images)
-                rate = count / (time.perf_counter() - start)
-                key = f"{reader}@{size}"
-                best[key] = max(best.get(key, 0.0), rate)
+                if trial:
+                    rate = count / (time.perf_counter() - start)
+                    key = f"{reader}@{size}"
+                    best[key] = max(best.get(key, 0.0), rate)
     print(json.dumps(best))
 
 
