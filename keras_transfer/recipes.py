@@ -8,6 +8,8 @@ from keras_transfer.adaptive import HOLDOUT, adaptive_fine_tune
 from keras_transfer.augmentation import check_augmentation
 from keras_transfer.backbone_model import blocks_of
 from keras_transfer.fixed_recipe import SCHEDULES, fixed_fine_tune
+from keras_transfer.image_stream import ImageStream
+from keras_transfer.labels import check_labels
 
 __all__ = ["SCHEDULES", "fine_tune"]
 
@@ -44,20 +46,27 @@ def fine_tune(
        aside. It is the recipe's only judge. A class with one image is
        trained on, not held out (a warning names it).
     2. Augmentation: the model's own `augmentation` part when `transfer()`
-       was given one; otherwise, unless `augmentation=None`, a random
-       resized crop and a horizontal flip (`flip=False` where mirroring
-       changes the class), drawn in the input pipeline
-       (`ktr.augmentation`): the saved model has no augmentation part.
-    3. Probe: the backbone's features are extracted once (and for two
-       augmented views of each image), and a logistic
-       regression (C by cross-validation, an image's views in one fold)
-       becomes the head (LP-FT, Kumar et al. 2022).
-    4. Fine-tuning from that head: everything trains for about 1,000 steps
-       (3 to 8 epochs), Adam under one cycle, the head at 3e-4 and the
-       stem 10x lower. After each epoch the slice is scored; the best
-       epoch's weights are kept, and training stops after 3 epochs without
-       a better score, or after the first when it does not beat the probe
-       there (the probe will be kept: the time is saved).
+       was given one; otherwise, for up to 1,000 images and unless
+       `augmentation=None`, a random resized crop and a horizontal flip
+       (`flip=False` where mirroring changes the class), drawn in the
+       input pipeline (`ktr.augmentation`): the saved model has no
+       augmentation part. Beyond 1,000 images none is drawn: thousands
+       need less of it, and crops change what a satellite tile's scale
+       tells (the recipe's record says which was used).
+    3. Probe: the backbone's features are extracted once (and for up to
+       two augmented views of each image: two up to 500 images, one up to
+       1,000, none beyond, where views cost passes and lift little), and a
+       logistic regression (C by cross-validation, an image's views in one
+       fold) becomes the head (LP-FT, Kumar et al. 2022).
+    4. Fine-tuning from that head: everything trains for about 500 steps
+       (3 to 6 epochs), Adam under one cycle at the fixed recipe's rates
+       (the head at 1e-3, the stem 100x lower, 30% of the steps warming
+       up). After each epoch the slice is scored and the best epoch's
+       weights are kept. Nothing stops it before its fair run: the warm-up
+       ended, at least 100 steps and half the schedule. After that it
+       stops when its best is still under the probe's score there and its
+       last epoch did not improve (the probe will be kept: the time is
+       saved), or after 3 epochs without a better score.
     5. The fine-tuned model is kept if it beats the probe on the slice by
        more than chance: a one-sided sign test on the images the two
        disagree on, p <= 0.2. Otherwise the probe, refitted on all of
@@ -127,7 +136,8 @@ def fine_tune(
             cross-validation (default: drawn from NumPy's global generator,
             which `keras.utils.set_random_seed` seeds).
         augmentation: the adaptive recipe's augmentation: `"auto"` (the
-            model's own, or else `ktr.augmentation.photo_augmentation`),
+            model's own, or else `ktr.augmentation.photo_augmentation` for
+            up to `ktr.adaptive.AUGMENT_IMAGES` images),
             `None` (none), or Keras layers, drawn in the input pipeline.
         flip: whether the default augmentation flips horizontally.
         bn: BatchNorm policy of the unfrozen phase (None: the model's own).
@@ -165,6 +175,9 @@ def fine_tune(
             f"Received: a list of {len(train)} items; pass tuple(train)"
         )
     check_augmentation(augmentation, flip)
+    compile_args = _compile_args(model)
+    _check_loss(compile_args.get("loss"), int(model.outputs[0].shape[-1]))
+    _check_validation_labels(validation_data, max(int(model.outputs[0].shape[-1]), 2))
     if adaptive:
         given = [name for name, value in fixed.items() if value is not None]
         given += ["steps_per_epoch"] if steps_per_epoch is not None else []
@@ -182,7 +195,7 @@ def fine_tune(
             model,
             train,
             validation_data,
-            compile_args=_compile_args(model),
+            compile_args=compile_args,
             batch_size=batch_size,
             holdout=holdout,
             seed=seed,
@@ -212,7 +225,7 @@ def fine_tune(
         steps_per_epoch=steps_per_epoch,
         steps_per_execution=steps_per_execution,
         verbose=verbose,
-        compile_args=_compile_args(model),
+        compile_args=compile_args,
         **fit_kwargs,
     )
 
@@ -230,3 +243,41 @@ def _compile_args(model):
         ),
         "metrics": ["accuracy"],
     }
+
+
+def _check_loss(loss, outputs):
+    """Both recipes train on class indices: a compiled Keras loss that takes
+    one-hot rows or values (`"mse"`, `"categorical_crossentropy"`) would
+    fail inside the compiled step, so it is refused before training. A
+    loss of the user's own is trusted."""
+    function = loss
+    if isinstance(loss, str):
+        try:
+            function = keras.losses.get(loss)
+        except ValueError:
+            return
+    function = getattr(function, "fn", function)  # a Keras Loss wraps its function
+    takes_indices = [keras.losses.sparse_categorical_crossentropy]
+    if outputs == 1:
+        takes_indices += [keras.losses.binary_crossentropy, keras.losses.binary_focal_crossentropy]
+    if function in takes_indices or not getattr(function, "__module__", "").startswith("keras."):
+        return
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    raise ValueError(
+        "`model` is compiled with a loss that does not take class indices, and fine_tune "
+        "trains on class indices (labels 0 to num_classes - 1). Compile it with "
+        "keras.losses.SparseCategoricalCrossentropy (from_logits=True for transfer()'s "
+        f"logits), or leave it uncompiled. Received: loss={name!r}"
+    )
+
+
+def _check_validation_labels(validation_data, num_classes):
+    """A validation label outside the model's classes fails inside `fit`'s
+    compiled step, after the first epoch's training: it is refused first."""
+    if isinstance(validation_data, ImageStream):
+        labels = validation_data.labels[validation_data.rows]
+    elif isinstance(validation_data, tuple) and len(validation_data) >= 2:
+        labels = validation_data[1]
+    else:
+        return
+    check_labels(labels, num_classes, argument="validation_data")

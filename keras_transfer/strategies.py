@@ -43,9 +43,9 @@ class Strategy:
             size: what the command line passes to it.
         adaptive: the recipe chooses its own epochs and rates.
         reads: how the recipe reads the training images: `"each epoch"`
-            (worth keeping decoded in memory when they fit), or `"once"`
-            (features extracted once; the adaptive recipe's fine-tuning
-            phase, which often stops after one epoch, decodes them again).
+            (worth keeping decoded in memory when they fit: the adaptive
+            recipe's probe reads them, then each fine-tuning epoch), or
+            `"once"` (features extracted once).
     """
 
     name: str
@@ -75,7 +75,6 @@ STRATEGIES = {
             recipe="keras_transfer.recipes.fine_tune",
             options=("seed", "flip"),
             adaptive=True,
-            reads="once",
         ),
         Strategy(
             name="feature_extraction",

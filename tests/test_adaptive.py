@@ -88,7 +88,7 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
     monkeypatch.setattr(adaptive, "fit_probe", biased_probe)
     monkeypatch.setattr(adaptive, "PEAK_LR", 0.1)  # enough for the 12 steps of this test
     # Every epoch may run: keep-best is under test, not the early stop.
-    monkeypatch.setattr(adaptive, "PROBE_PATIENCE", adaptive.MAX_EPOCHS)
+    monkeypatch.setattr(adaptive, "FAIR_STEPS", 10**6)
     model = _model()
     snapshots = _Snapshots()
     history = ktr.fine_tune(model, (X, Y), seed=0, batch_size=8, callbacks=[snapshots], verbose=0)
@@ -101,6 +101,26 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
         np.testing.assert_array_equal(kept, best)
 
 
+def test_fine_tuning_is_judged_only_after_its_fair_run(monkeypatch):
+    # Fine-tuning that cannot move (a rate of 1e-12) never beats the probe.
+    # 8 epochs of 4 steps: the warm-up ends at step 10 and 3/4 of the
+    # schedule is 24 steps, so the probe may stop it after epoch 6, not
+    # before; a floor of 28 steps holds it to epoch 7.
+    monkeypatch.setattr(adaptive, "MAX_EPOCHS", 8)
+    monkeypatch.setattr(adaptive, "PEAK_LR", 1e-12)
+    for floor, epochs in ((1, 6), (28, 7)):
+        monkeypatch.setattr(adaptive, "FAIR_STEPS", floor)
+        history = ktr.fine_tune(_model(), (X, Y), seed=0, batch_size=8, verbose=0)
+        decision = history.decision
+        assert decision["fine_tune_steps_per_epoch"] == 4
+        assert decision["fine_tune_fair_steps"] == max(24, floor)
+        assert decision["fine_tune_epochs"] == epochs < decision["fine_tune_planned_epochs"]
+        assert epochs * 4 > adaptive.WARMUP * 32  # past the warm-up
+        assert decision["fine_tune_stopped"].startswith(f"stopped after epoch {epochs}: ")
+        assert f"past its fair run of {max(24, floor)}" in decision["fine_tune_stopped"]
+        assert decision["kept"] == "probe"
+
+
 @runs_once_in("torch")  # the decision logic; the backends' runs are checked above
 def test_the_probe_is_kept_when_fine_tuning_does_not_beat_it(monkeypatch, tmp_path):
     # At a rate of 1e-12 fine-tuning cannot move: it ties the probe, and a
@@ -111,9 +131,9 @@ def test_the_probe_is_kept_when_fine_tuning_does_not_beat_it(monkeypatch, tmp_pa
     before = [np.array(w) for w in backbone.get_weights()]
     history = ktr.fine_tune(model, (X, Y), seed=0, verbose=0)
     assert history.decision["kept"] == "probe", history.decision
-    # A first epoch that does not beat the probe ends fine-tuning: no time
-    # is spent on a model that will not be kept.
-    assert history.decision["fine_tune_epochs"] == 1 < history.decision["fine_tune_planned_epochs"]
+    # Three epochs of one step are shorter than the fair run: all run.
+    assert history.decision["fine_tune_epochs"] == 3 == history.decision["fine_tune_planned_epochs"]
+    assert history.decision["fine_tune_stopped"] == "ran its 3 planned epochs"
     for a, b in zip(backbone.get_weights(), before):
         np.testing.assert_array_equal(a, b)
     assert not backbone.trainable_weights
@@ -183,9 +203,43 @@ def test_the_default_augmentation_is_recorded_and_can_be_switched_off():
     assert "augmentation" not in [layer.name for layer in model.layers]  # in the pipeline
     off = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0, augmentation=None)
     assert off.decision["augmentation"] is None and off.decision["augmented_views"] == 0
+    assert off.decision["augmented_views_why"] == "no augmentation: no views"
     own = ktr.fine_tune(_model(flip=True), (X, Y), seed=3, verbose=0, flip=False)
     assert own.decision["augmentation"] == "the model's own augmentation part"
     with pytest.raises(TypeError, match="Received: augmentation='crop'"):
         ktr.fine_tune(_model(), (X, Y), augmentation="crop")
     with pytest.raises(ValueError, match="the fixed recipe trains with the model's own"):
         ktr.fine_tune(_model(), (X, Y), epochs=1, flip=False)
+
+
+def test_the_probes_views_follow_the_datas_size(monkeypatch):
+    assert [adaptive.probe_views(n) for n in (1, 500, 501, 1000, 1001, 3000)] == [2, 2, 1, 1, 0, 0]
+    # 40 images with room for one view each: the second view's pass is skipped.
+    monkeypatch.setattr(adaptive, "VIEW_IMAGES", 40)
+    decision = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0).decision
+    assert decision["augmented_views"] == 1
+    assert "40 // 40 images = 1 (the views' passes skipped" in decision["augmented_views_why"]
+
+
+def test_labels_and_losses_that_would_fail_inside_the_graph_are_refused_first():
+    bad = (X[:4], np.array([0, 1, 2, 0]))  # label 2 on a 2-class model
+    for adaptive_recipe in (True, False):
+        with pytest.raises(
+            ValueError, match=r"`validation_data` must be class indices in \[0, 2\)"
+        ):
+            ktr.fine_tune(_model(), (X, Y), bad, adaptive=adaptive_recipe, verbose=0)
+    model = _model()
+    model.compile("adam", loss="mse")
+    with pytest.raises(ValueError, match="does not take class indices.*Received: loss='mse'"):
+        ktr.fine_tune(model, (X, Y), verbose=0)
+    model.compile("adam", loss=keras.losses.CategoricalCrossentropy())
+    with pytest.raises(ValueError, match="Received: loss='CategoricalCrossentropy'"):
+        ktr.fine_tune(model, (X, Y), epochs=1, verbose=0)
+
+
+@runs_once_in("torch")  # the rule; the pipeline's runs are checked above
+def test_the_default_augmentation_stops_past_augment_images(monkeypatch):
+    monkeypatch.setattr(adaptive, "AUGMENT_IMAGES", 39)
+    decision = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0).decision
+    assert decision["augmentation"] is None and decision["augmented_views"] == 0
+    assert "no augmentation on 40 images (more than 39" in decision["augmented_views_why"]

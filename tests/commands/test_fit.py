@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_transfer import adaptive, cli
+from keras_transfer import adaptive, cli, recipes
 from tests.command_line import COLORS, FIT, FIXED, _bad, _folder
 from tests.conftest import runs_once_in
 
@@ -73,8 +73,17 @@ def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases):
 
 def test_fit_runs_the_adaptive_recipe_by_default(photos, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(adaptive, "MAX_EPOCHS", 3)  # the record, not the accuracy, is tested
+    # The probe and each fine-tuning epoch read the images: fit keeps them decoded.
+    kept_decoded, run_recipe = [], recipes.adaptive_fine_tune
+
+    def recipe(model, train, *args, **kwargs):
+        kept_decoded.append(train.cached)
+        return run_recipe(model, train, *args, **kwargs)
+
+    monkeypatch.setattr(recipes, "adaptive_fine_tune", recipe)
     out = tmp_path / "auto"
     assert cli.main(["fit", str(photos), *FIT, "--out", str(out), "--quiet"]) == 0
+    assert kept_decoded == [True]
     metrics = json.loads((out / "metrics.json").read_text())
     recipe = metrics["recipe"]
     assert recipe["kept"] in ("probe", "fine_tuned") and recipe["reason"]
