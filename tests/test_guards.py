@@ -159,7 +159,9 @@ def test_keep_best_never_keeps_an_epoch_with_non_finite_weights():
     from keras_transfer import adaptive
 
     model = _model()
-    keep = adaptive._KeepBest(X[:4], Y[:4], 4, probe_right=np.zeros(4, bool))
+    keep = adaptive._KeepBest(
+        X[:4], Y[:4], 4, probe_right=np.zeros(4, bool), steps_per_epoch=1, fair=1, planned=1
+    )
     keep.set_model(model)
     weights = model.get_weights()
     broken = [np.full_like(w, np.nan) if w.dtype.kind == "f" else w for w in weights]
