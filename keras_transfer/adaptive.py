@@ -32,6 +32,7 @@ from keras_transfer.augmentation import (
 )
 from keras_transfer.backbone_model import is_transformer
 from keras_transfer.classifier_head import find_head, linear_classifier, set_linear_head
+from keras_transfer.holdout_judge import KeepBest, sign_test
 from keras_transfer.image_stream import ImageStream
 from keras_transfer.labels import check_labels
 from keras_transfer.linear_probe import CV_IMAGES, PROBE_CS, fit_probe, predict_probe
@@ -48,7 +49,6 @@ __all__ = [
     "LR_MULT",
     "MAX_EPOCHS",
     "MIN_EPOCHS",
-    "PATIENCE",
     "PEAK_LR",
     "PROBE_CS",
     "TARGET_STEPS",
@@ -73,11 +73,12 @@ PEAK_LR, LR_MULT, WARMUP = 1e-3, 100.0, 0.3
 # the peak rate, at least FAIR_STEPS steps, and FAIR_SHARE of the planned
 # ones. Then fine-tuning stops at an epoch no better than the one before,
 # when its best is still under the probe's score on the slice, or when
-# PATIENCE epochs brought no better one. Its gains come as the rate falls:
-# on eurosat10 the slice read 0.867, 0.742, 0.787, 0.838, then 0.917 in
-# epoch 5 of 8 (the probe: 0.912); a stop after the first epoch, in
-# mid-warm-up, had kept the probe there, 3 points under the fixed recipe.
-PATIENCE, FAIR_STEPS, FAIR_SHARE = 3, 100, 0.75
+# `holdout_judge.PATIENCE` epochs brought no better one. Its gains come
+# as the rate falls: on eurosat10 the slice read 0.867, 0.742, 0.787,
+# 0.838, then 0.917 in epoch 5 of 8 (the probe: 0.912); a stop after the
+# first epoch, in mid-warm-up, had kept the probe there, 3 points under
+# the fixed recipe.
+FAIR_STEPS, FAIR_SHARE = 100, 0.75
 # Fine-tuning is kept when it beats the probe on the slice by more than a
 # coin would: a one-sided sign test on the images the two disagree on, at
 # KEEP_P. Its best epoch is picked on the same slice, so a one-image edge
@@ -202,9 +203,7 @@ def adaptive_fine_tune(
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
     fair = fair_steps(epochs * steps)
-    keep = _KeepBest(
-        _rows(x, held_rows), y[held_rows], batch_size, probe_right, steps, fair, epochs
-    )
+    keep = KeepBest(_rows(x, held_rows), y[held_rows], batch_size, probe_right, steps, fair, epochs)
     stop = guards.StopOnNonFiniteLoss()
     if isinstance(x, ImageStream):
         part = x.subset(fit_rows, shuffle=True, seed=seed)
@@ -233,7 +232,7 @@ def adaptive_fine_tune(
         tuned_right = np.zeros_like(probe_right) if keep.best_right is None else keep.best_right
         gained = int(np.sum(tuned_right & ~probe_right))
         lost = int(np.sum(~tuned_right & probe_right))
-        test = {"gained": gained, "lost": lost, "p_value": _sign_test(gained, lost)}
+        test = {"gained": gained, "lost": lost, "p_value": sign_test(gained, lost)}
         best_epoch = 0 if keep.best_epoch is None else keep.best_epoch
         scores = (
             f"fine-tuning's best {keep.best_score:.4f} (epoch {best_epoch + 1}) against "
@@ -374,10 +373,6 @@ def _arrays(train):
     return np.concatenate(images), np.concatenate(labels)
 
 
-def _finite(weights):
-    return all(np.all(np.isfinite(w)) for w in weights if np.asarray(w).dtype.kind == "f")
-
-
 def _split(y, fraction, rng):
     """Stratified `(fit rows, held-out rows, warning or "")`: `fraction` of
     each class, at least one, held out. A class with one image has none to
@@ -474,88 +469,6 @@ def _features(model, x, batch_size, pipeline):
                 view_of(x[i : i + batch_size])
             )
     return table, np.ones(len(x), bool)
-
-
-def _logits(model, x, batch_size):
-    """`(outputs, read)`: the model's outputs for an array, or for a
-    stream's files in their order, and which rows were read (a file that
-    fails to decode is not)."""
-    if not isinstance(x, ImageStream):
-        logits = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-        return logits, np.ones(len(logits), bool)
-    position = {row: i for i, row in enumerate(x.rows)}
-    logits = np.zeros((len(position), int(model.outputs[0].shape[-1])), "float32")
-    read = np.zeros(len(position), bool)
-    for images, _, rows in x.iter_batches():
-        where = [position[row] for row in rows]
-        # One compiled call a batch: `predict` sets itself up again each call
-        # (3.2 s for 49 held-out photos on TensorFlow, 2 cores shared).
-        logits[where] = model.predict_on_batch(images)
-        read[where] = True
-    return logits, read
-
-
-def _sign_test(gained, lost):
-    """One-sided sign test: the chance of `gained` or more of the
-    `gained + lost` disagreements going one way by coin flips."""
-    n = gained + lost
-    return sum(math.comb(n, k) for k in range(gained, n + 1)) / 2**n if n else 1.0
-
-
-class _KeepBest(keras.callbacks.Callback):
-    """Scores the held-out slice after each epoch and keeps the best weights.
-    Once `fair` steps have run, and not before, it stops fine-tuning at an
-    epoch no better than the one before when its best is still under the
-    probe's score, or when `PATIENCE` epochs have brought no better score;
-    `stopped` says why, or stays `None` when the `planned` epochs all ran.
-    A rising score is never stopped: after the peak rate the held-out score
-    often dips, then recovers as the rate falls (eurosat10: 0.867, 0.742,
-    0.787, 0.838 in the first 4 of 8 epochs, then 0.917)."""
-
-    def __init__(self, x, y, batch_size, probe_right, steps_per_epoch, fair, planned):
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.probe_score = float(np.mean(probe_right)) if len(probe_right) else 0.0
-        self.steps_per_epoch, self.fair, self.planned = steps_per_epoch, fair, planned
-        self.scores, self.best_score, self.best_epoch = [], -1.0, None
-        self.best_weights = self.best_right = self.stopped = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        logits, read = _logits(self.model, self.x, self.batch_size)
-        # A held-out file that no longer decodes counts as a mistake.
-        right = (logits.argmax(-1) == self.y) & read
-        logits = logits[read]
-        # An epoch whose weights (or outputs) are not numbers is never the best.
-        finite = np.all(np.isfinite(logits)) and _finite(self.model.get_weights())
-        score = float(np.mean(right)) if finite else 0.0
-        self.scores.append(score)
-        if logs is not None:
-            logs["holdout_accuracy"] = score
-        if finite and score > self.best_score:
-            self.best_score, self.best_epoch, self.best_right = score, epoch, right
-            self.best_weights = [np.array(w) for w in self.model.get_weights()]
-        done = (epoch + 1) * self.steps_per_epoch
-        if done < self.fair:
-            return  # no verdict before the fair run
-        if len(self.scores) > 1 and self.scores[-1] > self.scores[-2]:
-            return  # still rising: the rate is falling, and scores recover as it falls
-        if self.best_score <= self.probe_score:
-            self.stop(
-                f"{done} steps run, past its fair run of {self.fair} (the warm-up ended), "
-                f"its best {max(self.best_score, 0):.4f} was not above the probe's "
-                f"{self.probe_score:.4f} on the held-out slice and its last epoch did not "
-                "improve on the one before"
-            )
-        elif epoch - self.best_epoch >= PATIENCE:
-            self.stop(
-                f"no better score on the held-out slice for {PATIENCE} epochs, nor a rise "
-                "in the last"
-            )
-
-    def stop(self, why):
-        if len(self.scores) < self.planned and not self.model.stop_training:
-            self.stopped = f"stopped after epoch {len(self.scores)}: {why}"
-        self.model.stop_training = True
 
 
 def fair_steps(total_steps):

@@ -186,14 +186,6 @@ def test_with_no_class_to_hold_out_from_the_probe_is_kept():
     assert decision["fine_tune_epochs"] == 0 and "keeps the probe" in decision["reason"]
 
 
-@runs_once_in("torch")
-def test_the_sign_test_counts_disagreements_only():
-    assert adaptive._sign_test(4, 0) == pytest.approx(1 / 16)  # four coin flips, all heads
-    assert adaptive._sign_test(1, 0) == 0.5  # one image is a coin flip
-    assert adaptive._sign_test(0, 0) == 1.0
-    assert adaptive._sign_test(5, 1) == pytest.approx(7 / 64)
-
-
 def test_the_default_augmentation_is_recorded_and_can_be_switched_off():
     model = _model()
     history = ktr.fine_tune(model, (X, Y), seed=3, verbose=0)

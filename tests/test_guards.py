@@ -155,21 +155,6 @@ def test_a_nan_pixel_is_refused_with_its_count_and_first_index():
         np.testing.assert_array_equal(old, new)
 
 
-def test_keep_best_never_keeps_an_epoch_with_non_finite_weights():
-    from keras_transfer import adaptive
-
-    model = _model()
-    keep = adaptive._KeepBest(
-        X[:4], Y[:4], 4, probe_right=np.zeros(4, bool), steps_per_epoch=1, fair=1, planned=1
-    )
-    keep.set_model(model)
-    weights = model.get_weights()
-    broken = [np.full_like(w, np.nan) if w.dtype.kind == "f" else w for w in weights]
-    model.set_weights(broken)
-    keep.on_epoch_end(0)
-    assert keep.best_weights is None and keep.scores == [0.0]
-
-
 # --- 4. The folder key ------------------------------------------------------------------
 
 
