@@ -101,24 +101,28 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
         np.testing.assert_array_equal(kept, best)
 
 
-def test_fine_tuning_is_judged_only_after_its_fair_run(monkeypatch):
+@pytest.mark.parametrize(
+    "floor, epochs",
+    [pytest.param(1, 6, marks=runs_once_in("torch")), (28, 7)],
+    ids=["share", "floor"],
+)
+def test_fine_tuning_is_judged_only_after_its_fair_run(monkeypatch, floor, epochs):
     # Fine-tuning that cannot move (a rate of 1e-12) never beats the probe.
     # 8 epochs of 4 steps: the warm-up ends at step 10 and 3/4 of the
     # schedule is 24 steps, so the probe may stop it after epoch 6, not
     # before; a floor of 28 steps holds it to epoch 7.
     monkeypatch.setattr(adaptive, "MAX_EPOCHS", 8)
     monkeypatch.setattr(adaptive, "PEAK_LR", 1e-12)
-    for floor, epochs in ((1, 6), (28, 7)):
-        monkeypatch.setattr(adaptive, "FAIR_STEPS", floor)
-        history = ktr.fine_tune(_model(), (X, Y), seed=0, batch_size=8, verbose=0)
-        decision = history.decision
-        assert decision["fine_tune_steps_per_epoch"] == 4
-        assert decision["fine_tune_fair_steps"] == max(24, floor)
-        assert decision["fine_tune_epochs"] == epochs < decision["fine_tune_planned_epochs"]
-        assert epochs * 4 > adaptive.WARMUP * 32  # past the warm-up
-        assert decision["fine_tune_stopped"].startswith(f"stopped after epoch {epochs}: ")
-        assert f"past its fair run of {max(24, floor)}" in decision["fine_tune_stopped"]
-        assert decision["kept"] == "probe"
+    monkeypatch.setattr(adaptive, "FAIR_STEPS", floor)
+    history = ktr.fine_tune(_model(), (X, Y), seed=0, batch_size=8, verbose=0)
+    decision = history.decision
+    assert decision["fine_tune_steps_per_epoch"] == 4
+    assert decision["fine_tune_fair_steps"] == max(24, floor)
+    assert decision["fine_tune_epochs"] == epochs < decision["fine_tune_planned_epochs"]
+    assert epochs * 4 > adaptive.WARMUP * 32  # past the warm-up
+    assert decision["fine_tune_stopped"].startswith(f"stopped after epoch {epochs}: ")
+    assert f"past its fair run of {max(24, floor)}" in decision["fine_tune_stopped"]
+    assert decision["kept"] == "probe"
 
 
 @runs_once_in("torch")  # the decision logic; the backends' runs are checked above
