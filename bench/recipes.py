@@ -89,6 +89,7 @@ class Setting:
         self.size = (size, size)
         self.alpha, self.weights = BACKBONES[self.backbone]
         self.class_names = sorted(p.name for p in (self.folder / "train").iterdir() if p.is_dir())
+        self.val_images = len(ktr.image_folder.scan(self.folder / "val", self.class_names)[1])
 
     def streams(self, seed):
         options = dict(class_names=self.class_names, batch_size=BATCH)
@@ -206,7 +207,7 @@ def main():
                 "final": float(final),
                 "wall": time.perf_counter() - start,
                 "val_curve": [round(float(a), 4) for a in curve],
-                "val_images": len(setting.streams(seed)[1].paths),
+                "val_images": setting.val_images,
             }
             if decision:
                 run["decision"] = decision
