@@ -12,6 +12,7 @@ install: $(STAMP)
 
 # Reinstalls only when pyproject.toml changes. torch==2.13.0 is pinned first:
 # it is a CPU build on disk, where a bare `torch` pulls gigabytes of CUDA.
+# The package's own dependencies (`-e .`) bring simplejpeg, the JPEG decoder.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -52,6 +52,7 @@ _SUBMODULES = (
     "guards",
     "heads",
     "hub",
+    "image_decoding",
     "image_folder",
     "image_stream",
     "inspection",

@@ -24,7 +24,8 @@ from keras_transfer import report
 from keras_transfer._options import EXPORT_BACKENDS as BACKENDS
 from keras_transfer._options import EXPORT_FORMATS as FORMATS
 from keras_transfer._options import QUANTIZATIONS
-from keras_transfer.image_folder import image_files, read_image, scan
+from keras_transfer.image_decoding import read_image
+from keras_transfer.image_folder import image_files, scan
 
 __all__ = [
     "BACKENDS",

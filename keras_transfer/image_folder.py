@@ -8,6 +8,8 @@ import pathlib
 import keras
 import numpy as np
 
+from keras_transfer.image_decoding import MAX_IMAGE_PIXELS, read_image
+
 __all__ = [
     "ImageFolder",
     "MAX_IMAGE_PIXELS",
@@ -80,7 +82,7 @@ class ImageFolder:
         files = list(zip(paths, labels))
         bar = keras.utils.Progbar(len(files), unit_name="image") if progress else None
         images, labels, paths, skipped = [], [], [], []
-        # Threads decode in parallel: PIL releases the GIL while it decodes.
+        # Threads decode in parallel: libjpeg-turbo and PIL release the GIL.
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             futures = [pool.submit(read_image, path, image_size) for path, _ in files]
             for i, ((path, label), future) in enumerate(zip(files, futures)):
@@ -146,10 +148,6 @@ SPLITS = ("train", "val", "validation", "test")
 # Larger images take gigabytes each to decode and resize; no backbone in the
 # registry takes more than 600 px.
 MAX_IMAGE_SIZE = 4096
-# Larger files are refused before decoding: 50 megapixels is a 150 MB RGB
-# array, above any phone's 48-megapixel photo and below PIL's own 89-million
-# warning.
-MAX_IMAGE_PIXELS = 50_000_000
 
 
 def split_mask(labels, fraction, seed=0):
@@ -267,40 +265,3 @@ def check_image_size(size, argument="image_size"):
             f"Received: {argument}={size!r}"
         )
     return tuple(int(v) for v in size)
-
-
-def read_image(path, size, reduced_decoding=False):
-    """One file as a `uint8` RGB array of `size` `(height, width)`.
-
-    The EXIF orientation is applied (a phone photo taken upright reads
-    upright), and 16-bit images are scaled to 8 bits, not clipped. With
-    `reduced_decoding`, a JPEG at least twice the target's larger side is
-    decoded at 1/2, 1/4 or 1/8 of its size (PIL's `draft`, in the DCT),
-    still at least that side, then resized exactly as without.
-    """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as image:  # reads the header only
-        if reduced_decoding:
-            # A square request: the EXIF rotation, applied after, swaps the sides.
-            side = max(size)
-            image.draft(image.mode, (side, side))  # a no-op for formats other than JPEG
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            # A small file can decode to gigabytes (a 140 kB PNG of 12,000 x
-            # 12,000 pixels took 814 MB).
-            raise ValueError(
-                f"{path.name} is {image.width} x {image.height} pixels, above the limit of "
-                f"{MAX_IMAGE_PIXELS:,} pixels (image_folder.MAX_IMAGE_PIXELS): not decoded. "
-                f"Resize it first."
-            )
-        # In place, and no conversion of an RGB image: the two copies took
-        # 0.6 ms of a 500 x 375 photo's 3.4 ms on one core.
-        ImageOps.exif_transpose(image, in_place=True)
-        if image.mode.startswith("I"):  # 16-bit PNG or TIFF ("I;16", or "I" holding 16 bits)
-            array = np.asarray(image, dtype="float64")
-            if image.mode.startswith("I;16") or array.max() > 255:
-                array = array / 257.0
-            image = Image.fromarray(np.clip(np.round(array), 0, 255).astype("uint8"), "L")
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        return np.asarray(image.resize(tuple(size)[::-1], Image.BILINEAR))

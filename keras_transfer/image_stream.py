@@ -2,11 +2,11 @@
 bounded memory, shuffled each epoch with a seed.
 
 Built on Keras's own `PyDataset`, which `fit`, `evaluate` and `predict` take
-on every backend and which prefetches batches from a pool of threads: PIL
-releases the GIL while it decodes, so the threads keep every core busy, and
+on every backend and which prefetches batches from a pool of threads:
+libjpeg-turbo and PIL release the GIL, so the threads keep every core busy, and
 no TensorFlow is needed (its JPEG decoder ignores EXIF orientation and reads
 a GIF as four dimensions). The files are listed by `image_folder.scan`, and
-each one is decoded by `image_folder.read_image`, so the labels and the
+each one is decoded by `image_decoding.read_image`, so the labels and the
 pixels are those of `ImageFolder` everywhere.
 """
 
@@ -22,7 +22,8 @@ import keras
 import numpy as np
 
 from keras_transfer import guards
-from keras_transfer.image_folder import check_image_size, read_image, scan
+from keras_transfer.image_decoding import read_image
+from keras_transfer.image_folder import check_image_size, scan
 
 __all__ = ["CACHE_MODES", "ImageStream", "worker_shard"]
 
@@ -67,10 +68,11 @@ class ImageStream(keras.utils.PyDataset):
             from disk otherwise; `"memory"` requires it (an error, before
             anything is decoded, when they do not fit); `None` never keeps
             them.
-        reduced_decoding: decode a JPEG at 1/2, 1/4 or 1/8 of its size (in
-            the DCT, PIL's `draft`) when it is at least twice the target's
-            side, then resize exactly: faster, and the pixels differ from a
-            full decode by about what another resampling filter gives.
+        reduced_decoding: decode a JPEG at the smallest M/8 of its size
+            not below the target's side (libjpeg-turbo's scaled IDCT,
+            `ktr.image_decoding.read_image`), then resize: faster, and the
+            pixels differ from PIL's full decode by about 2 levels of 255,
+            about as Keras's own loader's do. `False`: PIL's full decode.
         shard: `(index, count)`: only every `count`-th file from `index`,
             for one worker of several; `"auto"` (the default) takes this
             worker's part under TensorFlow's `MultiWorkerMirroredStrategy`

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import keras_transfer as kt
-from keras_transfer import cli, guards, image_folder
+from keras_transfer import cli, guards, image_decoding, image_folder
 from keras_transfer.features import store
 from tests.conftest import BACKEND, pixels, runs_once_in, tiny_backbone
 
@@ -242,7 +242,7 @@ def test_a_class_folder_linked_to_another_is_refused(tmp_path):
 
 @ONCE
 def test_an_image_above_the_pixel_limit_is_not_decoded(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_folder, "MAX_IMAGE_PIXELS", 100 * 100)
+    monkeypatch.setattr(image_decoding, "MAX_IMAGE_PIXELS", 100 * 100)
     Image.new("RGB", (120, 100)).save(tmp_path / "big.png")
     with pytest.raises(ValueError, match="120 x 100 pixels, above the limit of 10,000"):
         image_folder.read_image(tmp_path / "big.png", (16, 16))

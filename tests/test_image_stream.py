@@ -7,11 +7,10 @@ import json
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 import keras_transfer as ktr
 from keras_transfer import adaptive, guards
-from keras_transfer.image_folder import ImageFolder, read_image
+from keras_transfer.image_folder import ImageFolder
 from tests.command_line import COLORS, _folder
 from tests.conftest import runs_once_in, tiny_backbone
 
@@ -124,19 +123,6 @@ def test_the_cache_keeps_decoded_images_and_streams_when_they_do_not_fit(folder,
 
 
 @runs_once_in("torch")
-def test_reduced_decoding_of_a_large_jpeg_stays_close_to_a_full_decode(tmp_path):
-    # A smooth photo-like gradient with noise, 4x the target's side.
-    rows, cols = np.mgrid[0:256, 0:320]
-    noise = np.random.default_rng(0).normal(0, 8, (256, 320, 3))
-    pixels = np.stack([rows, cols * 0.8, (rows + cols) * 0.4], -1) + noise
-    path = tmp_path / "photo.jpg"
-    Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(path, quality=90)
-    full = read_image(path, (64, 64)).astype(float)
-    reduced = read_image(path, (64, 64), reduced_decoding=True).astype(float)
-    assert reduced.shape == full.shape == (64, 64, 3)
-    assert 0 < np.abs(reduced - full).mean() < 3  # another resampling, not another image
-
-
 def test_a_stream_fine_tunes_predicts_and_skips_a_file_broken_after_the_scan(folder):
     stream = ktr.ImageStream(folder, (32, 32), batch_size=4, shuffle=True, seed=0, cache=None)
     model = ktr.transfer(tiny_backbone(top=False), 3, weights=None, input_shape=(32, 32, 3))

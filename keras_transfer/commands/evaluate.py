@@ -18,7 +18,8 @@ from keras_transfer.commands._shared import (
     predict_stream,
     warn_skipped,
 )
-from keras_transfer.image_folder import read_image, split_folders
+from keras_transfer.image_decoding import read_image
+from keras_transfer.image_folder import split_folders
 from keras_transfer.image_stream import ImageStream
 from keras_transfer.inspection import TopLosses, grad_cam, most_confused, write_html_report
 

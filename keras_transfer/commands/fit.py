@@ -19,6 +19,7 @@ from keras_transfer.commands._shared import (
     warn_skipped,
 )
 from keras_transfer.factory import transfer
+from keras_transfer.image_decoding import decoder
 from keras_transfer.image_folder import train_val_files
 from keras_transfer.image_stream import ImageStream
 
@@ -182,6 +183,8 @@ def _run_config(args, class_names):
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         "keras_transfer": __version__,
+        # The pixels it trained on: a deployment that decodes otherwise sees others.
+        "decoding": decoder(),
     }
 
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_transfer import guards
+from keras_transfer.image_decoding import decoder
 from keras_transfer.image_folder import scan
 from keras_transfer.image_stream import ImageStream
 from keras_transfer.labels import check_labels
@@ -125,8 +126,8 @@ class DataSource:
                 "kind": "directory",
                 "count": len(self.paths),
                 "sha256": digest.hexdigest()[:16],
-                # Its pixels: ImageStream's reduced-scale JPEG decoding.
-                "decoding": "reduced",
+                # Its pixels: another decoder (or version) gives others.
+                "decoding": decoder(),
             }
         if self.images is not None:
             rows = RowDigest()

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_transfer import adaptive, cli, recipes
+from keras_transfer import adaptive, cli, image_decoding, recipes
 from tests.command_line import COLORS, FIT, FIXED, _bad, _folder
 from tests.conftest import runs_once_in
 
@@ -39,6 +39,7 @@ def test_fit_writes_the_whole_run(run):
     assert config["class_names"] == sorted(COLORS)
     assert config["settings"]["backbone"] == "vgg16" and config["settings"]["epochs"] == 12
     assert config["command"][:2] == ["keras-transfer", "fit"] and "--lr" in config["command"]
+    assert config["decoding"] == image_decoding.decoder()  # the pixels it was trained on
     assert "val accuracy" in result.stdout and "images/s" in result.stdout
 
 
