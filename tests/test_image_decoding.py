@@ -82,6 +82,32 @@ def test_the_exif_orientation_is_applied_on_the_fast_path(tmp_path, decoded_by_l
     assert difference < 3
 
 
+def test_an_exif_segment_after_another_app1_is_found(tmp_path, decoded_by_libjpeg_turbo):
+    pixels = np.zeros((100, 200, 3), "uint8")
+    pixels[:, :100] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    # An XMP packet, also APP1, ahead of the EXIF one, as some editors write.
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"
+    segment = b"\xff\xe1" + (len(xmp) + 2).to_bytes(2, "big") + xmp
+    data = (tmp_path / "phone.jpg").read_bytes()
+    (tmp_path / "phone.jpg").write_bytes(data[:2] + segment + data[2:])
+    image = read_image(tmp_path / "phone.jpg", (40, 20))
+    assert decoded_by_libjpeg_turbo == [True]
+    assert image[:18, :, 0].mean() > 200 and image[22:, :, 0].mean() < 50  # red on top
+
+
+def test_a_jpeg_above_the_pixel_limit_is_refused_before_decoding(
+    tmp_path, monkeypatch, decoded_by_libjpeg_turbo
+):
+    monkeypatch.setattr(image_decoding, "MAX_IMAGE_PIXELS", 100 * 100)
+    path = _photo(tmp_path / "big.jpg", size=(120, 100))
+    with pytest.raises(ValueError, match="120 x 100 pixels, above the limit of 10,000"):
+        read_image(path, (16, 16))
+    assert decoded_by_libjpeg_turbo == []
+
+
 def test_a_cmyk_jpeg_and_a_png_go_through_pil_unchanged(tmp_path, decoded_by_libjpeg_turbo):
     for path in (_photo(tmp_path / "c.jpg", mode="CMYK"), _photo(tmp_path / "p.png")):
         with Image.open(path) as image:
