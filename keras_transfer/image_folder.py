@@ -152,7 +152,7 @@ MAX_IMAGE_SIZE = 4096
 
 def split_mask(labels, fraction, seed=0):
     """The validation rows of a stratified split: `fraction` of each class
-    (at least one), drawn with `seed`. `ImageFolder.split` and `export`'s
+    (at least one), drawn with `seed`. `train_val_files` and `export`'s
     parity check (which finds a run's validation images again) share it."""
     if not 0 < fraction < 1:
         raise ValueError(f"`val_split` must be between 0 and 1. Received: {fraction!r}")

@@ -212,3 +212,27 @@ def test_every_module_has_its_test_file():
         if not test.is_file():
             missing.append(str(test.relative_to(ROOT)))
     assert missing == []
+
+
+def _readme_layers():
+    """The layers of the README's "How the package is layered" block: each
+    line's modules, before the two spaces that start its description."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("### How the package is layered", 1)[1].split("```", 2)[1]
+    return [set(line.split("  ", 1)[0].strip().split(" | ")) for line in block.strip().splitlines()]
+
+
+@runs_once_in("jax")
+def test_the_readme_layer_block_is_the_import_contract():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (contract,) = config["tool"]["importlinter"]["contracts"]
+    assert _readme_layers() == [set(layer.split(" | ")) for layer in contract["layers"]]
+
+
+@runs_once_in("jax")
+def test_the_commands_package_names_every_sub_command():
+    from keras_transfer import cli, commands
+
+    named = {name for name in commands.__doc__.split("(", 1)[1].split(")", 1)[0].split("`")}
+    assert set(cli._COMMANDS) <= named, set(cli._COMMANDS) - named
