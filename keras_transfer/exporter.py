@@ -24,7 +24,7 @@ from keras_transfer import report
 from keras_transfer._options import EXPORT_BACKENDS as BACKENDS
 from keras_transfer._options import EXPORT_FORMATS as FORMATS
 from keras_transfer._options import QUANTIZATIONS
-from keras_transfer.image_decoding import read_image
+from keras_transfer.image_decoding import read_images
 from keras_transfer.image_folder import image_files, scan
 
 __all__ = [
@@ -273,13 +273,13 @@ def _calibration(calibration, size):
             raise FileNotFoundError(
                 f"`calibration` must be a folder of photos. Received: calibration={str(root)!r}"
             )
-        images = _read(_spread(image_files(root), CALIBRATION_IMAGES), size)
-        if not images:
+        images, _ = read_images(_spread(image_files(root), CALIBRATION_IMAGES), size)
+        if images is None:
             raise ValueError(
                 f"No file under {str(root)!r} decodes as an image. Received: "
                 f"calibration={str(root)!r}"
             )
-        return np.stack(images), str(root)
+        return images, str(root)
     images = np.asarray(calibration)
     if images.ndim != 4 or images.shape[1:3] != size or not len(images):
         raise ValueError(
@@ -307,16 +307,10 @@ def _check_images(check, size, names, calibration):
     if isinstance(check, (str, pathlib.Path)):
         _, paths, labels = scan(check, names, argument="check")
         chosen = _spread(np.arange(len(paths)))
-        images, kept = [], []
-        for i in chosen:
-            try:
-                images.append(read_image(paths[i], size))
-                kept.append(labels[i])
-            except Exception:  # noqa: BLE001 - PIL raises many types; a bad file is skipped
-                continue
-        if not images:
+        images, kept = read_images([paths[i] for i in chosen], size, np.asarray(labels)[chosen])
+        if images is None:
             raise ValueError(f"No image under {str(check)!r} decodes. Received: check={check!r}")
-        return np.stack(images), np.array(kept), str(check)
+        return images, kept, str(check)
     images, labels = check if isinstance(check, tuple) else (check, None)
     images = np.asarray(images)[:CHECK_IMAGES]
     if images.ndim != 4 or images.shape[1:3] != size:
@@ -334,16 +328,6 @@ def _spread(items, most=CHECK_IMAGES):
     if len(items) <= most:
         return list(items)
     return [items[i] for i in np.linspace(0, len(items) - 1, most).astype(int)]
-
-
-def _read(paths, size):
-    images = []
-    for path in paths:
-        try:
-            images.append(read_image(path, size))
-        except Exception:  # noqa: BLE001 - PIL raises many types; a bad file is skipped
-            continue
-    return images
 
 
 class _Runtime:

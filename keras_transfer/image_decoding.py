@@ -23,7 +23,7 @@ try:
 except ImportError:  # an optional speed-up: PIL reads every format
     simplejpeg = None
 
-__all__ = ["MAX_IMAGE_PIXELS", "decoder", "read_image"]
+__all__ = ["MAX_IMAGE_PIXELS", "decoder", "read_image", "read_images", "read_or_skip"]
 
 # Larger files are refused before decoding: 50 megapixels is a 150 MB RGB
 # array, above any phone's 48-megapixel photo and below PIL's own 89-million
@@ -100,6 +100,57 @@ def read_image(path, size, reduced_decoding=True):
             stacklevel=2,
         )
     return _pil(path, size, reduced_decoding)
+
+
+def read_or_skip(path, size, reduced_decoding=True, skipped=None):
+    """`read_image`, or `None` with a warning for a file that does not
+    decode (deleted, truncated, not an image), listed in `skipped` as
+    `"path (ErrorType)"`: every reader of a folder skips a bad file so.
+
+    Example:
+
+    >>> import pathlib, tempfile, warnings
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "notes.jpg"
+    >>> _ = path.write_text("not a photo")
+    >>> skipped = []
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     image = keras_transfer.image_decoding.read_or_skip(path, (8, 8), skipped=skipped)
+    >>> image is None, skipped[0].endswith("notes.jpg (UnidentifiedImageError)")
+    (True, True)
+    """
+    try:
+        return read_image(path, size, reduced_decoding)
+    except Exception as error:  # PIL raises many types for bad files
+        if skipped is not None:
+            skipped.append(f"{path} ({type(error).__name__})")
+        warnings.warn(
+            f"Skipped a file that could not be decoded: {path} ({type(error).__name__}: {error})",
+            stacklevel=2,
+        )
+        return None
+
+
+def read_images(paths, size, labels=None, reduced_decoding=True):
+    """`(images, labels)` of the `paths` that decode, a bad file skipped
+    with a warning (`read_or_skip`); `images` is `None` when none does.
+
+    Example:
+
+    >>> import pathlib, tempfile
+    >>> from PIL import Image
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (20, 10), "blue").save(folder / "a.png")
+    >>> images, labels = keras_transfer.image_decoding.read_images(
+    ...     [folder / "a.png"], (8, 8), labels=[3]
+    ... )
+    >>> images.shape, labels.tolist()
+    ((1, 8, 8, 3), [3])
+    """
+    images = [read_or_skip(path, size, reduced_decoding) for path in paths]
+    kept = [i for i, image in enumerate(images) if image is not None]
+    stacked = np.stack([images[i] for i in kept]) if kept else None
+    return stacked, None if labels is None else np.asarray(labels)[kept]
 
 
 def _libjpeg_turbo(data, path, size):

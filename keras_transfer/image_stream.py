@@ -16,16 +16,15 @@ import copy
 import itertools
 import json
 import os
-import warnings
 
 import keras
 import numpy as np
 
 from keras_transfer import guards
-from keras_transfer.image_decoding import read_image
+from keras_transfer.image_decoding import read_or_skip
 from keras_transfer.image_folder import check_image_size, scan
 
-__all__ = ["CACHE_MODES", "ImageStream", "worker_shard"]
+__all__ = ["CACHE_MODES", "ImageStream", "check_shard", "worker_shard"]
 
 CACHE_MODES = ("auto", "memory", None)
 
@@ -127,7 +126,7 @@ class ImageStream(keras.utils.PyDataset):
             raise ValueError(f"`data` holds no image files. Received: data={data!r}")
         shard = worker_shard() if shard == "auto" else shard
         if shard is not None:
-            index, count = _check_shard(shard)
+            index, count = check_shard(shard)
             if len(paths) < count:
                 raise ValueError(
                     f"`data` has fewer files than the {count} parts of `shard`. Received: "
@@ -251,16 +250,9 @@ class ImageStream(keras.utils.PyDataset):
             return self._cache[row]
         if row in self._failed:
             return None
-        try:
-            image = read_image(self.paths[row], self.image_size, self.reduced_decoding)
-        except Exception as error:  # PIL raises many types for bad files
+        image = read_or_skip(self.paths[row], self.image_size, self.reduced_decoding, self.skipped)
+        if image is None:
             self._failed.add(row)
-            self.skipped.append(f"{self.paths[row]} ({type(error).__name__})")
-            warnings.warn(
-                f"Skipped a file that could not be decoded: {self.paths[row]} "
-                f"({type(error).__name__}: {error})",
-                stacklevel=2,
-            )
             return None
         if self._cache is not None:
             self._cache[row] = image
@@ -320,7 +312,15 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def _check_shard(shard):
+def check_shard(shard):
+    """`shard` as `(index, count)`, or an error naming what was received:
+    the streams' and extraction's one check.
+
+    Example:
+
+    >>> keras_transfer.image_stream.check_shard((1, 4))
+    (1, 4)
+    """
     if (
         not isinstance(shard, (tuple, list))
         or len(shard) != 2
@@ -328,6 +328,7 @@ def _check_shard(shard):
         or not 0 <= shard[0] < shard[1]
     ):
         raise ValueError(
-            f"`shard` must be (index, count) with 0 <= index < count. Received: shard={shard!r}"
+            "`shard` must be a pair (index, count) of ints with 0 <= index < count. "
+            f"Received: shard={shard!r}"
         )
     return shard

@@ -165,3 +165,15 @@ def test_a_store_made_with_other_pixels_never_answers(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="differ in: data"):
         kt.extract_features(model, photos, cache=tmp_path / "s", progress=False)
+
+
+def test_read_images_skips_a_bad_file_with_one_warning_and_keeps_the_labels(tmp_path):
+    good, png = _photo(tmp_path / "a.jpg", size=(64, 48)), _photo(tmp_path / "c.png", size=(64, 48))
+    bad = tmp_path / "b.jpg"
+    bad.write_bytes(b"not a photo")
+    with pytest.warns(UserWarning, match="Skipped a file that could not be decoded") as caught:
+        images, labels = image_decoding.read_images([good, bad, png], (16, 16), labels=[0, 1, 2])
+    assert len(caught) == 1 and "b.jpg" in str(caught[0].message)
+    assert images.shape == (2, 16, 16, 3) and labels.tolist() == [0, 2]
+    with pytest.warns(UserWarning, match="b.jpg"):
+        assert image_decoding.read_images([bad], (16, 16)) == (None, None)

@@ -8,7 +8,7 @@ import numpy as np
 
 from keras_transfer.commands._shared import UsageError, load_model
 from keras_transfer.exporter import CHECK_IMAGES, export
-from keras_transfer.image_decoding import read_image
+from keras_transfer.image_decoding import read_images
 from keras_transfer.image_folder import scan, split_folders, split_mask
 
 __all__ = ["export_command"]
@@ -98,11 +98,6 @@ def _validation(settings, names, size):
     val = np.flatnonzero(
         split_mask(np.array(labels), settings.get("val_split") or 0.2, settings.get("seed") or 0)
     )
-    images, kept = [], []
-    for i in val[np.linspace(0, len(val) - 1, min(len(val), CHECK_IMAGES)).astype(int)]:
-        try:
-            images.append(read_image(paths[i], size))
-            kept.append(labels[i])
-        except Exception:  # noqa: BLE001 - PIL raises many types; a bad file is skipped
-            continue
-    return (np.stack(images), np.array(kept)) if images else None
+    chosen = val[np.linspace(0, len(val) - 1, min(len(val), CHECK_IMAGES)).astype(int)]
+    images, kept = read_images([paths[i] for i in chosen], size, np.asarray(labels)[chosen])
+    return None if images is None else (images, kept)

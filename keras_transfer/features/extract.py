@@ -17,6 +17,7 @@ from keras_transfer import factory, guards, precision
 from keras_transfer.features import store
 from keras_transfer.features.features import Features
 from keras_transfer.features.sources import DataSource, RowDigest
+from keras_transfer.image_stream import check_shard
 
 __all__ = ["extract_features"]
 
@@ -189,16 +190,7 @@ def _check_writable(path):
 def _check_shard(shard, cache):
     if shard is None:
         return None
-    if (
-        not isinstance(shard, (tuple, list))
-        or len(shard) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
-        or not 0 <= shard[0] < shard[1]
-    ):
-        raise ValueError(
-            "`shard` must be a pair (index, count) of ints with 0 <= index < count. "
-            f"Received: shard={shard!r}"
-        )
+    check_shard(shard)
     if cache is None or str(cache).endswith(".npz"):
         raise ValueError(
             "`shard` writes one part of a store directory that all parts share: "

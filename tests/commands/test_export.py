@@ -51,7 +51,11 @@ def small_run(photos, tmp_path_factory):
 
 
 def test_int8_litert_calibrates_on_the_runs_photos_and_checks_on_its_validation(small_run, capsys):
-    assert cli.main(["export", str(small_run), "--format", "litert", "--quantize", "int8"]) == 0
+    argv = ["export", str(small_run), "--format", "litert", "--quantize", "int8"]
+    with pytest.warns(UserWarning, match="Skipped a file that could not be decoded") as caught:
+        assert cli.main(argv) == 0
+    skipped = [str(w.message) for w in caught if "could not be decoded" in str(w.message)]
+    assert len(skipped) == 1 and "notes.txt (UnidentifiedImageError" in skipped[0]
     printed = capsys.readouterr().out
     folder = small_run / "export" / "litert_int8"
     record = json.loads((folder / "export.json").read_text())
