@@ -20,7 +20,7 @@ import numpy as np
 
 try:
     import simplejpeg
-except ImportError:  # an optional speed-up: PIL reads every format
+except ImportError:  # a dependency, but PIL reads every format without it
     simplejpeg = None
 
 __all__ = ["MAX_IMAGE_PIXELS", "decoder", "read_image", "read_images", "read_or_skip"]

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image
 
 import keras_transfer as kt
@@ -13,8 +14,6 @@ from keras_transfer import image_decoding
 from keras_transfer.features import sources
 from keras_transfer.image_decoding import read_image
 from tests.features.feature_models import _class_folder, _feature_model
-
-simplejpeg = pytest.importorskip("simplejpeg", reason="the libjpeg-turbo path needs simplejpeg")
 
 
 def _photo(path, mode="RGB", size=(320, 256), **save):

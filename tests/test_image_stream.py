@@ -122,7 +122,6 @@ def test_the_cache_keeps_decoded_images_and_streams_when_they_do_not_fit(folder,
         ktr.ImageStream(folder.parent / "more", (8, 8), cache="memory")
 
 
-@runs_once_in("torch")
 def test_a_stream_fine_tunes_predicts_and_skips_a_file_broken_after_the_scan(folder):
     stream = ktr.ImageStream(folder, (32, 32), batch_size=4, shuffle=True, seed=0, cache=None)
     model = ktr.transfer(tiny_backbone(top=False), 3, weights=None, input_shape=(32, 32, 3))

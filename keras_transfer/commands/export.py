@@ -95,9 +95,10 @@ def _validation(settings, names, size):
     if splits:
         return splits.get("val", splits.get("validation"))
     _, paths, labels = scan(data, names, argument="the run's data_dir")
+    labels = np.array(labels)
     val = np.flatnonzero(
-        split_mask(np.array(labels), settings.get("val_split") or 0.2, settings.get("seed") or 0)
+        split_mask(labels, settings.get("val_split") or 0.2, settings.get("seed") or 0)
     )
     chosen = val[np.linspace(0, len(val) - 1, min(len(val), CHECK_IMAGES)).astype(int)]
-    images, kept = read_images([paths[i] for i in chosen], size, np.asarray(labels)[chosen])
+    images, kept = read_images([paths[i] for i in chosen], size, labels[chosen])
     return None if images is None else (images, kept)
