@@ -65,7 +65,7 @@ def child(loops):
     import keras
 
     import keras_transfer as ktr
-    from keras_transfer import image_decoding
+    from keras_transfer.images import decoding as image_decoding
 
     rates = {}
     # A first untimed pass of every reader, one loop: TensorFlow's and the
@@ -146,7 +146,7 @@ def _pil_decode(folder, size, resize):
 
 
 def _paths(folder):
-    from keras_transfer.image_folder import scan
+    from keras_transfer.images.folder import scan
 
     return scan(folder)[1]
 
@@ -218,7 +218,7 @@ def pixels():
     import numpy as np
     import tensorflow as tf
 
-    from keras_transfer import image_decoding
+    from keras_transfer.images import decoding as image_decoding
 
     print("mean |difference| from PIL's full decode and antialiased resize, levels of 255")
     print(f"{'set':<17} {'size':>4} {'files':>6} {'reader':>7} {'draft':>6} {'keras':>6}")

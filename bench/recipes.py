@@ -55,7 +55,7 @@ import keras
 import numpy as np
 
 import keras_transfer as ktr
-from keras_transfer import demo
+from keras_transfer.commands import demo_table as demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

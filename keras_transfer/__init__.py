@@ -10,81 +10,113 @@ needs no `custom_objects`; `keras_transfer.register()` does it explicitly.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import sys
 
 __version__ = "0.1.0.dev0"
 
 # Public name -> the module that defines it.
 _NAMES = {
-    "BackboneModel": "backbone_model",
+    "BackboneModel": "backbones.backbone_model",
     "Features": "features",
-    "ImageFolder": "image_folder",
-    "ImageStream": "image_stream",
-    "LRFinderResult": "lr_finder",
-    "TransferReport": "weights",
-    "attach_head": "heads",
-    "export": "exporter",
+    "ImageFolder": "images.folder",
+    "ImageStream": "images.stream",
+    "LRFinderResult": "recipes.lr_finder",
+    "TransferReport": "backbones.weights",
+    "attach_head": "heads.feature_heads",
+    "export": "deploy.exporter",
     "extract_features": "features",
-    "fine_tune": "recipes",
-    "freeze": "freezing",
-    "gradual_unfreeze": "gradual",
-    "load_legacy_h5": "weights",
-    "load_weights_npz": "weights",
-    "rank": "ranking",
-    "lr_find": "lr_finder",
-    "save_weights_npz": "weights",
-    "trainable_summary": "freezing",
+    "fine_tune": "recipes.fine_tuning",
+    "freeze": "rates.freezing",
+    "gradual_unfreeze": "recipes.gradual",
+    "load_legacy_h5": "backbones.weights",
+    "load_weights_npz": "backbones.weights",
+    "rank": "features.ranking",
+    "lr_find": "recipes.lr_finder",
+    "save_weights_npz": "backbones.weights",
+    "trainable_summary": "rates.freezing",
     "transfer": "factory",
-    "transfer_weights": "weights",
-    "unfreeze": "freezing",
+    "transfer_weights": "backbones.weights",
+    "unfreeze": "rates.freezing",
 }
+# The folders, one per concept (each `__init__` is a map of it), and the
+# modules at the top.
 _SUBMODULES = (
-    "augmentation",
     "backbones",
-    "callbacks",
-    "classifier_head",
-    "demo",
-    "exporter",
+    "commands",
+    "deploy",
     "factory",
     "features",
-    "freezing",
-    "gradual",
-    "guards",
     "heads",
-    "hub",
-    "image_decoding",
-    "image_folder",
-    "image_stream",
-    "inspection",
-    "labels",
+    "images",
     "layers",
-    "lr_finder",
-    "multi_worker",
-    "optimizers",
-    "penalties",
-    "precision",
-    "ranking",
-    "rate_multipliers",
+    "rates",
     "recipes",
-    "regularizers",
-    "report",
-    "schedules",
-    "steps",
     "strategies",
-    "transferability",
-    "weights",
+    "utils",
 )
+# The module paths of before the folders (0.1.0.dev0): `ktr.callbacks`,
+# `import keras_transfer.callbacks` and `from keras_transfer.hub import
+# HubLayer` still work, as the same module objects. `heads`, `recipes` and
+# `backbones` are folders now, whose `__init__` holds what the module held.
+_MOVED = {
+    "adaptive": "recipes.adaptive",
+    "augmentation": "recipes.augmentation",
+    "backbone_cut": "backbones.cut",
+    "backbone_model": "backbones.backbone_model",
+    "backbone_resolution": "backbones.resolution",
+    "callbacks": "recipes.callbacks",
+    "classifier_head": "heads.classifier_head",
+    "cli": "commands.cli",
+    "demo": "commands.demo_table",
+    "exporter": "deploy.exporter",
+    "fixed_recipe": "recipes.fixed",
+    "freezing": "rates.freezing",
+    "gradual": "recipes.gradual",
+    "guards": "utils.guards",
+    "holdout_judge": "recipes.holdout_judge",
+    "hub": "backbones.hub",
+    "image_decoding": "images.decoding",
+    "image_folder": "images.folder",
+    "image_stream": "images.stream",
+    "inspection": "deploy.inspection",
+    "keras_hub_adapter": "backbones.keras_hub_adapter",
+    "labels": "utils.labels",
+    "linear_probe": "recipes.linear_probe",
+    "lr_finder": "recipes.lr_finder",
+    "multi_worker": "utils.multi_worker",
+    "optimizers": "rates.optimizers",
+    "penalties": "backbones.penalties",
+    "precision": "rates.precision",
+    "ranking": "features.ranking",
+    "rate_multipliers": "rates.rate_multipliers",
+    "regularizers": "rates.regularizers",
+    "report": "deploy.report",
+    "schedules": "recipes.schedules",
+    "steps": "recipes.steps",
+    "transferability": "features.transferability",
+    "weights": "backbones.weights",
+}
 # The modules whose classes a saved model names (registered on import).
-_SERIALIZABLE = ("backbone_model", "layers", "optimizers", "penalties", "schedules", "hub")
+_SERIALIZABLE = (
+    "backbones.backbone_model",
+    "layers",
+    "rates.optimizers",
+    "backbones.penalties",
+    "recipes.schedules",
+    "backbones.hub",
+)
 
-__all__ = sorted([*_NAMES, *_SUBMODULES, "register"])
+# Today's module paths stay public names, until a release removes them.
+__all__ = sorted([*_NAMES, *_SUBMODULES, *_MOVED, "register"])
 
 
 def __getattr__(name):
     if name in _NAMES:
         value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _SUBMODULES or name in _MOVED:
+        value = importlib.import_module(f"{__name__}.{_MOVED.get(name, name)}")
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -101,6 +133,25 @@ def register():
     for module in _SERIALIZABLE:
         importlib.import_module(f"{__name__}.{module}")
 
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """`import keras_transfer.<old path>` gives the module at its new path
+    (one module object, so classes and registrations are not doubled)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        parent, _, name = fullname.rpartition(".")
+        if parent == __name__ and name in _MOVED:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(f"{__name__}.{_MOVED[spec.name.rpartition('.')[2]]}")
+
+    def exec_module(self, module):
+        pass  # imported at its new path already
+
+
+sys.meta_path.append(_MovedModules())
 
 if "keras" in sys.modules:  # Keras is loaded already: registering costs nothing
     register()

@@ -2,6 +2,6 @@
 
 import sys
 
-from keras_transfer.cli import main
+from keras_transfer.commands.cli import main
 
 sys.exit(main())

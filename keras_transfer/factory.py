@@ -1,29 +1,29 @@
 """`transfer()`: one call from a backbone to a correct transfer model.
 
 The steps, in order, each in its own module: resolve the backbone into a
-Keras model and its family (`backbone_resolution`, with KerasHub's in
-`keras_hub_adapter`), cut it at the feature tap and pool into a
-`BackboneModel` with its blocks (`backbone_cut`), build the head
-(`classifier_head`), then, here, put the named parts together:
+Keras model and its family (`backbones.resolution`, with KerasHub's in
+`backbones.keras_hub_adapter`), cut it at the feature tap and pool into a
+`BackboneModel` with its blocks (`backbones.cut`), build the head
+(`heads.classifier_head`), then, here, put the named parts together:
 `preprocessing -> augmentation -> backbone -> head`.
 """
+
+import warnings
 
 import keras
 import numpy as np
 
-from keras_transfer import freezing, multi_worker, precision, regularizers, strategies
-from keras_transfer._options import (
-    FUSIONS,
-    POOLINGS,
-    PREPROCESSING_MODES,
-    check_bn,
-)
-from keras_transfer.backbone_cut import build_backbone
-from keras_transfer.backbone_resolution import resolve
-from keras_transfer.classifier_head import build_head, head_layers
+from keras_transfer import strategies
+from keras_transfer.backbones.cut import build_backbone
+from keras_transfer.backbones.resolution import resolve
+from keras_transfer.heads import classifier_head
+from keras_transfer.heads.classifier_head import build_head
 from keras_transfer.layers import FeatureFusion, ImagePreprocessing
+from keras_transfer.rates import freezing, precision, regularizers
+from keras_transfer.utils import multi_worker
+from keras_transfer.utils._options import FUSIONS, POOLINGS, PREPROCESSING_MODES, check_bn
 
-__all__ = ["FUSIONS", "POOLINGS", "build_feature_model", "head_layers", "transfer"]
+__all__ = ["FUSIONS", "POOLINGS", "build_feature_model", "transfer"]
 
 
 def transfer(
@@ -334,3 +334,16 @@ def _check_input_shape(input_shape):
             f"Received: input_shape={input_shape!r}"
         )
     return tuple(None if side is None else int(side) for side in shape)
+
+
+def __getattr__(name):
+    # The CHANGELOG promised `factory.head_layers` would keep importing.
+    if name == "head_layers":
+        warnings.warn(
+            "`keras_transfer.factory.head_layers` moved to "
+            "`keras_transfer.heads.classifier_head.head_layers`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return classifier_head.head_layers
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ line offers the names before Keras starts.
 Example:
 
 >>> keras_transfer.strategies.get("gradual").recipe
-'keras_transfer.gradual.gradual_unfreeze'
+'keras_transfer.recipes.gradual.gradual_unfreeze'
 >>> keras_transfer.strategies.NAMES
 ('auto', 'feature_extraction', 'fine_tune', 'gradual')
 """
@@ -72,7 +72,7 @@ STRATEGIES = {
             "if it beats the probe on a held-out slice of the training images",
             trains_backbone=False,
             head=True,
-            recipe="keras_transfer.recipes.fine_tune",
+            recipe="keras_transfer.recipes.fine_tuning.fine_tune",
             options=("seed", "flip"),
             adaptive=True,
         ),
@@ -81,7 +81,7 @@ STRATEGIES = {
             summary="the backbone frozen: its features extracted once, a head trained on them",
             trains_backbone=False,
             head=False,
-            recipe="keras_transfer.heads.train_on_features",
+            recipe="keras_transfer.recipes.feature_extraction.train_on_features",
             options=("num_classes", "epochs", "learning_rate", "progress"),
             reads="once",
         ),
@@ -90,7 +90,7 @@ STRATEGIES = {
             summary="fine_tune's fixed recipe: the head, then everything under per-block rates",
             trains_backbone=True,
             head=True,
-            recipe="keras_transfer.recipes.fine_tune",
+            recipe="keras_transfer.recipes.fine_tuning.fine_tune",
             options=("epochs", "freeze_epochs", "base_lr"),
         ),
         Strategy(
@@ -98,7 +98,7 @@ STRATEGIES = {
             summary="the head, then the backbone unfrozen a block per epoch from the top",
             trains_backbone=False,
             head=True,
-            recipe="keras_transfer.gradual.gradual_unfreeze",
+            recipe="keras_transfer.recipes.gradual.gradual_unfreeze",
             options=("epochs", "freeze_epochs", "base_lr"),
         ),
     )

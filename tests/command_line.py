@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from tests.conftest import BACKEND, ROOT, subprocess_env
 
 COLORS = {"blue": (30, 30, 200), "green": (30, 200, 30), "red": (200, 30, 30)}

@@ -56,7 +56,9 @@ def pytest_collection_modifyitems(config, items):
     # tests add to it (evaluate writes RUN_DIR/evaluation).
     items.sort(
         key=lambda item: (
-            item.nodeid.startswith(("tests/test_keras_hub_adapter.py", "tests/test_exporter.py")),
+            item.nodeid.startswith(
+                ("tests/backbones/test_keras_hub_adapter.py", "tests/deploy/test_exporter.py")
+            ),
             item.nodeid.startswith("tests/commands/") and "test_fit.py" not in item.nodeid,
         )
     )
@@ -81,7 +83,10 @@ def pytest_runtest_setup(item):
     # The KerasHub tests run last. What the suite before them left to the
     # collector is frozen once, not traced again: one full collection of it
     # took the TensorFlow process 49 s, inside a KerasHub test.
-    if item.nodeid.startswith("tests/test_keras_hub_adapter.py") and not _KERAS_HUB_STARTED:
+    if (
+        item.nodeid.startswith("tests/backbones/test_keras_hub_adapter.py")
+        and not _KERAS_HUB_STARTED
+    ):
         _KERAS_HUB_STARTED.append(item.nodeid)
         gc.freeze()
 
@@ -100,7 +105,7 @@ def _fresh_keras_state():
 def gradient(fn, x):
     """d sum(fn(x)) / dx as numpy, on whichever backend runs: the library's
     own (Grad-CAM's) backend-specific step."""
-    from keras_transfer.inspection import _gradient
+    from keras_transfer.deploy.inspection import _gradient
 
     return _gradient(fn, x)
 

@@ -1,4 +1,4 @@
-"""One small transfer run on several devices, for tests/test_multi_worker.py.
+"""One small transfer run on several devices, for tests/utils/test_multi_worker.py.
 
 Devices must be set up before the backend starts, so each mode runs in a
 fresh process:

@@ -16,7 +16,7 @@ MODULES = sorted(
     if not name.endswith("__main__")
 )
 # TF-Hub SavedModels run on the TensorFlow backend only.
-TENSORFLOW_ONLY = {"keras_transfer.hub"}
+TENSORFLOW_ONLY = {"keras_transfer.backbones.hub"}
 MODULES = [
     pytest.param(name, marks=pytest.mark.tensorflow_only) if name in TENSORFLOW_ONLY else name
     for name in MODULES

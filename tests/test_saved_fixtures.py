@@ -6,7 +6,8 @@ checkout, made the files."""
 import keras
 import numpy as np
 
-from keras_transfer.backbone_model import BackboneModel
+from keras_transfer.backbones.backbone_model import BackboneModel
+from keras_transfer.backbones.penalties import HalfL2, StartingPoint
 from keras_transfer.layers import (
     FeatureFusion,
     ImagePreprocessing,
@@ -14,9 +15,8 @@ from keras_transfer.layers import (
     TokenPooling,
     TransferMatrix,
 )
-from keras_transfer.optimizers import BlockwiseLR
-from keras_transfer.penalties import HalfL2, StartingPoint
-from keras_transfer.schedules import ExponentialRange, OneCycle
+from keras_transfer.rates.optimizers import BlockwiseLR
+from keras_transfer.recipes.schedules import ExponentialRange, OneCycle
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"

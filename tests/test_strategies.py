@@ -4,7 +4,8 @@ that recipe starts from, and the command line offers the same names."""
 import pytest
 
 import keras_transfer as kt
-from keras_transfer import cli, strategies
+from keras_transfer import strategies
+from keras_transfer.commands import cli
 from tests.conftest import tiny_backbone
 
 

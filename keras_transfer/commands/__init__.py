@@ -1,9 +1,9 @@
-"""The `keras-transfer` sub-commands, one module each (`fit`, `evaluate`,
-`predict`, `extract`, `backbones`, `demo`, `rank`, `export`): what
-`cli.main` runs once it has parsed the arguments and quietened the
-backend's start-up logs."""
+"""The command line. Its sub-commands, one module each (`fit`, `evaluate`,
+`predict`, `extract`, `backbones`, `demo`, `rank`, `export`), run once `cli`
+has parsed the arguments with no backend loaded, so `--help` is instant,
+and quietened the backend's start-up logs. `_shared` holds what they share,
+the usage errors (exit code 2) first; `demo_table` is the demo's comparison
+of strategies. A new sub-command is a module here and a row in `cli`.
+"""
 
-from keras_transfer.commands._shared import USAGE_ERRORS, UsageError
-from keras_transfer.guards import NonFiniteLossError
-
-__all__ = ["NonFiniteLossError", "USAGE_ERRORS", "UsageError"]
+__all__ = []

@@ -11,10 +11,13 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_transfer import register, report
-from keras_transfer.image_folder import MAX_IMAGE_SIZE
+from keras_transfer import register
+from keras_transfer.deploy import report
+from keras_transfer.images.folder import MAX_IMAGE_SIZE
+from keras_transfer.utils.guards import NonFiniteLossError
 
 __all__ = [
+    "NonFiniteLossError",
     "USAGE_ERRORS",
     "UsageError",
     "check_positive",

@@ -2,7 +2,7 @@
 
 import json
 
-from keras_transfer import backbones as registry
+from keras_transfer.backbones import registry
 
 __all__ = ["backbones"]
 

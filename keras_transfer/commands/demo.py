@@ -1,6 +1,6 @@
 """`keras-transfer demo`: the comparison of strategies."""
 
-from keras_transfer import demo
+from keras_transfer.commands import demo_table as demo
 from keras_transfer.commands._shared import parse_backbone_args
 
 __all__ = ["demo_command"]

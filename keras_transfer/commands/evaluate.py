@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 
-from keras_transfer import report
 from keras_transfer.commands._shared import (
     UsageError,
     check_positive,
@@ -18,10 +17,11 @@ from keras_transfer.commands._shared import (
     predict_stream,
     warn_skipped,
 )
-from keras_transfer.image_decoding import read_image
-from keras_transfer.image_folder import split_folders
-from keras_transfer.image_stream import ImageStream
-from keras_transfer.inspection import TopLosses, grad_cam, most_confused, write_html_report
+from keras_transfer.deploy import report
+from keras_transfer.deploy.inspection import TopLosses, grad_cam, most_confused, write_html_report
+from keras_transfer.images.decoding import read_image
+from keras_transfer.images.folder import split_folders
+from keras_transfer.images.stream import ImageStream
 
 __all__ = ["evaluate"]
 

@@ -7,9 +7,9 @@ import pathlib
 import numpy as np
 
 from keras_transfer.commands._shared import UsageError, load_model
-from keras_transfer.exporter import CHECK_IMAGES, export
-from keras_transfer.image_decoding import read_images
-from keras_transfer.image_folder import scan, split_folders, split_mask
+from keras_transfer.deploy.exporter import CHECK_IMAGES, export
+from keras_transfer.images.decoding import read_images
+from keras_transfer.images.folder import scan, split_folders, split_mask
 
 __all__ = ["export_command"]
 

@@ -2,7 +2,6 @@
 
 import pathlib
 
-from keras_transfer import _io
 from keras_transfer.commands._shared import (
     UsageError,
     check_positive,
@@ -11,7 +10,8 @@ from keras_transfer.commands._shared import (
 )
 from keras_transfer.factory import transfer
 from keras_transfer.features import extract_features
-from keras_transfer.image_folder import split_folders
+from keras_transfer.images.folder import split_folders
+from keras_transfer.utils import _io
 
 __all__ = ["extract"]
 

@@ -8,7 +8,7 @@ import time
 
 import keras
 
-from keras_transfer import __version__, report, strategies
+from keras_transfer import __version__, strategies
 from keras_transfer.commands._shared import (
     UsageError,
     check_positive,
@@ -18,10 +18,11 @@ from keras_transfer.commands._shared import (
     per_class_table,
     warn_skipped,
 )
+from keras_transfer.deploy import report
 from keras_transfer.factory import transfer
-from keras_transfer.image_decoding import decoder
-from keras_transfer.image_folder import train_val_files
-from keras_transfer.image_stream import ImageStream
+from keras_transfer.images.decoding import decoder
+from keras_transfer.images.folder import train_val_files
+from keras_transfer.images.stream import ImageStream
 
 __all__ = ["fit"]
 

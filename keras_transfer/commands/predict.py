@@ -14,8 +14,8 @@ from keras_transfer.commands._shared import (
     load_model,
     warn_skipped,
 )
-from keras_transfer.image_folder import image_files
-from keras_transfer.image_stream import ImageStream
+from keras_transfer.images.folder import image_files
+from keras_transfer.images.stream import ImageStream
 
 __all__ = ["predict"]
 

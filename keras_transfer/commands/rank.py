@@ -3,10 +3,10 @@
 import ast
 import pathlib
 
-from keras_transfer import report
 from keras_transfer.commands._shared import UsageError, check_positive, parse_weights
-from keras_transfer.image_folder import split_folders
-from keras_transfer.ranking import DEFAULT_CACHE, rank
+from keras_transfer.deploy import report
+from keras_transfer.features.ranking import DEFAULT_CACHE, rank
+from keras_transfer.images.folder import split_folders
 
 __all__ = ["parse_candidate", "rank_command"]
 

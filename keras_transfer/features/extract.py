@@ -13,11 +13,13 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import factory, guards, precision
+from keras_transfer import factory
 from keras_transfer.features import store
 from keras_transfer.features.features import Features
 from keras_transfer.features.sources import DataSource, RowDigest
-from keras_transfer.image_stream import check_shard
+from keras_transfer.images.stream import check_shard
+from keras_transfer.rates import precision
+from keras_transfer.utils import guards
 
 __all__ = ["extract_features"]
 

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 
-from keras_transfer import _io
 from keras_transfer.features import shards, store
+from keras_transfer.utils import _io
 
 __all__ = ["Features"]
 

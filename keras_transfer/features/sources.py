@@ -10,11 +10,11 @@ import warnings
 import keras
 import numpy as np
 
-from keras_transfer import guards
-from keras_transfer.image_decoding import decoder
-from keras_transfer.image_folder import scan
-from keras_transfer.image_stream import ImageStream
-from keras_transfer.labels import check_labels
+from keras_transfer.images.decoding import decoder
+from keras_transfer.images.folder import scan
+from keras_transfer.images.stream import ImageStream
+from keras_transfer.utils import guards
+from keras_transfer.utils.labels import check_labels
 
 __all__ = ["DataSource", "RowDigest"]
 

@@ -17,8 +17,8 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_transfer._io import atomic_write, is_inside, sha256_file
 from keras_transfer.layers import FeatureFusion
+from keras_transfer.utils._io import atomic_write, is_inside, sha256_file
 
 __all__ = [
     "FORMAT",

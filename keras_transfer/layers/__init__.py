@@ -1,3 +1,13 @@
+"""The method's layers, one per module, each saved and loaded by name.
+
+- `transfer_matrix`: `TransferMatrix`, T = (C/alpha) A^T W.
+- `inf_normalize`: `InfNormalize`, division by the L-infinity norm.
+- `feature_fusion`: `FeatureFusion`, several backbones' features as one.
+- `token_pooling`: `TokenPooling`, a vision transformer's read-out.
+- `image_preprocessing`: `ImagePreprocessing`, each family's pixel scaling.
+- `position_table`: resampling a position table to a new grid.
+"""
+
 from keras_transfer.layers.feature_fusion import FeatureFusion
 from keras_transfer.layers.image_preprocessing import ImagePreprocessing
 from keras_transfer.layers.inf_normalize import InfNormalize

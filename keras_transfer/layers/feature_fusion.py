@@ -1,8 +1,8 @@
 import keras
 from keras import ops
 
-from keras_transfer._options import FUSIONS
 from keras_transfer.layers.transfer_matrix import TransferMatrix
+from keras_transfer.utils._options import FUSIONS
 
 __all__ = ["FeatureFusion"]
 

@@ -1,8 +1,8 @@
 import keras
 from keras import ops
 
-from keras_transfer import _compat
-from keras_transfer._options import PREPROCESSING_MODES
+from keras_transfer.utils import _compat
+from keras_transfer.utils._options import PREPROCESSING_MODES
 
 __all__ = ["ImagePreprocessing"]
 

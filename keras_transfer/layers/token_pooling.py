@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from keras_transfer import _compat
+from keras_transfer.utils import _compat
 
 __all__ = ["TOKEN_POOLINGS", "TokenPooling"]
 

@@ -4,7 +4,7 @@ import json
 
 import keras
 
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from tests.conftest import runs_once_in
 
 pytestmark = runs_once_in("torch")

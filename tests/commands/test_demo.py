@@ -2,7 +2,7 @@
 
 import json
 
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from tests.conftest import (
     runs_once_in,
 )

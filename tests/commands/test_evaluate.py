@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from tests.command_line import command
 from tests.conftest import runs_once_in
 

@@ -2,7 +2,7 @@
 TensorFlow, which exports every format. That the command chooses a backend
 for the format before Keras loads (a run trained under JAX exports to
 LiteRT) is checked in a fresh process by `tests/test_structure.py`; each
-format under each backend by `tests/test_exporter.py`."""
+format under each backend by `tests/deploy/test_exporter.py`."""
 
 import json
 import shutil
@@ -11,8 +11,8 @@ import keras
 import pytest
 
 import keras_transfer as ktr
-from keras_transfer import cli
-from keras_transfer.image_folder import ImageFolder
+from keras_transfer.commands import cli
+from keras_transfer.images.folder import ImageFolder
 from tests.command_line import COLORS, _bad
 from tests.conftest import runs_once_in, tiny_backbone
 

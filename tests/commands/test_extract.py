@@ -1,7 +1,7 @@
 """`keras-transfer extract`, on a split folder of photos."""
 
 import keras_transfer as kt
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from tests.command_line import COLORS, FIT
 from tests.conftest import runs_once_in
 

@@ -7,7 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_transfer import adaptive, cli, image_decoding, recipes
+from keras_transfer.commands import cli
+from keras_transfer.images import decoding as image_decoding
+from keras_transfer.recipes import adaptive
+from keras_transfer.recipes import fine_tuning as recipes
 from tests.command_line import COLORS, FIT, FIXED, _bad, _folder
 from tests.conftest import runs_once_in
 

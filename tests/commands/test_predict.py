@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from tests.command_line import COLORS, command
 from tests.conftest import runs_once_in
 

@@ -2,7 +2,7 @@
 
 import json
 
-from keras_transfer import cli
+from keras_transfer.commands import cli
 from keras_transfer.commands.rank import parse_candidate
 from tests.command_line import _bad
 from tests.conftest import runs_once_in

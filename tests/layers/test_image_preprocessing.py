@@ -1,5 +1,5 @@
 """`ImagePreprocessing`: keras.applications' `preprocess_input` as a layer.
-(`tests/test_backbones.py` checks every mode against each family's own
+(`tests/backbones/test_families.py` checks every mode against each family's own
 `preprocess_input`.)"""
 
 import numpy as np

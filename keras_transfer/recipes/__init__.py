@@ -1,0 +1,17 @@
+"""Recipes: the training of each strategy (`ktr.strategies` is their table).
+
+- `fine_tuning`: `fine_tune`, the one call: `adaptive` (a probe, then
+  fine-tuning judged on a held-out slice: `linear_probe`, `holdout_judge`,
+  `augmentation`) or `fixed` (the head, then everything, one cycle).
+- `gradual`: gradual unfreezing (ULMFiT), through `callbacks`.
+- `feature_extraction`: a head trained on a frozen backbone's features.
+- `lr_finder`, `schedules`, `steps`: the range test, the one-cycle schedule,
+  how many steps.
+
+A new strategy is a row in `ktr.strategies` and a recipe here. `fine_tune`
+and `SCHEDULES` are also this package's names.
+"""
+
+from keras_transfer.recipes.fine_tuning import SCHEDULES, fine_tune
+
+__all__ = ["SCHEDULES", "fine_tune"]

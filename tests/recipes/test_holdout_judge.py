@@ -1,0 +1,33 @@
+"""The adaptive recipe's judge: the held-out slice scored each epoch, the
+best epoch kept, and the sign test."""
+
+import numpy as np
+import pytest
+
+import keras_transfer as ktr
+from keras_transfer.recipes import holdout_judge
+from tests.conftest import pixels, runs_once_in, tiny_backbone
+
+X = pixels(12)
+Y = np.arange(12) % 2
+
+
+@runs_once_in("torch")
+def test_the_sign_test_counts_disagreements_only():
+    assert holdout_judge.sign_test(4, 0) == pytest.approx(1 / 16)  # four coin flips, all heads
+    assert holdout_judge.sign_test(1, 0) == 0.5  # one image is a coin flip
+    assert holdout_judge.sign_test(0, 0) == 1.0
+    assert holdout_judge.sign_test(5, 1) == pytest.approx(7 / 64)
+
+
+def test_keep_best_never_keeps_an_epoch_with_non_finite_weights():
+    model = ktr.transfer(tiny_backbone(top=False), 2, preprocessing="unit")
+    keep = holdout_judge.KeepBest(
+        X[:4], Y[:4], 4, probe_right=np.zeros(4, bool), steps_per_epoch=1, fair=1, planned=1
+    )
+    keep.set_model(model)
+    weights = model.get_weights()
+    broken = [np.full_like(w, np.nan) if w.dtype.kind == "f" else w for w in weights]
+    model.set_weights(broken)
+    keep.on_epoch_end(0)
+    assert keep.best_weights is None and keep.scores == [0.0]
