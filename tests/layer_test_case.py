@@ -1,6 +1,6 @@
 """One harness for the library's layers, as KerasHub's `run_layer_test`:
 every layer in `keras_transfer/layers/` runs through `run_layer_test`, in
-each backend's pytest process.
+each backend's pytest process, and `HubLayer` in the TensorFlow one.
 
 It checks, for one set of constructor arguments:
 - the output shape, eager and symbolic, against `compute_output_shape`;

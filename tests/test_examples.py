@@ -38,6 +38,24 @@ def test_quickstart_trains_on_real_photos():
 
 @REAL_PHOTOS
 @pytest.mark.shared_data
+def test_folder_to_deployment_predicts_with_the_exported_file(tmp_path, capsys):
+    example = load_example("folder_to_deployment")  # in this process: no second torch import
+    out = tmp_path / "export"
+    assert example.main(["--image-size", "64", "--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    keras_accuracy, file_accuracy = (
+        float(printed.split(f"{what} ")[1].split()[0].rstrip(",")) for what in ("keras", "file")
+    )
+    # The file alone, run by onnxruntime (torch exports ONNX), answers as Keras did.
+    assert (out / "model.onnx").is_file() and (out / "labels.txt").read_text().split() == [
+        "ants",
+        "bees",
+    ]
+    assert abs(file_accuracy - keras_accuracy) <= 1 / 153, printed
+
+
+@REAL_PHOTOS
+@pytest.mark.shared_data
 def test_feature_extraction_svm(tmp_path):
     out = run_example("feature_extraction_svm.py", "--image-size", "128", "--out", str(tmp_path))
     assert (tmp_path / "train.npz").is_file() and (tmp_path / "val.npz").is_file()

@@ -3,7 +3,8 @@
 - `families`: the tables, as data: a row per keras.applications and per
   KerasHub family. A new family is a new row.
 - `registry`: the lookups on them (a name to its constructor, a model to
-  its family, layers to blocks); its names are also this package's.
+  its family, layers to blocks); its names also answer here, as when
+  `keras_transfer.backbones` was that module.
 - `resolution`: a name, a model, a KerasHub preset or a TF-Hub handle, to
   a functional model (`keras_hub_adapter`, `hub`'s `HubLayer`).
 - `cut`: the cut at the feature tap(s), and pooling.
@@ -12,38 +13,17 @@
 - `weights`: weight transfer between models, `.npz`, Keras 2 `.h5`.
 """
 
-from keras_transfer.backbones.registry import (
-    FAMILIES,
-    KERAS_HUB_FAMILIES,
-    Family,
-    KerasHubFamily,
-    Variant,
-    constructor,
-    constructor_names,
-    family_of_constructor,
-    family_of_model,
-    keras_hub_family,
-    keras_hub_table,
-    markdown_table,
-    resolve_name,
-    split_blocks,
-    table,
-)
+from keras_transfer.backbones import registry
 
-__all__ = [
-    "FAMILIES",
-    "KERAS_HUB_FAMILIES",
-    "Family",
-    "KerasHubFamily",
-    "Variant",
-    "constructor",
-    "constructor_names",
-    "family_of_constructor",
-    "family_of_model",
-    "keras_hub_family",
-    "keras_hub_table",
-    "markdown_table",
-    "resolve_name",
-    "split_blocks",
-    "table",
-]
+__all__ = ["registry"]
+
+
+def __getattr__(name):
+    # `keras_transfer.backbones` was the registry module: its names answer here.
+    if name in registry.__all__:
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *registry.__all__})

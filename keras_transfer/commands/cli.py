@@ -107,6 +107,17 @@ def _export_backend(format):
             return
 
 
+def _defaults(flag):
+    """A flag's defaults, as the strategy table gives them."""
+    values = [
+        f"{row.name} {value:g}"
+        for row in strategies.STRATEGIES.values()
+        for option, value in row.defaults
+        if strategies.FLAGS[option] == flag
+    ]
+    return "default: " + ", ".join(values)
+
+
 def _load_commands(quiet):
     """Imports what the sub-commands share, and so Keras and its backend.
     Deferred to here (not a cycle: the sub-commands never import this
@@ -198,16 +209,26 @@ def _parser():
         type=int,
         default=None,
         help="fixed strategies: epochs (after --freeze-epochs head-only ones for fine_tune "
-        "and gradual; default 10)",
+        f"and gradual); {_defaults('--epochs')}",
     )
-    sub.add_argument("--freeze-epochs", type=int, default=None, help="fixed strategies; default 1")
+    sub.add_argument(
+        "--freeze-epochs",
+        type=int,
+        default=None,
+        help=f"fixed strategies; {_defaults('--freeze-epochs')}",
+    )
     sub.add_argument(
         "--no-flip",
         action="store_true",
         help="auto: no horizontal flips in the default augmentation (where mirroring changes "
         "the class: text, digits, left and right)",
     )
-    sub.add_argument("--lr", type=float, default=None, help="fixed strategies; default 1e-3")
+    sub.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"fixed strategies; {_defaults('--lr')}",
+    )
     split = sub.add_mutually_exclusive_group()
     split.add_argument("--val-split", type=float, default=0.2)
     split.add_argument("--val-dir", metavar="DIR")

@@ -37,7 +37,8 @@ __all__ = ["ROWS", "SCANNER_NOISE", "Task", "digits_task", "photo_task", "run"]
 # The target scanner's noise: a Gaussian's standard deviation, in grey levels
 # of 255. Clean scans train the source; the target's shots are this noisy.
 SCANNER_NOISE = 80.0
-ROWS = ("from scratch", "feature extraction + SVM", "ktr.fine_tune default", "gradual unfreezing")
+# The baselines, then the strategies in the demo: declared in the strategy table.
+ROWS = strategies.DEMO_ROWS
 
 
 @dataclasses.dataclass
@@ -299,4 +300,9 @@ def _gradual(task):
 
 
 # What each row of the comparison runs: `(accuracy, what the default kept or None)`.
-_RUNS = dict(zip(ROWS, (_from_scratch, _svm, _fine_tuning, _gradual)))
+_RUNS = {
+    "from scratch": _from_scratch,
+    "feature extraction + SVM": _svm,
+    strategies.get("auto").demo: _fine_tuning,
+    strategies.get("gradual").demo: _gradual,
+}

@@ -50,16 +50,18 @@ def evaluate(args):
     worst.add(kept, probabilities, labels)
     result = report.classification_report(labels, probabilities.argmax(-1), names)
     rows = worst.rows()
+    # Relative to the run and data folders: a report reads the same on
+    # another machine, and names no one's home directory.
     result.update(
-        model=str(model_path),
-        data_dir=str(data),
+        model=str(pathlib.Path(model_path.parent.name, model_path.name)),
+        data_dir=str(pathlib.Path(*data.resolve().parts[-2:])),
         images=len(labels),
         skipped_files=stream.skipped,
         wall_time_s=round(time.perf_counter() - start, 2),
         most_confused=most_confused(result["confusion_matrix"], names),
         top_losses=[
             {
-                "path": str(stream.paths[int(row["path"])]),
+                "path": _relative(stream.paths[int(row["path"])], data),
                 "true": names[row["label"]],
                 "predicted_class": names[row["predicted"]],
                 "probability": row["probability"],
@@ -95,6 +97,11 @@ def evaluate(args):
     for true, predicted, count in result["most_confused"][:5]:
         print(f"confused: {true} -> {predicted} ({count})")
     print(f"report: {out} (report.html, top_losses.png, gradcam.png, metrics.json)")
+
+
+def _relative(path, folder):
+    path, folder = pathlib.Path(path).resolve(), folder.resolve()
+    return str(path.relative_to(folder) if path.is_relative_to(folder) else path.name)
 
 
 def _grad_cam(model, images):

@@ -9,7 +9,7 @@ import numpy as np
 from keras_transfer.commands._shared import UsageError, load_model
 from keras_transfer.deploy.exporter import CHECK_IMAGES, export
 from keras_transfer.images.decoding import read_images
-from keras_transfer.images.folder import scan, split_folders, split_mask
+from keras_transfer.images.folder import split_folders, train_val_files
 
 __all__ = ["export_command"]
 
@@ -83,22 +83,24 @@ def _training_folder(settings):
 
 
 def _validation(settings, names, size):
-    """The run's validation photos, found again from its config: `--val-dir`,
-    a `val/` split folder, or the same `--val-split` of DATA_DIR (same seed,
-    same draw). None when they are gone: the check falls back."""
-    data = settings.get("data_dir")
-    if settings.get("val_dir") and pathlib.Path(settings["val_dir"]).is_dir():
-        return settings["val_dir"]
+    """The run's validation photos, found again from its config as `fit`
+    found them (`train_val_files`: `--val-dir`, a `val/` split folder, or
+    the same `--val-split` of DATA_DIR, same seed, same draw). None when
+    they are gone: the check falls back."""
+    data, val_dir = settings.get("data_dir"), settings.get("val_dir")
+    if val_dir and pathlib.Path(val_dir).is_dir():
+        return val_dir
     if not data or not pathlib.Path(data).is_dir() or names is None:
         return None
     splits = split_folders(data)
     if splits:
         return splits.get("val", splits.get("validation"))
-    _, paths, labels = scan(data, names, argument="the run's data_dir")
-    labels = np.array(labels)
-    val = np.flatnonzero(
-        split_mask(labels, settings.get("val_split") or 0.2, settings.get("seed") or 0)
+    _, _, (paths, labels) = train_val_files(
+        data,
+        val_split=settings.get("val_split") or 0.2,
+        seed=settings.get("seed") or 0,
+        class_names=names,
     )
-    chosen = val[np.linspace(0, len(val) - 1, min(len(val), CHECK_IMAGES)).astype(int)]
+    chosen = np.linspace(0, len(paths) - 1, min(len(paths), CHECK_IMAGES)).astype(int)
     images, kept = read_images([paths[i] for i in chosen], size, labels[chosen])
     return None if images is None else (images, kept)

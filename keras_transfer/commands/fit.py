@@ -27,33 +27,34 @@ from keras_transfer.images.stream import ImageStream
 __all__ = ["fit"]
 
 
-# The fixed strategies' defaults; the adaptive one (auto) chooses its own.
-_FIXED_RECIPE_DEFAULTS = {"epochs": 10, "freeze_epochs": 1, "lr": 1e-3}
+# The recipe settings a fixed strategy takes from the command line; the
+# adaptive one (auto) chooses its own. Their defaults are the strategy's row's.
+_RECIPE_FLAGS = ("--epochs", "--freeze-epochs", "--lr")
 
 
 def fit(args):
     """Trains a transfer model on DATA_DIR and writes the run's report."""
-    adaptive = strategies.get(args.strategy).adaptive
-    given = [name for name in _FIXED_RECIPE_DEFAULTS if getattr(args, name) is not None]
-    if adaptive and given:
+    row = strategies.get(args.strategy)
+    given = [flag for flag in _RECIPE_FLAGS if getattr(args, _attribute(flag)) is not None]
+    if row.adaptive and given:
         raise UsageError(
-            f"--{given[0].replace('_', '-')} sets a fixed recipe: add --strategy fine_tune (or "
+            f"{given[0]} sets a fixed recipe: add --strategy fine_tune (or "
             "feature_extraction, gradual). The default strategy, auto, chooses its own epochs "
-            f"and rates. Received: --{given[0].replace('_', '-')} {getattr(args, given[0])}"
+            f"and rates. Received: {given[0]} {getattr(args, _attribute(given[0]))}"
         )
-    if args.no_flip and not adaptive:
+    if args.no_flip and not row.adaptive:
         raise UsageError(
             "--no-flip sets the auto strategy's augmentation; the fixed strategies add none. "
             f"Received: --no-flip with --strategy {args.strategy}"
         )
-    for name, value in _FIXED_RECIPE_DEFAULTS.items():
-        if getattr(args, name) is None and not adaptive:
-            setattr(args, name, value)
-    fixed = [] if adaptive else ["epochs"]
-    check_positive(args, *fixed, "batch_size", "image_size")
-    if fixed and not (math.isfinite(args.lr) and args.lr > 0):
+    for option, value in row.defaults:
+        flag = strategies.FLAGS[option]
+        if flag in _RECIPE_FLAGS and getattr(args, _attribute(flag)) is None:
+            setattr(args, _attribute(flag), value)
+    check_positive(args, *([] if args.epochs is None else ["epochs"]), "batch_size", "image_size")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number above 0. Received: --lr {args.lr}")
-    if fixed and args.freeze_epochs < 0:
+    if args.freeze_epochs is not None and args.freeze_epochs < 0:
         raise UsageError(f"--freeze-epochs must be at least 0. Received: {args.freeze_epochs}")
     report.check_plotting()  # before training, not after
     out = report.output_dir(
@@ -64,7 +65,7 @@ def fit(args):
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
     size = (args.image_size, args.image_size)
-    train, val = _train_val(args, size)
+    train, val = _train_val(args, row, size)
     names = train.class_names
     _print_unless_quiet(
         args,
@@ -80,7 +81,7 @@ def fit(args):
     verbose = 0 if args.quiet else 2 if not sys.stdout.isatty() else 1
     callbacks = [] if args.quiet else [_Throughput(args.batch_size)]
     fit_start = time.perf_counter()
-    model, history, phases = _train(args, train, val, source, verbose, callbacks)
+    model, history, phases = _train(args, row, train, val, source, verbose, callbacks)
     fit_seconds = time.perf_counter() - fit_start
     model = _with_probabilities(model)
     epochs_run = len(next(iter(history.history.values())))
@@ -115,10 +116,9 @@ def fit(args):
     _summary(args, result, out)
 
 
-def _train(args, train, val, source, verbose, callbacks):
-    """Builds and trains with `args.strategy`'s row of the strategy table;
+def _train(args, strategy, train, val, source, verbose, callbacks):
+    """Builds and trains with `strategy`, the strategy table's row;
     returns `(model, history, phases)`."""
-    strategy = strategies.get(args.strategy)
     num_classes = len(train.class_names)
     model = transfer(
         args.backbone,
@@ -148,17 +148,21 @@ def _train(args, train, val, source, verbose, callbacks):
     return history.model, history, history.phases
 
 
-def _train_val(args, size):
+def _train_val(args, strategy, size):
     """`(train, val)` ImageStreams, split by file, decoded as they are
     needed; kept decoded in memory when they fit (`cache="auto"`) only for
     a recipe that reads the images each epoch."""
     names, train, val = train_val_files(args.data_dir, args.val_dir, args.val_split, args.seed)
-    cache = "auto" if strategies.get(args.strategy).reads == "each epoch" else None
+    cache = "auto" if strategy.reads == "each epoch" else None
     options = dict(class_names=names, cache=cache)
     return (
         ImageStream(train, size, args.batch_size, shuffle=True, seed=args.seed, **options),
         ImageStream(val, size, args.batch_size, **options),
     )
+
+
+def _attribute(flag):
+    return flag[2:].replace("-", "_")
 
 
 def _with_probabilities(model):

@@ -6,12 +6,16 @@ The recipe that trains one on a frozen backbone's features is
 import keras
 import numpy as np
 
+from keras_transfer import strategies
 from keras_transfer.heads.classifier_head import head_layers
 from keras_transfer.layers import InfNormalize
 from keras_transfer.utils import guards, multi_worker
 from keras_transfer.utils.labels import check_labels
 
 __all__ = ["COPY_BYTES", "LogisticHead", "SVMHead", "attach_head", "fit_head"]
+
+# The feature-extraction strategy trains this head: one set of defaults.
+_DEFAULTS = dict(strategies.get("feature_extraction").defaults)
 
 _NORMALIZE = (None, "inf", "l2")
 
@@ -21,10 +25,10 @@ def fit_head(
     num_classes,
     labels=None,
     hidden=None,
-    epochs=20,
+    epochs=_DEFAULTS["epochs"],
     validation=None,
     batch_size=32,
-    learning_rate=1e-3,
+    learning_rate=_DEFAULTS["learning_rate"],
     dropout=0.2,
     verbose=0,
     callbacks=None,

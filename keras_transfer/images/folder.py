@@ -110,11 +110,12 @@ class ImageFolder:
         )
 
 
-def train_val_files(root, val_dir=None, val_split=0.2, seed=0):
+def train_val_files(root, val_dir=None, val_split=0.2, seed=0, class_names=None):
     """`(class_names, (train_paths, train_labels), (val_paths, val_labels))`
     from `root/train` and `root/val` (or `validation`), from `root` and
     `val_dir`, or from `root` split `val_split` of each class's files
-    (`split_mask`, the split that `keras-transfer export` finds again)."""
+    (`split_mask`). `keras-transfer fit` draws a run's split here, and
+    `keras-transfer export` finds it again, with the run's `class_names`."""
     root = pathlib.Path(root)
     splits = split_folders(root) if val_dir is None and root.is_dir() else {}
     if splits:
@@ -125,7 +126,7 @@ def train_val_files(root, val_dir=None, val_split=0.2, seed=0):
                 "give the train folder and a validation split"
             )
         root = root / "train"
-    names, paths, labels = scan(root, argument="root")
+    names, paths, labels = scan(root, class_names, argument="root")
     if len(names) < 2:
         raise ValueError(
             f"{str(root)!r} has one class folder ({names[0]!r}): a classifier needs at least two"

@@ -2,10 +2,14 @@
 over the data, a head trains on its features, and the two are put back
 together."""
 
+from keras_transfer import strategies
 from keras_transfer.features import extract_features
 from keras_transfer.heads.feature_heads import attach_head, fit_head
 
 __all__ = ["train_on_features"]
+
+# The strategy table holds the defaults, for the command line too.
+_DEFAULTS = dict(strategies.get("feature_extraction").defaults)
 
 
 def train_on_features(
@@ -14,8 +18,8 @@ def train_on_features(
     validation_data=None,
     *,
     num_classes,
-    epochs=20,
-    learning_rate=1e-3,
+    epochs=_DEFAULTS["epochs"],
+    learning_rate=_DEFAULTS["learning_rate"],
     batch_size=32,
     verbose=0,
     callbacks=None,

@@ -1,5 +1,5 @@
 """The good default in one call: `fine_tune`, as in fastai. It runs the
-adaptive recipe (`adaptive.py`) or the fixed one (`fixed_recipe.py`)."""
+adaptive recipe (`adaptive.py`) or the fixed one (`fixed.py`)."""
 
 import keras
 

@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 
+from keras_transfer import strategies
 from keras_transfer.backbones.backbone_model import blocks_of
 from keras_transfer.rates import freezing, precision
 from keras_transfer.rates.optimizers import BlockwiseLR
@@ -47,9 +48,10 @@ def fixed_fine_tune(
         compile_args: `compile`'s loss and metrics.
         The others: as for `fine_tune`.
     """
-    epochs = 5 if epochs is None else epochs
-    freeze_epochs = 1 if freeze_epochs is None else freeze_epochs
-    base_lr = 2e-3 if base_lr is None else base_lr
+    row = strategies.get("fine_tune")  # the defaults, for the command line too
+    epochs = row.default("epochs") if epochs is None else epochs
+    freeze_epochs = row.default("freeze_epochs") if freeze_epochs is None else freeze_epochs
+    base_lr = row.default("base_lr") if base_lr is None else base_lr
     lr_mult_given = lr_mult is not None
     lr_mult = 100 if lr_mult is None else lr_mult
     schedule = "one_cycle" if schedule is None else schedule

@@ -4,11 +4,15 @@ then the backbone a block at a time from the top, in one `fit`."""
 import keras
 import numpy as np
 
+from keras_transfer import strategies
 from keras_transfer.recipes.callbacks import GradualUnfreezing
 from keras_transfer.utils import guards
 from keras_transfer.utils.labels import check_labels
 
 __all__ = ["gradual_unfreeze"]
+
+# The strategy table holds the defaults, for the command line too.
+_DEFAULTS = dict(strategies.get("gradual").defaults)
 
 
 def gradual_unfreeze(
@@ -16,9 +20,9 @@ def gradual_unfreeze(
     train,
     validation_data=None,
     *,
-    epochs=10,
-    freeze_epochs=1,
-    base_lr=1e-3,
+    epochs=_DEFAULTS["epochs"],
+    freeze_epochs=_DEFAULTS["freeze_epochs"],
+    base_lr=_DEFAULTS["base_lr"],
     lr_factor=None,
     batch_size=None,
     verbose="auto",

@@ -21,6 +21,7 @@ from tests.conftest import (
 from tests.conftest import (
     HUB_L2 as L2,
 )
+from tests.layer_test_case import run_layer_test
 
 tf_only = pytest.mark.tensorflow_only
 
@@ -87,6 +88,23 @@ def test_reusable_model_weights_keep_their_split(reusable):
     assert (len(trainable.trainable_weights), len(trainable.non_trainable_weights)) == (4, 2)
     assert all("moving" in w.path for w in trainable.non_trainable_weights)
     assert trainable.weights[0].path.startswith(trainable.name + "/")
+
+
+@tf_only
+def test_the_layer_harness_under_every_policy(reusable, tmp_path):
+    # The SavedModel's graph computes in float32 whatever the policy.
+    x = _images()
+    out = as_numpy(kt.hub.HubLayer(reusable)(x))
+    run_layer_test(
+        kt.hub.HubLayer,
+        {"handle": reusable},
+        x,
+        out.shape,
+        tmp_path=tmp_path,
+        expected_num_trainable_weights=0,
+        float32_output=True,
+        atol=1e-5,
+    )
 
 
 @tf_only

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import keras_transfer as kt
+from keras_transfer.utils import _compat
 from tests.conftest import as_numpy, pixels, runs_once_in
 
 # Imported by the first test that runs, not at collection: keras_hub loads
@@ -461,7 +462,7 @@ def _policies(model):
     # Keras saves no policy for a model container.
     return [
         (type(layer).__name__, layer.dtype_policy.name)
-        for layer in kt._compat.flatten_layers(model)
+        for layer in _compat.flatten_layers(model)
         if not isinstance(layer, (keras.layers.InputLayer, keras.Model))
     ]
 

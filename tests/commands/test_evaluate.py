@@ -1,6 +1,7 @@
 """`keras-transfer evaluate`, on the run the fit made."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -48,6 +49,12 @@ def test_the_report_shows_the_mistakes(run, tmp_path, capsys):
     losses = [row["loss"] for row in metrics["top_losses"]]
     assert losses == sorted(losses, reverse=True)
     assert all(row["true"] != row["predicted_class"] for row in metrics["top_losses"])
+    # Named relative to the run and the data folders: no machine's paths.
+    assert metrics["model"] == f"{out.name}/model.keras"
+    assert metrics["data_dir"] == f"{tmp_path.name}/swapped"
+    for row in metrics["top_losses"]:
+        assert (data / row["path"]).is_file() and not pathlib.Path(row["path"]).is_absolute()
+    assert str(tmp_path) not in (tmp_path / "eval" / "report.html").read_text()
     pairs = metrics["most_confused"]
     assert sum(count for _, _, count in pairs) == round((1 - metrics["accuracy"]) * 9)
     assert "confused:" in printed

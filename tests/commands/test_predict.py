@@ -36,7 +36,7 @@ def test_predict_takes_a_plain_keras_model_and_upright_phone_photos(tmp_path, ca
     on top and blue below (the photo upright), class 1 red on the left and
     blue on the right (the photo as stored, lying on its side). The JPEG's
     EXIF turns it upright."""
-    from tests.test_image_folder import _oriented_jpeg
+    from tests.images.test_folder import _oriented_jpeg
 
     dense = keras.layers.Dense(2)
     model = keras.Sequential([keras.Input((8, 4, 3)), keras.layers.Flatten(), dense])
