@@ -7,6 +7,12 @@ backend and changes nothing in Keras, so `keras-transfer --help` is
 instant. A name is imported on first use. Imported after Keras (the usual
 order), it also registers its layers at once, so `keras.saving.load_model`
 needs no `custom_objects`; `keras_transfer.register()` does it explicitly.
+
+The package is one folder per concept (`backbones`, `rates`, `heads`,
+`images`, `features`, `recipes`, `deploy`, `layers`, `commands`, `utils`),
+each `__init__` a map of it. The module paths of before the folders
+(`keras_transfer.callbacks`, `keras_transfer.hub`, ...) still import, as
+the same modules.
 """
 
 import importlib
@@ -151,7 +157,8 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass  # imported at its new path already
 
 
-sys.meta_path.append(_MovedModules())
+if not any(type(finder).__name__ == "_MovedModules" for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())  # once, should the package be reloaded
 
 if "keras" in sys.modules:  # Keras is loaded already: registering costs nothing
     register()

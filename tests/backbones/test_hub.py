@@ -104,6 +104,8 @@ def test_the_layer_harness_under_every_policy(reusable, tmp_path):
         expected_num_trainable_weights=0,
         float32_output=True,
         atol=1e-5,
+        shape_method=False,
+        safe_mode=False,
     )
 
 

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_transfer import strategies
 from keras_transfer.commands import cli
 from keras_transfer.images import decoding as image_decoding
 from keras_transfer.recipes import adaptive
@@ -73,6 +74,13 @@ def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases):
     assert [p["name"] for p in metrics["phases"]] == phases
     assert len(metrics["history"]["loss"]) == 2  # one head epoch, then one more
     assert (out / "curves.png").is_file()
+    # What was not given is the strategy's row's (the recipe's own defaults).
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    row = strategies.get(strategy)
+    assert (settings["freeze_epochs"], settings["lr"]) == (
+        row.default("freeze_epochs"),
+        row.default("base_lr"),
+    )
 
 
 def test_fit_runs_the_adaptive_recipe_by_default(photos, tmp_path, capsys, monkeypatch):
