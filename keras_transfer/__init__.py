@@ -31,6 +31,7 @@ _NAMES = {
     "LRFinderResult": "recipes.lr_finder",
     "TransferReport": "backbones.weights",
     "attach_head": "heads.feature_heads",
+    "calibrate": "heads.calibration",
     "export": "deploy.exporter",
     "extract_features": "features",
     "fine_tune": "recipes.fine_tuning",

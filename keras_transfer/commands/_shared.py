@@ -12,7 +12,6 @@ import keras
 import numpy as np
 
 from keras_transfer import register
-from keras_transfer.deploy import report
 from keras_transfer.images.folder import MAX_IMAGE_SIZE
 from keras_transfer.utils.guards import NonFiniteLossError
 
@@ -22,7 +21,6 @@ __all__ = [
     "UsageError",
     "check_positive",
     "class_count",
-    "evaluate_on",
     "load_model",
     "parse_backbone_args",
     "parse_weights",
@@ -71,12 +69,6 @@ def predict_stream(model, stream):
     if not outputs:
         raise UsageError(f"No file decodes as an image: {stream.skipped[:5]}")
     return tuple(np.concatenate(parts) for parts in (outputs, labels, rows))
-
-
-def evaluate_on(model, stream):
-    """The classification report of `model` on an `ImageStream`."""
-    probabilities, labels, _ = predict_stream(model, stream)
-    return report.classification_report(labels, probabilities.argmax(-1), stream.class_names)
 
 
 def load_model(path):

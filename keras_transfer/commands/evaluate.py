@@ -19,6 +19,7 @@ from keras_transfer.commands._shared import (
 )
 from keras_transfer.deploy import report
 from keras_transfer.deploy.inspection import TopLosses, grad_cam, most_confused, write_html_report
+from keras_transfer.heads.calibration import expected_calibration_error
 from keras_transfer.images.decoding import read_image
 from keras_transfer.images.folder import split_folders
 from keras_transfer.images.stream import ImageStream
@@ -49,6 +50,7 @@ def evaluate(args):
     worst = TopLosses(args.top_losses)
     worst.add(kept, probabilities, labels)
     result = report.classification_report(labels, probabilities.argmax(-1), names)
+    result["expected_calibration_error"] = expected_calibration_error(probabilities, labels)
     rows = worst.rows()
     # Relative to the run and data folders: a report reads the same on
     # another machine, and names no one's home directory.
@@ -79,6 +81,10 @@ def evaluate(args):
         report.write_json(stage / "metrics.json", result)
         report.plot_confusion(result["confusion_matrix"], names, stage / "confusion.png")
         figures = {"confusion matrix": stage / "confusion.png"}
+        report.plot_reliability(probabilities, labels, stage / "reliability.png")
+        figures[
+            f"reliability: expected calibration error {result['expected_calibration_error']:.3f}"
+        ] = stage / "reliability.png"
         if rows:
             titles = [
                 f"{r['true']} -> {r['predicted_class']} ({r['probability']:.2f})"
@@ -96,7 +102,10 @@ def evaluate(args):
     per_class_table(result)
     for true, predicted, count in result["most_confused"][:5]:
         print(f"confused: {true} -> {predicted} ({count})")
-    print(f"report: {out} (report.html, top_losses.png, gradcam.png, metrics.json)")
+    print(f"expected calibration error {result['expected_calibration_error']:.3f}")
+    print(
+        f"report: {out} (report.html, top_losses.png, gradcam.png, reliability.png, metrics.json)"
+    )
 
 
 def _relative(path, folder):

@@ -12,17 +12,19 @@ from keras_transfer import __version__, strategies
 from keras_transfer.commands._shared import (
     UsageError,
     check_positive,
-    evaluate_on,
     parse_backbone_args,
     parse_weights,
     per_class_table,
+    predict_stream,
     warn_skipped,
 )
 from keras_transfer.deploy import report
 from keras_transfer.factory import transfer
+from keras_transfer.heads.calibration import calibration_report
 from keras_transfer.images.decoding import decoder
 from keras_transfer.images.folder import train_val_files
 from keras_transfer.images.stream import ImageStream
+from keras_transfer.layers import TemperatureScaling
 
 __all__ = ["fit"]
 
@@ -83,9 +85,13 @@ def fit(args):
     fit_start = time.perf_counter()
     model, history, phases = _train(args, row, train, val, source, verbose, callbacks)
     fit_seconds = time.perf_counter() - fit_start
-    model = _with_probabilities(model)
     epochs_run = len(next(iter(history.history.values())))
-    result = evaluate_on(model, val)
+    # One pass over the validation split: its logits give the report and
+    # fit the temperature (which leaves every argmax as it is).
+    logits, labels, _ = predict_stream(model, val)
+    result = report.classification_report(labels, logits.argmax(-1), names)
+    result["calibration"] = calibration_report(logits, labels)
+    model = _with_probabilities(model, result["calibration"]["temperature"])
     train_images = len(train.paths) - len(train.skipped)
     skipped = sorted(set(train.skipped + val.skipped))  # known once each file was read
     warn_skipped(skipped, args.data_dir)
@@ -107,6 +113,10 @@ def fit(args):
             f"recipe: kept the {decision['kept'].replace('_', '-')} model; {decision['reason']}",
         )
     config = _run_config(args, names)
+    config["calibration"] = {
+        "temperature": result["calibration"]["temperature"],
+        "fitted_on": f"the validation split ({result['calibration']['images']} images)",
+    }
     with report.staging(out, args.overwrite) as stage:
         model.save(stage / "model.keras")
         report.write_json(stage / "config.json", config)
@@ -165,9 +175,11 @@ def _attribute(flag):
     return flag[2:].replace("-", "_")
 
 
-def _with_probabilities(model):
-    """The saved model gives class probabilities: softmax on the logits."""
-    output = keras.layers.Softmax(dtype="float32", name="probabilities")(model.output)
+def _with_probabilities(model, temperature):
+    """The saved model gives calibrated class probabilities: softmax on the
+    logits divided by the temperature."""
+    logits = TemperatureScaling(temperature, name="temperature_scaling")(model.output)
+    output = keras.layers.Softmax(dtype="float32", name="probabilities")(logits)
     return keras.Model(model.input, output, name=model.name)
 
 
@@ -207,6 +219,16 @@ def _summary(args, result, out):
         f"fit {result['fit_seconds']:.1f} s   {result['images_per_s']:.1f} images/s"
     )
     per_class_table(result)
+    c = result["calibration"]
+    print(
+        f"calibration: temperature {c['temperature']:.2f} (on the {c['images']} validation "
+        f"images); expected calibration error {c['ece_before']:.3f} -> {c['ece_after']:.3f}"
+        + (
+            f" ({c['skipped']}: not fitted)"
+            if "skipped" in c
+            else f" ({c['ece_after_cross_fitted']:.3f} cross-fitted)"
+        )
+    )
     print(f"run written to {out}: model.keras metrics.json curves.png confusion.png config.json")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from keras_transfer.deploy import report
 from keras_transfer.images.decoding import read_images
 from keras_transfer.images.folder import image_files, scan
+from keras_transfer.layers import TemperatureScaling
 from keras_transfer.utils._options import EXPORT_BACKENDS as BACKENDS
 from keras_transfer.utils._options import EXPORT_FORMATS as FORMATS
 from keras_transfer.utils._options import QUANTIZATIONS
@@ -161,6 +162,10 @@ def export(
                 "meaning": _meaning(model),
                 "labels": "labels.txt",
             },
+            # The model's own temperature (`fit` fits one), inside the file.
+            "temperature": next(
+                (l.temperature for l in model.layers if isinstance(l, TemperatureScaling)), None
+            ),
             "class_names": names,
             "calibration": None
             if calibration_images is None

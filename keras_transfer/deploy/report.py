@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 
+from keras_transfer.heads.calibration import BINS, reliability
 from keras_transfer.utils import _io
 from keras_transfer.utils._io import atomic_write
 
@@ -21,6 +22,7 @@ __all__ = [
     "plot_confusion",
     "plot_images",
     "plot_curves",
+    "plot_reliability",
     "staging",
     "write_json",
 ]
@@ -42,6 +44,7 @@ RUN_FILES = frozenset(
         "export",
         "top_losses.png",
         "gradcam.png",
+        "reliability.png",
         "report.html",
         "model.tflite",
         "model.onnx",
@@ -225,6 +228,23 @@ def plot_confusion(confusion, class_names, path):
             color="white" if count > threshold else "black",
         )
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    _save(fig, path)
+
+
+def plot_reliability(probabilities, labels, path, bins=BINS):
+    """The reliability diagram: per bin of the top probability, the share of
+    right answers against the confidence (calibrated on the diagonal), and
+    under it how many images each bin holds."""
+    confidence, accuracy, share = reliability(probabilities, labels, bins)
+    centres = (np.arange(bins) + 0.5) / bins
+    fig = _figure(figsize=(4.6, 5.2))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    top.bar(centres, np.nan_to_num(accuracy), width=1 / bins, color="tab:blue", alpha=0.8)
+    top.plot(confidence, accuracy, "o", color="tab:orange", markersize=4)
+    top.set(ylim=(0, 1), ylabel="accuracy", title="reliability (bars: accuracy; dots: confidence)")
+    bottom.bar(centres, share, width=1 / bins, color="tab:grey")
+    bottom.set(xlim=(0, 1), xlabel="confidence (top probability)", ylabel="images")
     _save(fig, path)
 
 

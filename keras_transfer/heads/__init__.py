@@ -6,6 +6,8 @@
   logistic regression, and `attach_head`; their names are also this
   package's. The recipe that trains one on a frozen backbone is
   `recipes.feature_extraction`.
+- `calibration`: temperature scaling fitted on held-out images
+  (`calibrate`), the expected calibration error and its bins.
 """
 
 import importlib

@@ -6,12 +6,21 @@
 - `token_pooling`: `TokenPooling`, a vision transformer's read-out.
 - `image_preprocessing`: `ImagePreprocessing`, each family's pixel scaling.
 - `position_table`: resampling a position table to a new grid.
+- `temperature_scaling`: `TemperatureScaling`, calibrated probabilities.
 """
 
 from keras_transfer.layers.feature_fusion import FeatureFusion
 from keras_transfer.layers.image_preprocessing import ImagePreprocessing
 from keras_transfer.layers.inf_normalize import InfNormalize
+from keras_transfer.layers.temperature_scaling import TemperatureScaling
 from keras_transfer.layers.token_pooling import TokenPooling
 from keras_transfer.layers.transfer_matrix import TransferMatrix
 
-__all__ = ["FeatureFusion", "ImagePreprocessing", "InfNormalize", "TokenPooling", "TransferMatrix"]
+__all__ = [
+    "FeatureFusion",
+    "ImagePreprocessing",
+    "InfNormalize",
+    "TemperatureScaling",
+    "TokenPooling",
+    "TransferMatrix",
+]

@@ -76,7 +76,8 @@ def test_the_report_shows_the_mistakes(run, tmp_path, capsys):
 
     page = Page()
     page.feed((tmp_path / "eval" / "report.html").read_text())
-    assert len(page.images) >= 3  # the confusion matrix, the top losses, Grad-CAM
+    assert len(page.images) >= 4  # confusion, reliability, the top losses, Grad-CAM
+    assert 0 <= metrics["expected_calibration_error"] <= 1
     for src in page.images:
         assert src.startswith("data:image/png;base64,")  # nothing to fetch
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()

@@ -13,6 +13,7 @@ import pytest
 import keras_transfer as ktr
 from keras_transfer.commands import cli
 from keras_transfer.images.folder import ImageFolder
+from keras_transfer.layers import TemperatureScaling
 from tests.command_line import COLORS, _bad
 from tests.conftest import runs_once_in, tiny_backbone
 
@@ -41,7 +42,9 @@ def small_run(photos, tmp_path_factory):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(train.images, train.labels, epochs=30, batch_size=8, verbose=0)
-    probabilities = keras.layers.Softmax(name="probabilities")(model.output)
+    # Calibrated as `fit` saves a model: the temperature inside, before the softmax.
+    logits = TemperatureScaling(2.0, name="temperature_scaling")(model.output)
+    probabilities = keras.layers.Softmax(name="probabilities")(logits)
     out = tmp_path_factory.mktemp("runs") / "small"
     out.mkdir()
     keras.Model(model.input, probabilities).save(out / "model.keras")
@@ -59,7 +62,7 @@ def test_int8_litert_calibrates_on_the_runs_photos_and_checks_on_its_validation(
     printed = capsys.readouterr().out
     folder = small_run / "export" / "litert_int8"
     record = json.loads((folder / "export.json").read_text())
-    assert record["exported_under"]["backend"] == "tensorflow"
+    assert record["exported_under"]["backend"] == "tensorflow" and record["temperature"] == 2.0
     # The 24 training photos (the text file among them is skipped), 4 a class to check.
     assert record["calibration"]["images"] == 24
     assert record["parity"]["images"] == 12 and record["parity"]["accuracy_drop"] <= 0.01
@@ -76,6 +79,8 @@ def test_onnx_and_the_overwrite_rule(small_run, capsys, tmp_path):
     assert "top-1 agreement 1.0000" in printed and "accuracy: Keras" in printed
     record = json.loads((target / "export.json").read_text())
     assert record["parity"]["keras_accuracy"] == record["parity"]["export_accuracy"]
+    # The file gives the calibrated probabilities, as the Keras model does.
+    assert record["temperature"] == 2.0 and record["parity"]["max_probability_difference"] < 1e-4
     err = _bad(capsys, *argv)
     assert "pass --overwrite" in err
     assert cli.main([*argv, "--overwrite"]) == 0

@@ -9,6 +9,7 @@ import pytest
 
 from keras_transfer import strategies
 from keras_transfer.commands import cli
+from keras_transfer.heads import calibration
 from keras_transfer.images import decoding as image_decoding
 from keras_transfer.recipes import adaptive
 from keras_transfer.recipes import fine_tuning as recipes
@@ -51,7 +52,8 @@ def test_fit_writes_the_whole_run(run):
     "strategy, phases",
     [("fine_tune", ["head", "unfrozen"]), ("gradual", ["head", "gradual unfreezing"])],
 )
-def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases):
+def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases, monkeypatch):
+    monkeypatch.setattr(calibration, "MIN_IMAGES", 2)  # the folder holds a few photos
     out = tmp_path / strategy
     assert (
         cli.main(
@@ -74,6 +76,14 @@ def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases):
     assert [p["name"] for p in metrics["phases"]] == phases
     assert len(metrics["history"]["loss"]) == 2  # one head epoch, then one more
     assert (out / "curves.png").is_file()
+    # The temperature, fitted on the validation split, is in the saved model.
+    fitted = metrics["calibration"]
+    assert "skipped" not in fitted and fitted["temperature"] > 0
+    assert set(fitted) >= {"ece_before", "ece_after", "nll_before", "nll_after"}
+    saved = keras.saving.load_model(out / "model.keras")
+    assert saved.get_layer("temperature_scaling").temperature == fitted["temperature"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["calibration"]["fitted_on"].startswith("the validation split")
     # What was not given is the strategy's row's (the recipe's own defaults).
     settings = json.loads((out / "config.json").read_text())["settings"]
     row = strategies.get(strategy)
