@@ -145,7 +145,9 @@ def check_positive(args, *names):
 
 
 def per_class_table(result):
-    """Prints precision, recall and support per class."""
+    """Prints precision, recall and support per class, and the balanced
+    accuracy."""
     print(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for name, row in result["per_class"].items():
         print(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['support']:>8}")
+    print(f"balanced accuracy {result['balanced_accuracy']:.4f} (the mean of the recalls)")

@@ -242,7 +242,8 @@ def write_html_report(path, metrics, images):
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}
 img{{max-width:100%}}</style></head><body>
 <h1>Evaluation of {html.escape(str(metrics.get("model", "")))}</h1>
-<p>Accuracy <b id="accuracy">{metrics["accuracy"]:.4f}</b> on
+<p>Accuracy <b id="accuracy">{metrics["accuracy"]:.4f}</b> (balanced:
+<b id="balanced-accuracy">{metrics["balanced_accuracy"]:.4f}</b>) on
 <span id="images">{metrics["images"]}</span> images of {html.escape(str(metrics["data_dir"]))}.</p>
 <h2>Per class</h2><table id="per-class"><tr><th>class</th><th>precision</th><th>recall</th>
 <th>support</th></tr>{rows}</table>

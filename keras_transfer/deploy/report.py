@@ -136,16 +136,18 @@ def classification_report(y_true, y_pred, class_names):
     ...     [0, 0, 1, 1], [0, 1, 1, 1], ["ant", "bee"])
     >>> report["accuracy"], report["confusion_matrix"]
     (0.75, [[1, 1], [0, 2]])
-    >>> report["per_class"]["bee"]["precision"]
-    0.6667
+    >>> report["per_class"]["bee"]["precision"], report["balanced_accuracy"]
+    (0.6667, 0.75)
 
     Args:
         y_true, y_pred: integer labels.
         class_names: one name per class, in label order.
 
     Returns:
-        A JSON-ready dict: `accuracy`, `per_class` (name -> precision,
-        recall, support) and `confusion_matrix` (rows: true class).
+        A JSON-ready dict: `accuracy`, `balanced_accuracy` (the mean of
+        the recalls of the classes present: each class counts alike, as a
+        rare one should), `per_class` (name -> precision, recall, support)
+        and `confusion_matrix` (rows: true class).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     k = len(class_names)
@@ -161,8 +163,10 @@ def classification_report(y_true, y_pred, class_names):
         }
         for i, name in enumerate(class_names)
     }
+    present = support > 0
     return {
         "accuracy": float(np.mean(y_true == y_pred)),
+        "balanced_accuracy": float(np.mean(correct[present] / support[present])),
         "per_class": per_class,
         "confusion_matrix": confusion.tolist(),
     }

@@ -82,5 +82,9 @@ def test_the_report_shows_the_mistakes(run, tmp_path, capsys):
         assert src.startswith("data:image/png;base64,")  # nothing to fetch
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
     assert float(page.ids["accuracy"]) == pytest.approx(metrics["accuracy"], abs=1e-4)
+    assert float(page.ids["balanced-accuracy"]) == pytest.approx(
+        metrics["balanced_accuracy"], abs=1e-4
+    )
+    assert "balanced accuracy" in printed
     assert int(page.ids["images"]) == metrics["images"] == 9
     assert (tmp_path / "eval" / "gradcam.png").is_file()

@@ -30,3 +30,13 @@ def test_overwrite_through_a_linked_out_leaves_nothing_behind(tmp_path):
         (stage / "metrics.json").write_text('{"new": 1}')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real", "runlink"]
     assert link.is_symlink() and (link / "metrics.json").read_text() == '{"new": 1}'
+
+
+def test_balanced_accuracy_counts_each_class_alike():
+    # 8 of one class and 2 of another: all of the large one right, none of
+    # the small one. Accuracy hides it; the balanced figure does not.
+    truth, predicted = [0] * 8 + [1] * 2, [0] * 10
+    result = report.classification_report(truth, predicted, ["common", "rare", "absent"])
+    assert result["accuracy"] == 0.8
+    assert result["balanced_accuracy"] == 0.5  # (1.0 + 0.0) / 2: "absent" has no images
+    assert result["per_class"]["rare"]["recall"] == 0.0
