@@ -70,7 +70,13 @@ class Strategy:
 
     def default(self, option):
         """The value the recipe takes for `option` when it is not given."""
-        return dict(self.defaults)[option]
+        defaults = dict(self.defaults)
+        if option not in defaults:
+            raise ValueError(
+                f"The {self.name!r} strategy sets no default for {option!r}: its defaults are "
+                f"{defaults or 'none (it chooses its own)'}. Received: option={option!r}"
+            )
+        return defaults[option]
 
     @property
     def flags(self):

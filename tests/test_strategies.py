@@ -71,6 +71,8 @@ def test_a_rows_defaults_are_its_recipes_and_the_command_lines():
             assert f"{row.name} {value:g}" in action.help, (flag, action.help)
     head = dict(strategies.get("feature_extraction").defaults)
     assert {k: _signature_defaults(fit_head)[k] for k in head} == head
+    with pytest.raises(ValueError, match=r"'auto' strategy sets no default .*Received: option="):
+        strategies.get("auto").default("epochs")
     # Where two values disagreed, the fixed recipe's won (#42).
     assert dict(strategies.get("fine_tune").defaults) == {
         "epochs": 5,
