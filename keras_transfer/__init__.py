@@ -35,6 +35,7 @@ _NAMES = {
     "export": "deploy.exporter",
     "extract_features": "features",
     "fine_tune": "recipes.fine_tuning",
+    "fit_unknown": "heads.unknown",
     "freeze": "rates.freezing",
     "gradual_unfreeze": "recipes.gradual",
     "load_legacy_h5": "backbones.weights",
@@ -46,6 +47,7 @@ _NAMES = {
     "transfer": "factory",
     "transfer_weights": "backbones.weights",
     "unfreeze": "rates.freezing",
+    "unknown_output": "heads.unknown",
 }
 # The folders, one per concept (each `__init__` is a map of it), and the
 # modules at the top.

@@ -269,6 +269,11 @@ def _parser():
     sub.add_argument(
         "--json", action="store_true", help="JSON lines: one object an image, as they come"
     )
+    sub.add_argument(
+        "--no-unknown",
+        action="store_true",
+        help="always answer a class: no unknown below the run's threshold",
+    )
 
     sub = command("export", "Export a run's model to LiteRT, ONNX or a SavedModel, and check it.")
     sub.add_argument("model", metavar="RUN_DIR|MODEL")

@@ -5,6 +5,7 @@ import math
 import pathlib
 import sys
 import time
+import warnings
 
 import keras
 
@@ -21,6 +22,7 @@ from keras_transfer.commands._shared import (
 from keras_transfer.deploy import report
 from keras_transfer.factory import transfer
 from keras_transfer.heads.calibration import calibration_report
+from keras_transfer.heads.unknown import fit_unknown
 from keras_transfer.images.decoding import decoder
 from keras_transfer.images.folder import train_val_files
 from keras_transfer.images.stream import ImageStream
@@ -91,6 +93,10 @@ def fit(args):
     logits, labels, _ = predict_stream(model, val)
     result = report.classification_report(labels, logits.argmax(-1), names)
     result["calibration"] = calibration_report(logits, labels)
+    with warnings.catch_warnings():  # skipped files are summed up below
+        warnings.simplefilter("ignore", UserWarning)
+        model = fit_unknown(model, train, val)
+    result["unknown"] = model.unknown
     model = _with_probabilities(model, result["calibration"]["temperature"])
     train_images = len(train.paths) - len(train.skipped)
     skipped = sorted(set(train.skipped + val.skipped))  # known once each file was read
@@ -116,6 +122,12 @@ def fit(args):
     config["calibration"] = {
         "temperature": result["calibration"]["temperature"],
         "fitted_on": f"the validation split ({result['calibration']['images']} images)",
+    }
+    config["unknown"] = {
+        "threshold": result["unknown"]["threshold"],
+        "fitted_on": f"the class means of the {result['unknown']['train_images']} training "
+        f"images' features; the threshold on the validation split "
+        f"({result['unknown']['held_out_images']} images)",
     }
     with report.staging(out, args.overwrite) as stage:
         model.save(stage / "model.keras")
@@ -228,6 +240,13 @@ def _summary(args, result, out):
             if "skipped" in c
             else f" ({c['ece_after_cross_fitted']:.3f} cross-fitted)"
         )
+    )
+    u = result["unknown"]
+    print(
+        f"unknown: {u['skipped']}: no score"
+        if "skipped" in u
+        else f"unknown: below {u['threshold']:.2f}, the score of {1 - u['accept']:.0%} of the "
+        f"validation images (predict answers unknown there)"
     )
     print(f"run written to {out}: model.keras metrics.json curves.png confusion.png config.json")
 

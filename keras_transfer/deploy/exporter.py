@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from keras_transfer.deploy import report
+from keras_transfer.heads.unknown import unknown_output
 from keras_transfer.images.decoding import read_images
 from keras_transfer.images.folder import image_files, scan
 from keras_transfer.layers import TemperatureScaling
@@ -132,20 +133,27 @@ def export(
     calibration_images, calibration_from = _calibration(calibration, size)
     images, labels, check_from = _check_images(check, size, names, calibration_images)
     converter = _converter_args(quantize)
+    # A model with an unknown score exports it as a second named output.
+    scored = unknown_output(model)
+    exported = scored or model
+    output_names = list(scored.output) if scored is not None else None
     # Keras's outputs first: this also calls a freshly loaded model, which
     # the ONNX exporter needs.
-    expected = np.asarray(model.predict(images.astype("float32"), verbose=0), "float64")
+    expected = _as_list(exported.predict(images.astype("float32"), verbose=0), output_names)
     with report.staging(out, overwrite) as stage:
         file = stage / _FILES[format]
         start = time.perf_counter()
         keras_format = "tf_saved_model" if format == "saved_model" else format
-        model.export(str(file), format=keras_format, verbose=False, **converter)
+        exported.export(str(file), format=keras_format, verbose=False, **converter)
+        if format == "onnx" and output_names is not None:
+            _name_onnx_outputs(file, output_names)
         if quantize == "int8":
             _quantize_int8(file, calibration_images)
         export_seconds = time.perf_counter() - start
         (stage / "labels.txt").write_text("".join(f"{name}\n" for name in names))
-        run = _runtime(format, file)
-        parity = _parity(model, run, images, labels, expected, quantize, max_drop)
+        run = _runtime(format, file, output_names)
+        threshold = None if scored is None else model.get_layer("unknown_score").threshold
+        parity = _parity(model, run, images, labels, expected, quantize, max_drop, threshold)
         parity["images_from"] = check_from
         record = {
             "format": format,
@@ -161,6 +169,16 @@ def export(
                 "shape": [None, outputs],
                 "meaning": _meaning(model),
                 "labels": "labels.txt",
+            },
+            # The second named output, `unknown_score`: an image scoring
+            # below the threshold is from none of the classes.
+            "unknown": None
+            if scored is None
+            else {
+                "output": "unknown_score",
+                "shape": [None],
+                "threshold": threshold,
+                "outputs": output_names,
             },
             # The model's own temperature (`fit` fits one), inside the file.
             "temperature": next(
@@ -342,7 +360,18 @@ class _Runtime:
         self.name, self.run_one = name, run_one
 
 
-def _runtime(format, file):
+def _as_list(outputs, names):
+    """The model's outputs as a list of float64 arrays, in `names`' order."""
+    if names is None:
+        return [np.asarray(outputs, "float64")]
+    return [np.asarray(outputs[name], "float64") for name in names]
+
+
+def _runtime(format, file, names=None):
+    """A `_Runtime` whose `run_one` gives a list of outputs: the model's one
+    output, or those named `names`, in that order."""
+    if names is not None:
+        return _named_runtime(format, file, names)
     if format == "litert":
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -361,7 +390,7 @@ def _runtime(format, file):
         def run_one(image):
             interpreter.set_tensor(given["index"], image[None].astype(given["dtype"]))
             interpreter.invoke()
-            return interpreter.get_tensor(output)[0]
+            return [interpreter.get_tensor(output)[0]]
 
         return _Runtime(name, run_one)
     if format == "onnx":
@@ -371,26 +400,94 @@ def _runtime(format, file):
         input_name = session.get_inputs()[0].name
         return _Runtime(
             "onnxruntime",
-            lambda image: session.run(None, {input_name: image[None].astype("float32")})[0][0],
+            lambda image: [session.run(None, {input_name: image[None].astype("float32")})[0][0]],
         )
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(file))
     return _Runtime(
         "tensorflow.saved_model",
-        lambda image: np.asarray(loaded.serve(tf.constant(image[None], "float32")))[0],
+        lambda image: [np.asarray(loaded.serve(tf.constant(image[None], "float32")))[0]],
     )
 
 
-def _parity(model, run, images, labels, expected, quantize, max_drop):
+def _name_onnx_outputs(file, names):
+    """Names the ONNX graph's outputs as the Keras model's (the torch
+    exporter numbers them), in the order Keras flattens them."""
+    import onnx
+
+    graph = onnx.load(str(file))
+    renames = {o.name: n for o, n in zip(graph.graph.output, names) if o.name != n}
+    if not renames:
+        return
+    for node in graph.graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                field[i] = renames.get(name, name)
+    for output in graph.graph.output:
+        output.name = renames.get(output.name, output.name)
+    onnx.save(graph, str(file))
+
+
+def _named_runtime(format, file, names):
+    """As `_runtime`, for a file of several named outputs."""
+    if format == "litert":
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+
+            name = "ai-edge-litert"
+        except ImportError:
+            import tensorflow as tf
+
+            Interpreter, name = tf.lite.Interpreter, "tensorflow.lite"
+        runner = Interpreter(model_path=str(file)).get_signature_runner()
+        key = next(iter(runner.get_input_details()))
+
+        def run_one(image):
+            out = runner(**{key: image[None].astype("float32")})
+            return [out[n][0] for n in names]
+
+        return _Runtime(name, run_one)
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        return _Runtime(
+            "onnxruntime",
+            lambda image: [
+                o[0] for o in session.run(names, {input_name: image[None].astype("float32")})
+            ],
+        )
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(file))
+
+    def run_one(image):
+        out = loaded.serve(tf.constant(image[None], "float32"))
+        return [np.asarray(out[n])[0] for n in names]
+
+    return _Runtime("tensorflow.saved_model", run_one)
+
+
+def _parity(model, run, images, labels, expected, quantize, max_drop, threshold=None):
     """Runs the export on `images`, against the Keras model's `expected`
-    outputs; raises where the export disagrees."""
+    outputs (a list: the classes' and, with a `threshold`, the unknown
+    score); raises where the export disagrees."""
     got, seconds = [], []
     for image in images:
         start = time.perf_counter()
         got.append(run.run_one(image.astype("float32")))
         seconds.append(time.perf_counter() - start)
-    got = np.asarray(got, "float64")
+    got = [np.asarray(column, "float64") for column in zip(*got)]
+    if threshold is not None:
+        unknown = {
+            "unknown_agreement": round(
+                float(np.mean((expected[1] < threshold) == (got[1] < threshold))), 4
+            ),
+            "max_score_difference": float(f"{np.max(np.abs(expected[1] - got[1])):.3g}"),
+        }
+    expected, got = expected[0], got[0]
     if _meaning(model) == "logits":
         expected, got = _softmax(expected), _softmax(got)
     agreement = float(np.mean(expected.argmax(-1) == got.argmax(-1)))
@@ -413,17 +510,24 @@ def _parity(model, run, images, labels, expected, quantize, max_drop):
         else round(1000 * seconds[0], 3),
         "keras_latency_ms": round(1000 * statistics.median(keras_seconds[1:] or keras_seconds), 3),
     }
+    if threshold is not None:
+        result.update(unknown)
     if labels is not None:
         result["keras_accuracy"] = round(float(np.mean(expected.argmax(-1) == labels)), 4)
         result["export_accuracy"] = round(float(np.mean(got.argmax(-1) == labels)), 4)
         result["accuracy_drop"] = round(result["keras_accuracy"] - result["export_accuracy"], 4)
     if quantize in ("none", "float16"):
-        if agreement < MIN_AGREEMENT:
-            raise ValueError(
-                f"The export does not match the Keras model: its top class differs on "
-                f"{1 - agreement:.1%} of {len(images)} images (at most {1 - MIN_AGREEMENT:.0%} "
-                f"for a float export). Nothing was written. Details: {json.dumps(result)}"
-            )
+        for what, share in (
+            ("top class", agreement),
+            ("unknown answer", result.get("unknown_agreement", 1.0)),
+        ):
+            if share < MIN_AGREEMENT:
+                raise ValueError(
+                    f"The export does not match the Keras model: its {what} differs on "
+                    f"{1 - share:.1%} of {len(images)} images (at most "
+                    f"{1 - MIN_AGREEMENT:.0%} for a float export). Nothing was written. "
+                    f"Details: {json.dumps(result)}"
+                )
     elif result["accuracy_drop"] is not None and result["accuracy_drop"] > max_drop:
         raise ValueError(
             f"quantize={quantize!r} costs {result['accuracy_drop']:.4f} of accuracy on "

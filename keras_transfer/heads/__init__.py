@@ -8,6 +8,8 @@
   `recipes.feature_extraction`.
 - `calibration`: temperature scaling fitted on held-out images
   (`calibrate`), the expected calibration error and its bins.
+- `unknown`: the "unknown" score and its threshold (`fit_unknown`,
+  `unknown_output`).
 """
 
 import importlib

@@ -13,6 +13,7 @@ __all__ = [
     "MIN_IMAGES",
     "calibrate",
     "calibration_report",
+    "outputs_and_labels",
     "expected_calibration_error",
     "fit_temperature",
     "negative_log_likelihood",
@@ -177,17 +178,31 @@ def calibrate(model, x, y=None, batch_size=None):
         (its predicted class unchanged), with `calibration`, the
         `calibration_report` of `x`.
     """
-    if y is None:
-        # An ImageStream's batches come with their labels (a file that does
-        # not decode is skipped from both); a dataset's are (images, labels).
-        batches = x.iter_batches() if hasattr(x, "iter_batches") else x
-        pairs = [(model.predict_on_batch(batch[0]), batch[1]) for batch in batches]
-        logits = np.concatenate([keras.ops.convert_to_numpy(p[0]) for p in pairs])
-        y = np.concatenate([np.asarray(p[1]) for p in pairs])
-    else:
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
+    logits, y = outputs_and_labels(model, x, y, batch_size)
     record = calibration_report(logits, y)
     output = TemperatureScaling(record["temperature"], name="temperature_scaling")(model.output)
     calibrated = keras.Model(model.input, output, name=model.name)
     calibrated.calibration = record
     return calibrated
+
+
+def outputs_and_labels(model, x, y=None, batch_size=None):
+    """`(outputs, labels)` of `model` on `x`: an array with its labels `y`,
+    or, with `y=None`, an `ImageStream` or a dataset of `(images, labels)`
+    batches. `outputs` is an array, or a list of arrays for a model of
+    several outputs."""
+    if y is not None:
+        outputs = model.predict(x, batch_size=batch_size, verbose=0)
+        return outputs, np.asarray(y)
+    # An ImageStream's batches come with their labels (a file that does not
+    # decode is skipped from both); a dataset's are (images, labels).
+    batches = x.iter_batches() if hasattr(x, "iter_batches") else x
+    parts, labels = [], []
+    for batch in batches:
+        out = model.predict_on_batch(batch[0])
+        parts.append([keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)])
+        labels.append(np.asarray(batch[1]))
+    if not parts:
+        raise ValueError("No images to predict on: `x` gave no batch (or no file decoded)")
+    outputs = [np.concatenate(column) for column in zip(*parts)]
+    return (outputs if len(outputs) > 1 else outputs[0]), np.concatenate(labels)

@@ -7,6 +7,7 @@
 - `image_preprocessing`: `ImagePreprocessing`, each family's pixel scaling.
 - `position_table`: resampling a position table to a new grid.
 - `temperature_scaling`: `TemperatureScaling`, calibrated probabilities.
+- `unknown_score`: `UnknownScore`, how much an image looks like the classes.
 """
 
 from keras_transfer.layers.feature_fusion import FeatureFusion
@@ -15,6 +16,7 @@ from keras_transfer.layers.inf_normalize import InfNormalize
 from keras_transfer.layers.temperature_scaling import TemperatureScaling
 from keras_transfer.layers.token_pooling import TokenPooling
 from keras_transfer.layers.transfer_matrix import TransferMatrix
+from keras_transfer.layers.unknown_score import UnknownScore
 
 __all__ = [
     "FeatureFusion",
@@ -23,4 +25,5 @@ __all__ = [
     "TemperatureScaling",
     "TokenPooling",
     "TransferMatrix",
+    "UnknownScore",
 ]

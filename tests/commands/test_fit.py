@@ -9,7 +9,7 @@ import pytest
 
 from keras_transfer import strategies
 from keras_transfer.commands import cli
-from keras_transfer.heads import calibration
+from keras_transfer.heads import calibration, unknown
 from keras_transfer.images import decoding as image_decoding
 from keras_transfer.recipes import adaptive
 from keras_transfer.recipes import fine_tuning as recipes
@@ -54,6 +54,7 @@ def test_fit_writes_the_whole_run(run):
 )
 def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases, monkeypatch):
     monkeypatch.setattr(calibration, "MIN_IMAGES", 2)  # the folder holds a few photos
+    monkeypatch.setattr(unknown, "MIN_IMAGES", 2)
     out = tmp_path / strategy
     assert (
         cli.main(
@@ -84,6 +85,10 @@ def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases, mo
     assert saved.get_layer("temperature_scaling").temperature == fitted["temperature"]
     config = json.loads((out / "config.json").read_text())
     assert config["calibration"]["fitted_on"].startswith("the validation split")
+    # So is the unknown score, its threshold set on the validation split.
+    threshold = metrics["unknown"]["threshold"]
+    assert saved.get_layer("unknown_score").threshold == threshold == config["unknown"]["threshold"]
+    assert metrics["unknown"]["held_out_images"] == metrics["val_images"]
     # What was not given is the strategy's row's (the recipe's own defaults).
     settings = json.loads((out / "config.json").read_text())["settings"]
     row = strategies.get(strategy)

@@ -153,3 +153,25 @@ def test_int8_weights_are_per_tensor_in_convolutions_and_per_channel_in_depthwis
     assert interpreter.get_input_details()[0]["dtype"] == np.float32
     assert interpreter.get_output_details()[0]["dtype"] == np.float32
     assert record["parity"]["agreement"] >= 0.9
+
+
+@pytest.mark.parametrize("fmt", [fmt for fmt, quantize in CASES if quantize == "none"])
+def test_the_unknown_score_is_exported_as_a_second_named_output(fmt, classifier, tmp_path):
+    _, images, labels = classifier
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 127.5, -1)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(x))
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="head")
+    scored = ktr.fit_unknown(keras.Model(inputs, head(x)), images, images[:24], labels, labels[:24])
+    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scored.output))
+    record = ktr.export(model, tmp_path / "out", fmt, check=(images, labels))
+    threshold = scored.unknown["threshold"]
+    assert record["unknown"] == {
+        "output": "unknown_score",
+        "shape": [None],
+        "threshold": threshold,
+        "outputs": ["probabilities", "unknown_score"],
+    }
+    assert record["parity"]["agreement"] == 1.0 and record["parity"]["unknown_agreement"] == 1.0
+    assert record["parity"]["max_score_difference"] < 1e-2
