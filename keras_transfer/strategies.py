@@ -21,7 +21,7 @@ Example:
 ('auto', 'feature_extraction', 'fine_tune', 'gradual')
 >>> row = keras_transfer.strategies.get("fine_tune")
 >>> row.default("epochs"), row.default("base_lr"), row.flags
-(5, 0.002, ('--epochs', '--freeze-epochs', '--lr'))
+(5, 0.002, ('--epochs', '--freeze-epochs', '--lr', '--no-balance'))
 """
 
 import dataclasses
@@ -99,7 +99,7 @@ STRATEGIES = {
             trains_backbone=False,
             head=True,
             recipe="keras_transfer.recipes.fine_tuning.fine_tune",
-            options=("seed", "flip"),
+            options=("seed", "flip", "balance"),
             adaptive=True,
             demo="ktr.fine_tune default",
         ),
@@ -121,7 +121,7 @@ STRATEGIES = {
             trains_backbone=True,
             head=True,
             recipe="keras_transfer.recipes.fine_tuning.fine_tune",
-            options=("epochs", "freeze_epochs", "base_lr"),
+            options=("epochs", "freeze_epochs", "base_lr", "balance"),
             defaults=(("epochs", 5), ("freeze_epochs", 1), ("base_lr", 2e-3)),
         ),
         Strategy(
@@ -130,7 +130,7 @@ STRATEGIES = {
             trains_backbone=False,
             head=True,
             recipe="keras_transfer.recipes.gradual.gradual_unfreeze",
-            options=("epochs", "freeze_epochs", "base_lr"),
+            options=("epochs", "freeze_epochs", "base_lr", "balance"),
             defaults=(("epochs", 10), ("freeze_epochs", 1), ("base_lr", 1e-3)),
             demo="gradual unfreezing",
         ),
@@ -142,6 +142,7 @@ NAMES = tuple(STRATEGIES)
 FLAGS = {
     "seed": "--seed",
     "flip": "--no-flip",
+    "balance": "--no-balance",
     "num_classes": None,
     "epochs": "--epochs",
     "freeze_epochs": "--freeze-epochs",

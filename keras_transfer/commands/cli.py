@@ -224,6 +224,12 @@ def _parser():
         "the class: text, digits, left and right)",
     )
     sub.add_argument(
+        "--no-balance",
+        action="store_true",
+        help="auto, fine_tune and gradual: every image weighs the same, even where the largest "
+        "class has 3 times the images of the smallest (by default each class then counts alike)",
+    )
+    sub.add_argument(
         "--lr",
         type=float,
         default=None,

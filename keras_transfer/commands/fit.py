@@ -51,6 +51,12 @@ def fit(args):
             "--no-flip sets the auto strategy's augmentation; the fixed strategies add none. "
             f"Received: --no-flip with --strategy {args.strategy}"
         )
+    if args.no_balance and "balance" not in row.options:
+        raise UsageError(
+            "--no-balance sets the class weighting of the auto, fine_tune and gradual "
+            "strategies; feature_extraction weighs every image alike. "
+            f"Received: --no-balance with --strategy {args.strategy}"
+        )
     for option, value in row.defaults:
         flag = strategies.FLAGS[option]
         if flag in _RECIPE_FLAGS and getattr(args, _attribute(flag)) is None:
@@ -112,12 +118,16 @@ def fit(args):
         wall_time_s=round(time.perf_counter() - start, 2),
     )
     decision = getattr(history, "decision", None)
+    # Whether the classes were weighted to count alike, and why.
+    result["balance"] = (decision or {}).get("balance") or getattr(history, "balance", None)
     if decision is not None:  # the adaptive recipe: what each phase reached, what was kept
         result["recipe"] = decision
         _print_unless_quiet(
             args,
             f"recipe: kept the {decision['kept'].replace('_', '-')} model; {decision['reason']}",
         )
+    if result["balance"] is not None and result["balance"]["used"]:
+        _print_unless_quiet(args, f"classes weighted to count alike: {result['balance']['why']}")
     config = _run_config(args, names)
     config["calibration"] = {
         "temperature": result["calibration"]["temperature"],
@@ -157,6 +167,7 @@ def _train(args, strategy, train, val, source, verbose, callbacks):
         "learning_rate": args.lr,
         "progress": not args.quiet,
         "flip": not args.no_flip,
+        "balance": False if args.no_balance else "auto",
     }
     history = strategy.load_recipe()(
         model,

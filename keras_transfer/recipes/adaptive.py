@@ -38,7 +38,7 @@ from keras_transfer.recipes.holdout_judge import KeepBest, sign_test
 from keras_transfer.recipes.linear_probe import CV_IMAGES, PROBE_CS, fit_probe, predict_probe
 from keras_transfer.recipes.schedules import OneCycle
 from keras_transfer.utils import guards
-from keras_transfer.utils.labels import check_labels
+from keras_transfer.utils.labels import balancing, check_labels
 
 __all__ = [
     "HOLDOUT",
@@ -112,6 +112,7 @@ def adaptive_fine_tune(
     seed=None,
     augmentation="auto",
     flip=True,
+    balance="auto",
     callbacks=None,
     verbose="auto",
 ):
@@ -132,6 +133,9 @@ def adaptive_fine_tune(
             `ktr.augmentation.photo_augmentation(flip)` in the input
             pipeline), `None`, or Keras layers for the pipeline.
         flip: whether the default augmentation flips horizontally.
+        balance: `"auto"`, `True` or `False`: whether classes are weighted
+            to count alike (`ktr.labels.balancing`), in the probe, the
+            fine-tuning and the held-out comparison.
         callbacks, verbose: passed to `fit`.
     """
     start = time.perf_counter()
@@ -156,6 +160,9 @@ def adaptive_fine_tune(
     seed = int(np.random.randint(2**31 - 1)) if seed is None else int(seed)
     rng = np.random.default_rng(seed)
     fit_rows, held_rows, why = _split(y, holdout, rng)
+    class_weights, balance_why = balancing(y, num_classes, balance)
+    # Each image's weight: its class's when classes are balanced, else 1.
+    weight = np.ones(len(y)) if class_weights is None else class_weights[y]
     if why:
         warnings.warn(why, stacklevel=3)
     classifier = linear_classifier(model)
@@ -182,7 +189,7 @@ def adaptive_fine_tune(
     counted = np.zeros(len(table), bool)
     counted[fit_rows] = True
     groups = np.repeat(np.arange(len(table)), copies)
-    probe = fit_probe(**rows_of, groups=groups, weights=np.repeat(counted, copies))
+    probe = fit_probe(**rows_of, groups=groups, weights=np.repeat(counted * weight, copies))
     set_linear_head(classifier, probe)
     probe_right = predict_probe(table[held_rows, 0], probe, standardized=True) == y[held_rows]
     probe_weights = [np.array(w) for w in model.get_weights()]
@@ -204,7 +211,16 @@ def adaptive_fine_tune(
     optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
     model.compile(optimizer=optimizer, **compile_args)
     fair = fair_steps(epochs * steps)
-    keep = KeepBest(_rows(x, held_rows), y[held_rows], batch_size, probe_right, steps, fair, epochs)
+    keep = KeepBest(
+        _rows(x, held_rows),
+        y[held_rows],
+        batch_size,
+        probe_right,
+        steps,
+        fair,
+        epochs,
+        weights=weight[held_rows],
+    )
     stop = guards.StopOnNonFiniteLoss()
     if isinstance(x, ImageStream):
         part = x.subset(fit_rows, shuffle=True, seed=seed)
@@ -215,6 +231,7 @@ def adaptive_fine_tune(
         train_data = dict(x=x[fit_rows], y=y[fit_rows], batch_size=batch_size)
     history = model.fit(
         **train_data,
+        class_weight=None if class_weights is None else dict(enumerate(class_weights)),
         epochs=epochs,
         validation_data=validation_data,
         verbose=verbose,
@@ -231,14 +248,19 @@ def adaptive_fine_tune(
         kept, reason = "probe", why
     else:
         tuned_right = np.zeros_like(probe_right) if keep.best_right is None else keep.best_right
-        gained = int(np.sum(tuned_right & ~probe_right))
-        lost = int(np.sum(~tuned_right & probe_right))
-        test = {"gained": gained, "lost": lost, "p_value": sign_test(gained, lost)}
+        # Images gained and lost, each weighing its class's weight when
+        # classes are balanced (a mean of 1 over the slice).
+        held = weight[held_rows] / weight[held_rows].mean()
+        gained = round(float(np.sum(held * (tuned_right & ~probe_right))), 2)
+        lost = round(float(np.sum(held * (~tuned_right & probe_right))), 2)
+        p_value = sign_test(round(gained), round(lost))
+        test = {"gained": gained, "lost": lost, "p_value": p_value}
+        held_weighted = "" if class_weights is None else " (each class alike)"
         best_epoch = 0 if keep.best_epoch is None else keep.best_epoch
         scores = (
             f"fine-tuning's best {keep.best_score:.4f} (epoch {best_epoch + 1}) against "
-            f"the probe's {np.mean(probe_right):.4f} on the held-out slice: {gained} images "
-            f"gained, {lost} lost, sign test p={test['p_value']:.3f}"
+            f"the probe's {keep.probe_score:.4f} on the held-out slice{held_weighted}: "
+            f"{gained:g} images gained, {lost:g} lost, sign test p={test['p_value']:.3f}"
         )
         kept = "fine_tuned" if gained > lost and test["p_value"] <= KEEP_P else "probe"
     if kept == "fine_tuned":
@@ -253,7 +275,7 @@ def adaptive_fine_tune(
                 reason = f"{why} {reason}"
         model.set_weights(probe_weights)
         refitted = fit_probe(
-            **rows_of, c=probe["C"], weights=np.repeat(read, copies), standardized=probe
+            **rows_of, c=probe["C"], weights=np.repeat(read * weight, copies), standardized=probe
         )
         set_linear_head(classifier, refitted)
         freezing.freeze(model)
@@ -280,7 +302,12 @@ def adaptive_fine_tune(
         "augmented_views": copies - 1,
         "augmented_views_why": views_why,
         "augmentation": augmented,
-        "probe_holdout_accuracy": float(np.mean(probe_right)) if len(held_rows) else None,
+        "balance": {
+            "used": class_weights is not None,
+            "why": balance_why,
+            "class_weights": None if class_weights is None else class_weights.round(4).tolist(),
+        },
+        "probe_holdout_accuracy": keep.probe_score if len(held_rows) else None,
         "probe_C": probe["C"],
         "fine_tune_holdout_accuracy": keep.best_score if len(held_rows) else None,
         "fine_tune_holdout_curve": keep.scores,

@@ -31,6 +31,7 @@ def fine_tune(
     seed=None,
     augmentation="auto",
     flip=True,
+    balance="auto",
     bn=None,
     batch_size=None,
     steps_per_epoch=None,
@@ -141,6 +142,13 @@ def fine_tune(
             up to `ktr.adaptive.AUGMENT_IMAGES` images),
             `None` (none), or Keras layers, drawn in the input pipeline.
         flip: whether the default augmentation flips horizontally.
+        balance: `"auto"` weights classes to count alike once the largest
+            has 3 times the images of the smallest (`ktr.labels.balancing`):
+            in the loss of both recipes (where the labels are known: arrays
+            or an `ImageStream`), and in the adaptive recipe's probe and
+            held-out comparison. `True` always, `False` never. The adaptive
+            record's `balance` (the fixed recipe's `history.balance`) says
+            which was used, and why.
         bn: BatchNorm policy of the unfrozen phase (None: the model's own).
         batch_size: for array input.
         steps_per_epoch: needed only when the data's length is unknown.
@@ -202,6 +210,7 @@ def fine_tune(
             seed=seed,
             augmentation=augmentation,
             flip=flip,
+            balance=balance,
             callbacks=callbacks,
             verbose=verbose,
         )
@@ -227,6 +236,7 @@ def fine_tune(
         steps_per_execution=steps_per_execution,
         verbose=verbose,
         compile_args=compile_args,
+        balance=balance,
         **fit_kwargs,
     )
 

@@ -14,7 +14,7 @@ from keras_transfer.rates.rate_multipliers import block_multipliers, recipe_mult
 from keras_transfer.recipes.schedules import OneCycle
 from keras_transfer.recipes.steps import batches_per_epoch, tune_steps_per_execution
 from keras_transfer.utils import guards, multi_worker
-from keras_transfer.utils.labels import check_labels
+from keras_transfer.utils.labels import balancing, check_labels
 
 __all__ = ["SCHEDULES", "fixed_fine_tune"]
 
@@ -38,6 +38,7 @@ def fixed_fine_tune(
     steps_per_execution="auto",
     verbose="auto",
     compile_args,
+    balance="auto",
     **fit_kwargs,
 ):
     """Runs the fixed recipe on `model` in place and returns a `History` with
@@ -78,6 +79,7 @@ def fixed_fine_tune(
         # One output is a binary (sigmoid) head: labels 0 and 1.
         y = check_labels(y, max(int(model.outputs[0].shape[-1]), 2), argument="train")
     steps = steps_per_epoch or batches_per_epoch(x, y, batch_size)
+    balanced = balance_fit(model, x, y, balance, fit_kwargs)
     # A non-finite loss puts the weights back as they came, then raises.
     stop = guards.StopOnNonFiniteLoss(restore=model.get_weights())
     if steps_per_execution != "auto":
@@ -120,7 +122,29 @@ def fixed_fine_tune(
     )
     stop.check("fine_tune's unfrozen phase (the model's weights are put back)")
     phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
-    return _merged_history(model, histories, phases)
+    history = _merged_history(model, histories, phases)
+    history.balance = balanced
+    return history
+
+
+def balance_fit(model, x, y, balance, fit_kwargs):
+    """Sets `fit_kwargs`' `class_weight` when classes are balanced; returns
+    the record of which was used. The user's own `class_weight` wins."""
+    labels = y if y is not None else getattr(x, "labels", None)
+    if "class_weight" in fit_kwargs:
+        return {"used": True, "why": "the class_weight given", "class_weights": None}
+    if labels is None:
+        balancing(np.zeros(0, "int64"), 1, balance)  # checks the argument
+        return {
+            "used": False,
+            "why": "the labels are not known before training",
+            "class_weights": None,
+        }
+    weights, why = balancing(labels, max(int(model.outputs[0].shape[-1]), 2), balance)
+    if weights is not None:
+        fit_kwargs["class_weight"] = dict(enumerate(weights))
+    weights = None if weights is None else weights.round(4).tolist()
+    return {"used": weights is not None, "why": why, "class_weights": weights}
 
 
 def _auto_steps_per_execution(model, steps_per_execution, x, y, batch_size, compile_args):

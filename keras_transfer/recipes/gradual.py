@@ -6,6 +6,7 @@ import numpy as np
 
 from keras_transfer import strategies
 from keras_transfer.recipes.callbacks import GradualUnfreezing
+from keras_transfer.recipes.fixed import balance_fit
 from keras_transfer.utils import guards
 from keras_transfer.utils.labels import check_labels
 
@@ -27,6 +28,7 @@ def gradual_unfreeze(
     batch_size=None,
     verbose="auto",
     callbacks=None,
+    balance="auto",
 ):
     """Trains `model` in place by gradual unfreezing.
 
@@ -59,9 +61,11 @@ def gradual_unfreeze(
             trains at `lr_factor**k` times the rate (see `GradualUnfreezing`).
         batch_size: for array input.
         verbose, callbacks: passed to `fit`.
+        balance: `"auto"`, `True` or `False`: whether classes of unequal
+            size are weighted to count alike, as in `fine_tune`.
 
     Returns:
-        The `History`, with `phases`.
+        The `History`, with `phases` and `balance` (which was used, and why).
     """
     for name, value, low in (("epochs", epochs, 0), ("freeze_epochs", freeze_epochs, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -83,6 +87,8 @@ def gradual_unfreeze(
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    weighting = {}
+    balanced = balance_fit(model, x, y, balance, weighting)
     stop = guards.StopOnNonFiniteLoss()
     unfreezing = GradualUnfreezing(
         start_epoch=freeze_epochs, lr_factor=lr_factor, verbose=0 if verbose == 0 else 1
@@ -95,10 +101,12 @@ def gradual_unfreeze(
         validation_data=validation_data,
         verbose=verbose,
         callbacks=[stop, *(callbacks or []), unfreezing],
+        **weighting,
     )
     stop.check("Gradual unfreezing")
     history.phases = [
         {"name": "head", "first_epoch": 0, "epochs": freeze_epochs},
         {"name": "gradual unfreezing", "first_epoch": freeze_epochs, "epochs": epochs},
     ]
+    history.balance = balanced
     return history

@@ -27,10 +27,13 @@ class KeepBest(keras.callbacks.Callback):
     often dips, then recovers as the rate falls (eurosat10: 0.867, 0.742,
     0.787, 0.838 in the first 4 of 8 epochs, then 0.917)."""
 
-    def __init__(self, x, y, batch_size, probe_right, steps_per_epoch, fair, planned):
+    def __init__(self, x, y, batch_size, probe_right, steps_per_epoch, fair, planned, weights=None):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
-        self.probe_score = float(np.mean(probe_right)) if len(probe_right) else 0.0
+        # Each image's weight in the score (its class's, when classes are
+        # balanced: the score is then the balanced accuracy).
+        self.weights = np.ones(len(y)) if weights is None else np.asarray(weights, "float64")
+        self.probe_score = self.score(probe_right) if len(probe_right) else 0.0
         self.steps_per_epoch, self.fair, self.planned = steps_per_epoch, fair, planned
         self.scores, self.best_score, self.best_epoch = [], -1.0, None
         self.best_weights = self.best_right = self.stopped = None
@@ -42,7 +45,7 @@ class KeepBest(keras.callbacks.Callback):
         logits = logits[read]
         # An epoch whose weights (or outputs) are not numbers is never the best.
         finite = np.all(np.isfinite(logits)) and _finite(self.model.get_weights())
-        score = float(np.mean(right)) if finite else 0.0
+        score = self.score(right) if finite else 0.0
         self.scores.append(score)
         if logs is not None:
             logs["holdout_accuracy"] = score
@@ -66,6 +69,10 @@ class KeepBest(keras.callbacks.Callback):
                 f"no better score on the held-out slice for {PATIENCE} epochs, nor a rise "
                 "in the last"
             )
+
+    def score(self, right):
+        """The weighted share of `right` images."""
+        return float(np.sum(self.weights * right) / max(np.sum(self.weights), 1e-12))
 
     def stop(self, why):
         if len(self.scores) < self.planned and not self.model.stop_training:

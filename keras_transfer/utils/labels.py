@@ -1,8 +1,13 @@
-"""The one check of class labels, shared by extraction, heads and recipes."""
+"""The one check of class labels, shared by extraction, heads and recipes,
+and the weights that make classes of unequal size count alike."""
 
 import numpy as np
 
-__all__ = ["check_labels"]
+__all__ = ["IMBALANCE", "balancing", "check_labels"]
+
+# Classes are weighted to count alike once the largest has at least this
+# many times the images of the smallest.
+IMBALANCE = 3.0
 
 
 def check_labels(labels, num_classes=None, argument="labels"):
@@ -61,3 +66,44 @@ def check_labels(labels, num_classes=None, argument="labels"):
                 f"{low} to {high}"
             )
     return array
+
+
+def balancing(labels, num_classes, balance="auto"):
+    """`(weights, why)`: each class's weight, so that every class present
+    counts alike (`n / (k * n_c)` for `k` classes present, `n` images, `n_c`
+    of class `c`: the images' mean weight stays 1), or `None` for equal
+    images; `why` says which, and why.
+
+    Example:
+
+    >>> weights, why = keras_transfer.labels.balancing([0] * 8 + [1] * 2, 2)
+    >>> weights.tolist(), why.split(":")[0]
+    ([0.625, 2.5], 'balanced')
+
+    Args:
+        labels: the training images' class indices.
+        num_classes: the model's classes.
+        balance: `"auto"` (weights once the largest class has `IMBALANCE`
+            times the images of the smallest), `True` (always) or `False`
+            (never).
+    """
+    if not (balance == "auto" or isinstance(balance, bool)):
+        raise ValueError(f"`balance` must be 'auto', True or False. Received: balance={balance!r}")
+    counts = np.bincount(np.asarray(labels, "int64"), minlength=num_classes)
+    present = counts[counts > 0]
+    ratio = float(present.max() / present.min()) if len(present) else 1.0
+    sizes = f"({int(present.max())} and {int(present.min())})" if len(present) else ""
+    if balance is False:
+        return None, "off: balance=False"
+    if balance == "auto" and ratio < IMBALANCE:
+        return None, (
+            f"not needed: the largest class has {ratio:.1f} times the images of the smallest "
+            f"{sizes}, under {IMBALANCE}"
+        )
+    weights = np.where(counts > 0, counts.sum() / (len(present) * np.maximum(counts, 1)), 0.0)
+    if balance is True:
+        return weights, "balanced: balance=True"
+    return weights, (
+        f"balanced: the largest class has {ratio:.1f} times the images of the smallest "
+        f"{sizes}, at least {IMBALANCE}"
+    )

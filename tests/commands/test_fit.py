@@ -89,6 +89,7 @@ def test_fine_tune_and_gradual_strategies(photos, tmp_path, strategy, phases, mo
     threshold = metrics["unknown"]["threshold"]
     assert saved.get_layer("unknown_score").threshold == threshold == config["unknown"]["threshold"]
     assert metrics["unknown"]["held_out_images"] == metrics["val_images"]
+    assert metrics["balance"]["used"] is False and "not needed" in metrics["balance"]["why"]
     # What was not given is the strategy's row's (the recipe's own defaults).
     settings = json.loads((out / "config.json").read_text())["settings"]
     row = strategies.get(strategy)
@@ -126,6 +127,12 @@ def test_fit_runs_the_adaptive_recipe_by_default(photos, tmp_path, capsys, monke
     err = _bad(capsys, "fit", photos, *FIT, "--epochs", "3", "--out", tmp_path / "x")
     assert "--epochs sets a fixed recipe: add --strategy fine_tune" in err
     assert "Received: --epochs 3" in err
+    # Equal classes: no weighting, and the record says why; feature
+    # extraction has no balancing to turn off.
+    assert metrics["balance"] == recipe["balance"] and not recipe["balance"]["used"]
+    assert "not needed" in recipe["balance"]["why"]
+    err = _bad(capsys, "fit", photos, *FIT, *FIXED, "--no-balance", "--out", tmp_path / "y")
+    assert "Received: --no-balance with --strategy feature_extraction" in err
 
 
 def test_an_existing_run_is_refused_unless_overwrite(photos, tmp_path, capsys):

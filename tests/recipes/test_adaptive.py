@@ -239,3 +239,18 @@ def test_the_default_augmentation_stops_past_augment_images(monkeypatch):
     decision = ktr.fine_tune(_model(), (X, Y), seed=3, verbose=0).decision
     assert decision["augmentation"] is None and decision["augmented_views"] == 0
     assert "no augmentation on 40 images (more than 39" in decision["augmented_views_why"]
+
+
+@runs_once_in("jax")
+def test_unequal_classes_count_alike_in_the_probe_fine_tuning_and_judge():
+    y = (np.arange(40) % 5 == 0).astype("int64")  # 32 to 8: 4 times
+    runs = {}
+    for balance in ("auto", False):
+        runs[balance] = ktr.fine_tune(_model(), (X, y), seed=0, balance=balance, verbose=0)
+    on, off = (runs[b].decision["balance"] for b in ("auto", False))
+    assert on["used"] and on["class_weights"] == [0.625, 2.5]
+    assert on["why"].startswith("balanced: the largest class has 4.0 times")
+    assert off == {"used": False, "why": "off: balance=False", "class_weights": None}
+    # The weighted loss and the weighted probe differ from the plain ones.
+    assert runs["auto"].history["loss"][0] != pytest.approx(runs[False].history["loss"][0])
+    assert runs["auto"].decision["probe_C"] is not None

@@ -31,3 +31,13 @@ def test_keep_best_never_keeps_an_epoch_with_non_finite_weights():
     model.set_weights(broken)
     keep.on_epoch_end(0)
     assert keep.best_weights is None and keep.scores == [0.0]
+
+
+@runs_once_in("torch")
+def test_weighted_the_judge_scores_the_balanced_accuracy():
+    # Three of class 0 right, the one of class 1 wrong: 0.75 of the images,
+    # a balanced accuracy of 0.5 with each class weighted alike.
+    right = np.array([True, True, True, False])
+    plain = holdout_judge.KeepBest(X[:4], Y[:4], 4, right, 1, 1, 1)
+    weighted = holdout_judge.KeepBest(X[:4], Y[:4], 4, right, 1, 1, 1, weights=[2 / 3] * 3 + [2])
+    assert plain.probe_score == 0.75 and weighted.probe_score == pytest.approx(0.5)
