@@ -86,7 +86,8 @@ def run(setting, seed, tmp):
     assert cli.main(argv) == 0
     seconds = time.perf_counter() - start
     model, _, _ = load_model(tmp / "run")
-    threshold = json.loads((tmp / "run" / "metrics.json").read_text())["unknown"]["threshold"]
+    metrics = json.loads((tmp / "run" / "metrics.json").read_text())
+    threshold = metrics["unknown"]["threshold"]
     s_in, m_in, predicted, labels = _scores(model, data / "val")
     outside = _subset(out_folder, out_classes, tmp / "out") / "val"
     s_out, m_out, _, _ = _scores(model, outside)
@@ -101,6 +102,7 @@ def run(setting, seed, tmp):
         "accuracy": float(np.mean(predicted == labels)),
         "images": (len(s_in), len(s_out)),
         "fit_s": seconds,
+        "kept": metrics["recipe"]["kept"],
     }
 
 
@@ -122,7 +124,8 @@ def main():
                 f"{setting:<28} seed {seed}: AUROC {r['auroc']:.3f} (max softmax "
                 f"{r['auroc_msp']:.3f})  out rejected {r['rejected_out']:.3f}  in accepted "
                 f"{r['accepted_in']:.3f}  accuracy accepted {r['accuracy_accepted']:.3f} "
-                f"(all {r['accuracy']:.3f})  in/out images {r['images']}  fit {r['fit_s']:.0f} s",
+                f"(all {r['accuracy']:.3f})  in/out images {r['images']}  kept {r['kept']}  "
+                f"fit {r['fit_s']:.0f} s",
                 flush=True,
             )
         auroc = np.mean([r["auroc"] for r in rows])

@@ -153,8 +153,10 @@ def calibration_report(logits, labels, bins=BINS):
     }
 
 
-def calibrate(model, x, y=None, batch_size=None):
-    """Temperature scaling of `model`, fitted on images it did not train on.
+def calibrate(model, x=None, y=None, batch_size=None, *, temperature=None):
+    """Temperature scaling of `model`, fitted on images it did not train on,
+    or a `temperature` fitted already: `fine_tune`'s adaptive recipe fits
+    one on its held-out slice (`history.decision["calibration"]`).
 
     Example:
 
@@ -172,14 +174,23 @@ def calibrate(model, x, y=None, batch_size=None):
         y: their labels; `None` when `x` carries them (an `ImageStream`,
             or a dataset of `(images, labels)` batches).
         batch_size: `predict`'s, for arrays.
+        temperature: a temperature fitted already, in place of `x`.
 
     Returns:
         A `keras.Model`: `model`'s logits divided by the fitted temperature
         (its predicted class unchanged), with `calibration`, the
         `calibration_report` of `x`.
     """
-    logits, y = outputs_and_labels(model, x, y, batch_size)
-    record = calibration_report(logits, y)
+    if (x is None) == (temperature is None):
+        raise ValueError(
+            "Pass images the model did not train on (`x`), or a `temperature` fitted on them. "
+            f"Received: x={'None' if x is None else 'images'}, temperature={temperature!r}"
+        )
+    if temperature is not None:
+        record = {"temperature": temperature, "given": True}
+    else:
+        logits, y = outputs_and_labels(model, x, y, batch_size)
+        record = calibration_report(logits, y)
     output = TemperatureScaling(record["temperature"], name="temperature_scaling")(model.output)
     calibrated = keras.Model(model.input, output, name=model.name)
     calibrated.calibration = record

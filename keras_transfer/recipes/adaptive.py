@@ -133,9 +133,10 @@ def adaptive_fine_tune(
             `ktr.augmentation.photo_augmentation(flip)` in the input
             pipeline), `None`, or Keras layers for the pipeline.
         flip: whether the default augmentation flips horizontally.
-        balance: `"auto"`, `True` or `False`: whether classes are weighted
-            to count alike (`ktr.labels.balancing`), in the probe, the
-            fine-tuning and the held-out comparison.
+        balance: `"auto"`, `True` or `False`: whether classes count alike
+            (`ktr.labels.balancing`): the probe's logits adjusted by the
+            classes' shares, the fine-tuning loss weighted by class, and
+            the held-out comparison weighted by class.
         callbacks, verbose: passed to `fit`.
     """
     start = time.perf_counter()
@@ -185,13 +186,15 @@ def adaptive_fine_tune(
         labels=np.repeat(y, copies),
         num_classes=num_classes,
         seed=seed,
+        balanced=class_weights is not None,  # logit adjustment
     )
     counted = np.zeros(len(table), bool)
     counted[fit_rows] = True
     groups = np.repeat(np.arange(len(table)), copies)
-    probe = fit_probe(**rows_of, groups=groups, weights=np.repeat(counted * weight, copies))
+    probe = fit_probe(**rows_of, groups=groups, weights=np.repeat(counted, copies))
     set_linear_head(classifier, probe)
-    probe_right = predict_probe(table[held_rows, 0], probe, standardized=True) == y[held_rows]
+    probe_logits = predict_probe(table[held_rows, 0], probe, standardized=True, logits=True)
+    probe_right = probe_logits.argmax(-1) == y[held_rows]
     probe_weights = [np.array(w) for w in model.get_weights()]
     probe_seconds = time.perf_counter() - probe_start
 
@@ -275,7 +278,7 @@ def adaptive_fine_tune(
                 reason = f"{why} {reason}"
         model.set_weights(probe_weights)
         refitted = fit_probe(
-            **rows_of, c=probe["C"], weights=np.repeat(read * weight, copies), standardized=probe
+            **rows_of, c=probe["C"], weights=np.repeat(read, copies), standardized=probe
         )
         set_linear_head(classifier, refitted)
         freezing.freeze(model)
@@ -307,6 +310,7 @@ def adaptive_fine_tune(
             "why": balance_why,
             "class_weights": None if class_weights is None else class_weights.round(4).tolist(),
         },
+        "calibration": keep.calibration(kept, probe_logits) if len(held_rows) else None,
         "probe_holdout_accuracy": keep.probe_score if len(held_rows) else None,
         "probe_C": probe["C"],
         "fine_tune_holdout_accuracy": keep.best_score if len(held_rows) else None,

@@ -73,6 +73,10 @@ def fine_tune(
        more than chance: a one-sided sign test on the images the two
        disagree on, p <= 0.2. Otherwise the probe, refitted on all of
        `train`, is the model (the backbone as it was, frozen).
+    6. A temperature is fitted on the slice's logits of the model kept (the
+       probe's before its refit) and recorded (`decision["calibration"]`,
+       with the calibration error before and after):
+       `ktr.calibrate(model, temperature=...)` applies it.
 
     `validation_data` is never read to decide anything: it is passed to
     `fit` for its curves only, so it stays an untouched measurement. With

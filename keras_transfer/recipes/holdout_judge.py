@@ -8,6 +8,7 @@ import math
 import keras
 import numpy as np
 
+from keras_transfer.heads.calibration import calibration_report
 from keras_transfer.images.stream import ImageStream
 
 __all__ = ["PATIENCE", "KeepBest", "logits_of", "sign_test"]
@@ -37,12 +38,14 @@ class KeepBest(keras.callbacks.Callback):
         self.steps_per_epoch, self.fair, self.planned = steps_per_epoch, fair, planned
         self.scores, self.best_score, self.best_epoch = [], -1.0, None
         self.best_weights = self.best_right = self.stopped = None
+        # The best epoch's outputs on the slice, and which files were read.
+        self.best_logits = self.best_read = None
 
     def on_epoch_end(self, epoch, logs=None):
         logits, read = logits_of(self.model, self.x, self.batch_size)
         # A held-out file that no longer decodes counts as a mistake.
         right = (logits.argmax(-1) == self.y) & read
-        logits = logits[read]
+        every, logits = logits, logits[read]
         # An epoch whose weights (or outputs) are not numbers is never the best.
         finite = np.all(np.isfinite(logits)) and _finite(self.model.get_weights())
         score = self.score(right) if finite else 0.0
@@ -51,6 +54,7 @@ class KeepBest(keras.callbacks.Callback):
             logs["holdout_accuracy"] = score
         if finite and score > self.best_score:
             self.best_score, self.best_epoch, self.best_right = score, epoch, right
+            self.best_logits, self.best_read = every, read
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
         done = (epoch + 1) * self.steps_per_epoch
         if done < self.fair:
@@ -69,6 +73,14 @@ class KeepBest(keras.callbacks.Callback):
                 f"no better score on the held-out slice for {PATIENCE} epochs, nor a rise "
                 "in the last"
             )
+
+    def calibration(self, kept, probe_logits):
+        """`calibration_report` of the kept model's logits on the slice: the
+        best epoch's, or the probe's (before it is refitted on all the
+        images). The slice also chose the epoch: mildly optimistic."""
+        if kept == "probe":
+            return calibration_report(probe_logits, self.y)
+        return calibration_report(self.best_logits[self.best_read], self.y[self.best_read])
 
     def score(self, right):
         """The weighted share of `right` images."""

@@ -71,3 +71,7 @@ def test_calibrate_appends_the_temperature_and_keeps_the_answers():
     assert again.calibration["temperature"] == pytest.approx(calibrated.calibration["temperature"])
     with pytest.raises(ValueError, match="one row per image"):
         fit_temperature(LOGITS[:10], LABELS[:9])
+    # A temperature fitted already (the adaptive recipe's), or images: one of the two.
+    assert calibrate(model, temperature=2.0).calibration == {"temperature": 2.0, "given": True}
+    with pytest.raises(ValueError, match="Received: x=images, temperature=2.0"):
+        calibrate(model, LOGITS, LABELS, temperature=2.0)

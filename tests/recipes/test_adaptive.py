@@ -71,6 +71,10 @@ def test_validation_data_is_never_read_and_a_rerun_repeats_the_decision():
     assert len(history.history["val_accuracy"]) == decision["fine_tune_epochs"]
     assert set(decision["sign_test"]) == {"gained", "lost", "p_value"}
     assert set(decision["seconds"]) == {"probe", "fine_tune", "total"}
+    # A temperature fitted on the slice, for ktr.calibrate.
+    assert decision["calibration"]["images"] == 8 and decision["calibration"]["temperature"] > 0
+    calibrated = ktr.calibrate(model, temperature=decision["calibration"]["temperature"])
+    assert calibrated.layers[-1].temperature == decision["calibration"]["temperature"]
 
 
 def test_keep_best_restores_the_best_epochs_weights(monkeypatch):

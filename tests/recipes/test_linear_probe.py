@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_transfer.recipes import linear_probe
+from keras_transfer.recipes.linear_probe import fit_probe, predict_probe
 from tests.conftest import runs_once_in
 
 
@@ -65,3 +66,17 @@ def test_c_is_chosen_on_at_most_cv_images_and_a_missing_class_scores_low(monkeyp
     assert probe["C"] in linear_probe.PROBE_CS
     # Class 3 has no rows: it is never predicted.
     assert (probe["bias"][3] < -1e3) and 3 not in linear_probe.predict_probe(features, probe)
+
+
+@runs_once_in("torch")
+def test_a_balanced_probe_raises_the_rare_class_by_its_share():
+    rng = np.random.default_rng(0)
+    labels = (np.arange(200) % 5 == 0).astype("int64")  # 40 to 160
+    features = (rng.normal(size=(200, 4)) + 0.8 * labels[:, None]).astype("float32")
+    plain = fit_probe(features.copy(), labels, 2, seed=0, c=1.0)
+    balanced = fit_probe(features.copy(), labels, 2, seed=0, c=1.0, balanced=True)
+    np.testing.assert_allclose(balanced["kernel"], plain["kernel"])
+    # Class 1's bias over class 0's rises by log(160 / 40).
+    lift = np.diff(balanced["bias"]) - np.diff(plain["bias"])
+    assert lift == pytest.approx(np.log(4.0))
+    assert np.mean(predict_probe(features, balanced)) > np.mean(predict_probe(features, plain))
