@@ -370,8 +370,6 @@ def _as_list(outputs, names):
 def _runtime(format, file, names=None):
     """A `_Runtime` whose `run_one` gives a list of outputs: the model's one
     output, or those named `names`, in that order."""
-    if names is not None:
-        return _named_runtime(format, file, names)
     if format == "litert":
         try:
             from ai_edge_litert.interpreter import Interpreter
@@ -382,6 +380,15 @@ def _runtime(format, file, names=None):
 
             Interpreter, name = tf.lite.Interpreter, "tensorflow.lite"
         interpreter = Interpreter(model_path=str(file))
+        if names is not None:  # several outputs: by the signature's names
+            runner = interpreter.get_signature_runner()
+            key = next(iter(runner.get_input_details()))
+
+            def run_one(image):
+                out = runner(**{key: image[None].astype("float32")})
+                return [out[n][0] for n in names]
+
+            return _Runtime(name, run_one)
         given = interpreter.get_input_details()[0]
         interpreter.resize_tensor_input(given["index"], [1, *given["shape"][1:]])
         interpreter.allocate_tensors()
@@ -391,61 +398,6 @@ def _runtime(format, file, names=None):
             interpreter.set_tensor(given["index"], image[None].astype(given["dtype"]))
             interpreter.invoke()
             return [interpreter.get_tensor(output)[0]]
-
-        return _Runtime(name, run_one)
-    if format == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-        input_name = session.get_inputs()[0].name
-        return _Runtime(
-            "onnxruntime",
-            lambda image: [session.run(None, {input_name: image[None].astype("float32")})[0][0]],
-        )
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(file))
-    return _Runtime(
-        "tensorflow.saved_model",
-        lambda image: [np.asarray(loaded.serve(tf.constant(image[None], "float32")))[0]],
-    )
-
-
-def _name_onnx_outputs(file, names):
-    """Names the ONNX graph's outputs as the Keras model's (the torch
-    exporter numbers them), in the order Keras flattens them."""
-    import onnx
-
-    graph = onnx.load(str(file))
-    renames = {o.name: n for o, n in zip(graph.graph.output, names) if o.name != n}
-    if not renames:
-        return
-    for node in graph.graph.node:
-        for field in (node.input, node.output):
-            for i, name in enumerate(field):
-                field[i] = renames.get(name, name)
-    for output in graph.graph.output:
-        output.name = renames.get(output.name, output.name)
-    onnx.save(graph, str(file))
-
-
-def _named_runtime(format, file, names):
-    """As `_runtime`, for a file of several named outputs."""
-    if format == "litert":
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-
-            name = "ai-edge-litert"
-        except ImportError:
-            import tensorflow as tf
-
-            Interpreter, name = tf.lite.Interpreter, "tensorflow.lite"
-        runner = Interpreter(model_path=str(file)).get_signature_runner()
-        key = next(iter(runner.get_input_details()))
-
-        def run_one(image):
-            out = runner(**{key: image[None].astype("float32")})
-            return [out[n][0] for n in names]
 
         return _Runtime(name, run_one)
     if format == "onnx":
@@ -465,9 +417,27 @@ def _named_runtime(format, file, names):
 
     def run_one(image):
         out = loaded.serve(tf.constant(image[None], "float32"))
-        return [np.asarray(out[n])[0] for n in names]
+        return [np.asarray(out[n])[0] for n in names] if names else [np.asarray(out)[0]]
 
     return _Runtime("tensorflow.saved_model", run_one)
+
+
+def _name_onnx_outputs(file, names):
+    """Names the ONNX graph's outputs as the Keras model's (the torch
+    exporter numbers them), in the order Keras flattens them."""
+    import onnx
+
+    graph = onnx.load(str(file))
+    renames = {o.name: n for o, n in zip(graph.graph.output, names) if o.name != n}
+    if not renames:
+        return
+    for node in graph.graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                field[i] = renames.get(name, name)
+    for output in graph.graph.output:
+        output.name = renames.get(output.name, output.name)
+    onnx.save(graph, str(file))
 
 
 def _parity(model, run, images, labels, expected, quantize, max_drop, threshold=None):

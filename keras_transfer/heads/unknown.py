@@ -20,6 +20,7 @@ from sklearn.covariance import LedoitWolf
 from keras_transfer.heads.calibration import outputs_and_labels
 from keras_transfer.heads.classifier_head import find_head
 from keras_transfer.layers import UnknownScore
+from keras_transfer.utils import _compat
 from keras_transfer.utils.labels import check_labels
 
 __all__ = ["ACCEPT", "MIN_IMAGES", "RANK", "fit_unknown", "unknown_output", "unknown_statistics"]
@@ -111,9 +112,7 @@ def fit_unknown(model, train, held_out, train_labels=None, held_out_labels=None,
             "`fit_unknown` reads the model's logits: pass the model before its softmax "
             f"(as transfer() builds it). Received: a model ending in {last.name!r}, a softmax"
         )
-    # The tensor the head is called on in this model (a functional head's
-    # `input` is its own `Input`, not the model's tensor).
-    features = find_head(model)._inbound_nodes[0].input_tensors[0]
+    features = _compat.input_in_graph(model, find_head(model))
     view = keras.Model(model.input, [features, model.output])
     (train_features, _), labels = outputs_and_labels(view, train, train_labels)
     num_classes = int(model.output.shape[-1])

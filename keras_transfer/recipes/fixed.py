@@ -16,7 +16,7 @@ from keras_transfer.recipes.steps import batches_per_epoch, tune_steps_per_execu
 from keras_transfer.utils import guards, multi_worker
 from keras_transfer.utils.labels import balancing, check_labels
 
-__all__ = ["SCHEDULES", "fixed_fine_tune"]
+__all__ = ["SCHEDULES", "balance_fit", "fixed_fine_tune"]
 
 SCHEDULES = ("one_cycle", "constant")
 

@@ -21,6 +21,7 @@ __all__ = [
     "compile_config",
     "flatten_layers",
     "in_safe_mode",
+    "input_in_graph",
     "is_functional",
     "learning_rate_variable",
     "mark_built_at_init",
@@ -256,12 +257,27 @@ def output_in_graph(model, layer):
     `transfer()` writes out. Reads the functional model's private
     `_nodes_by_depth` (Keras 3.15.1).
     """
+    node = _node_in_graph(model, layer)
+    if node is None:
+        return layer.output
+    outputs = node.output_tensors
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def input_in_graph(model, layer):
+    """`layer`'s (first) input tensor in `model`'s own graph: for a nested
+    functional model, `layer.input` is its own `Input`, not the tensor it
+    is called on."""
+    node = _node_in_graph(model, layer)
+    return layer.input if node is None else node.input_tensors[0]
+
+
+def _node_in_graph(model, layer):
     for nodes in model._nodes_by_depth.values():
         for node in nodes:
             if node.operation is layer:
-                outputs = node.output_tensors
-                return outputs[0] if len(outputs) == 1 else outputs
-    return layer.output
+                return node
+    return None
 
 
 # Some KerasHub layers' get_config() writes keys their __init__ refuses
