@@ -1,6 +1,6 @@
-""" "Unknown": a score of how much an image looks like the classes a model was
-trained on, with a threshold set on held-out images so that most images of
-those classes are accepted.
+"""The "unknown" answer: a score of how much an image looks like the classes
+a model was trained on, with a threshold set on held-out images so that
+most images of those classes are accepted.
 
 The score is `UnknownScore`'s: the Mahalanobis distance of the normalized
 features to the nearest class mean plus the energy of the logits, each
@@ -73,10 +73,13 @@ def fit_unknown(model, train, held_out, train_labels=None, held_out_labels=None,
 
     Example:
 
-    >>> model = keras_transfer.transfer(keras_transfer.testing.tiny_backbone(), 2,
-    ...                                 input_shape=(32, 32, 3))  # doctest: +SKIP
-    >>> model = keras_transfer.fit_unknown(model, train, val)  # doctest: +SKIP
-    >>> scores = keras_transfer.unknown_output(model).predict(images)  # doctest: +SKIP
+    >>> inputs = keras.Input((4,))  # the features enter the `head`
+    >>> head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="head")
+    >>> model = keras.Model(inputs, head(inputs))
+    >>> x, y = np.random.default_rng(0).normal(size=(60, 4)), np.arange(60) % 2
+    >>> scored = keras_transfer.fit_unknown(model, x[:40], x[40:], y[:40], y[40:])
+    >>> sorted(keras_transfer.unknown_output(scored).predict(x, verbose=0))
+    ['logits', 'unknown_score']
 
     Args:
         model: a classifier whose output is logits, with a `head` layer
