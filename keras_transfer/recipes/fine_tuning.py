@@ -146,13 +146,14 @@ def fine_tune(
             up to `ktr.adaptive.AUGMENT_IMAGES` images),
             `None` (none), or Keras layers, drawn in the input pipeline.
         flip: whether the default augmentation flips horizontally.
-        balance: `"auto"` weights classes to count alike once the largest
-            has 3 times the images of the smallest (`ktr.labels.balancing`):
-            in the loss of both recipes (where the labels are known: arrays
-            or an `ImageStream`), and in the adaptive recipe's probe and
-            held-out comparison. `True` always, `False` never. The adaptive
-            record's `balance` (the fixed recipe's `history.balance`) says
-            which was used, and why.
+        balance: `"auto"` makes classes count alike once the largest has
+            3 times the images of the smallest (`ktr.labels.balancing`):
+            the loss of both recipes weighted by class (where the labels
+            are known: arrays or an `ImageStream`), the adaptive recipe's
+            probe's logits adjusted by the classes' shares and its
+            held-out comparison weighted by class. `True` always, `False`
+            never. The adaptive record's `balance` (the fixed recipe's
+            `history.balance`) says which was used, and why.
         bn: BatchNorm policy of the unfrozen phase (None: the model's own).
         batch_size: for array input.
         steps_per_epoch: needed only when the data's length is unknown.
