@@ -257,4 +257,6 @@ def test_unequal_classes_count_alike_in_the_probe_fine_tuning_and_judge():
     assert off == {"used": False, "why": "off: balance=False", "class_weights": None}
     # The weighted loss and the weighted probe differ from the plain ones.
     assert runs["auto"].history["loss"][0] != pytest.approx(runs[False].history["loss"][0])
-    assert runs["auto"].decision["probe_C"] is not None
+    # The held-out comparison weighs each class alike, and says so.
+    assert "held-out slice (each class alike)" in runs["auto"].decision["reason"]
+    assert "each class alike" not in runs[False].decision["reason"]
