@@ -32,6 +32,33 @@ def _folder(root, per_class=8, classes=COLORS):
     return root
 
 
+def scored_colour_model(path):
+    """Saves at `path` a model scoring mean colours (8 px, the classes of
+    `COLORS`, a softmax) with an unknown score fitted on noisy red, green
+    and blue images; returns the scored model before the softmax."""
+    import keras
+
+    import keras_transfer as ktr
+
+    rng = np.random.default_rng(0)
+    colors = np.array(list(COLORS.values()), "float32")
+
+    def images(n):
+        labels = np.arange(n) % 3
+        noise = rng.normal(0, 25, (n, 8, 8, 3))
+        return np.clip(colors[labels][:, None, None] + noise, 0, 255).astype("float32"), labels
+
+    inputs = keras.Input((8, 8, 3))
+    head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)], name="head")
+    head.layers[-1].set_weights([colors.T / 50.0, np.zeros(3, "float32")])
+    model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs)))
+    (train, train_labels), (held, held_labels) = images(60), images(40)
+    scored = ktr.fit_unknown(model, train, held, train_labels, held_labels)
+    probabilities = keras.layers.Softmax(name="probabilities")(scored.output)
+    keras.Model(scored.input, probabilities).save(path)
+    return scored
+
+
 def command(*args, entry_point=False):
     exe = (
         [str(pathlib.Path(sys.executable).parent / "keras-transfer")]

@@ -57,18 +57,25 @@ def warn_skipped(skipped, root):
 
 
 def predict_stream(model, stream):
-    """`(probabilities, labels, rows)` of every image of an `ImageStream`
-    that decodes, batch by batch: only the outputs are kept."""
+    """`(outputs, labels, rows)` of every image of an `ImageStream` that
+    decodes, batch by batch: only the outputs are kept. `outputs` is an
+    array, or a dict of arrays for a model with named outputs."""
     outputs, labels, rows = [], [], []
     with warnings.catch_warnings():  # the callers sum skipped files up
         warnings.simplefilter("ignore", UserWarning)
         for images, batch_labels, batch_rows in stream.iter_batches():
-            outputs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(images))))
+            outputs.append(
+                keras.tree.map_structure(
+                    lambda x: np.asarray(keras.ops.convert_to_numpy(x)),
+                    model.predict_on_batch(images),
+                )
+            )
             labels.append(batch_labels)
             rows.append(batch_rows)
     if not outputs:
         raise UsageError(f"No file decodes as an image: {stream.skipped[:5]}")
-    return tuple(np.concatenate(parts) for parts in (outputs, labels, rows))
+    outputs = keras.tree.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+    return outputs, np.concatenate(labels), np.concatenate(rows)
 
 
 def load_model(path):

@@ -1,7 +1,7 @@
 """`keras-transfer evaluate`: a run's model (or a `.keras` file) on a
 folder of photos, with its report: the metrics, the confusion matrix, the
-most confused pairs, the top losses, their Grad-CAM maps, and one
-self-contained `report.html`."""
+most confused pairs, the top losses, their Grad-CAM maps, the share the
+unknown score turns away, and one self-contained `report.html`."""
 
 import pathlib
 import time
@@ -20,6 +20,7 @@ from keras_transfer.commands._shared import (
 from keras_transfer.deploy import report
 from keras_transfer.deploy.inspection import TopLosses, grad_cam, most_confused, write_html_report
 from keras_transfer.heads.calibration import expected_calibration_error
+from keras_transfer.heads.unknown import unknown_output
 from keras_transfer.images.decoding import read_image
 from keras_transfer.images.folder import split_folders
 from keras_transfer.images.stream import ImageStream
@@ -44,13 +45,20 @@ def evaluate(args):
     names = names or stream.class_names
     _check_classes(model, names)
     start = time.perf_counter()
+    scored = unknown_output(model)
     # Streamed: only the probabilities and the k worst images are kept.
-    probabilities, labels, kept = predict_stream(model, stream)
+    probabilities, labels, kept = predict_stream(scored or model, stream)
     warn_skipped(stream.skipped, data)
+    scores = None if scored is None else probabilities.pop("unknown_score")
+    if scored is not None:
+        (probabilities,) = probabilities.values()
     worst = TopLosses(args.top_losses)
     worst.add(kept, probabilities, labels)
     result = report.classification_report(labels, probabilities.argmax(-1), names)
     result["expected_calibration_error"] = expected_calibration_error(probabilities, labels)
+    if scores is not None:
+        threshold = model.get_layer("unknown_score").threshold
+        result["unknown"] = _unknown_report(scores, threshold, probabilities.argmax(-1) == labels)
     rows = worst.rows()
     # Relative to the run and data folders: a report reads the same on
     # another machine, and names no one's home directory.
@@ -103,9 +111,28 @@ def evaluate(args):
     for true, predicted, count in result["most_confused"][:5]:
         print(f"confused: {true} -> {predicted} ({count})")
     print(f"expected calibration error {result['expected_calibration_error']:.3f}")
+    if "unknown" in result:
+        u = result["unknown"]
+        accepted = "" if u["accuracy_accepted"] is None else f"{u['accuracy_accepted']:.4f}"
+        print(
+            f"unknown: {u['images_unknown']} of {len(labels)} images below the threshold "
+            f"{u['threshold']:.2f} ({u['share_unknown']:.1%}); accuracy of the rest {accepted}"
+        )
     print(
         f"report: {out} (report.html, top_losses.png, gradcam.png, reliability.png, metrics.json)"
     )
+
+
+def _unknown_report(scores, threshold, correct):
+    """What `predict` would answer unknown on the folder's images (all of
+    them of the model's classes), and the accuracy of those it accepts."""
+    accepted = scores >= threshold
+    return {
+        "threshold": float(threshold),
+        "images_unknown": int((~accepted).sum()),
+        "share_unknown": round(float(1 - accepted.mean()), 4),
+        "accuracy_accepted": round(float(correct[accepted].mean()), 4) if accepted.any() else None,
+    }
 
 
 def _relative(path, folder):

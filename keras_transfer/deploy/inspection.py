@@ -236,6 +236,16 @@ def write_html_report(path, metrics, images):
         for caption, png in images.items()
         if png is not None and png.is_file()
     )
+    unknown = metrics.get("unknown")
+    if unknown:
+        accepted = unknown["accuracy_accepted"]
+        unknown = (
+            f"<p>Unknown: <b id='images-unknown'>{unknown['images_unknown']}</b> images "
+            f"({unknown['share_unknown']:.1%}) score below the threshold "
+            f"{unknown['threshold']:.3f} (predict answers unknown there); accuracy of the "
+            f"rest <b id='accuracy-accepted'>{'-' if accepted is None else f'{accepted:.4f}'}"
+            "</b>.</p>"
+        )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>keras-transfer evaluation</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
@@ -245,6 +255,7 @@ img{{max-width:100%}}</style></head><body>
 <p>Accuracy <b id="accuracy">{metrics["accuracy"]:.4f}</b> (balanced:
 <b id="balanced-accuracy">{metrics["balanced_accuracy"]:.4f}</b>) on
 <span id="images">{metrics["images"]}</span> images of {html.escape(str(metrics["data_dir"]))}.</p>
+{unknown or ""}
 <h2>Per class</h2><table id="per-class"><tr><th>class</th><th>precision</th><th>recall</th>
 <th>support</th></tr>{rows}</table>
 <h2>Most confused (true, predicted, images)</h2><table id="most-confused">{confused}</table>

@@ -88,3 +88,32 @@ def test_the_report_shows_the_mistakes(run, tmp_path, capsys):
     assert "balanced accuracy" in printed
     assert int(page.ids["images"]) == metrics["images"] == 9
     assert (tmp_path / "eval" / "gradcam.png").is_file()
+
+
+def test_evaluate_counts_what_the_unknown_score_turns_away(tmp_path, capsys):
+    """A colour model with an unknown score, on a folder of its classes in
+    which two 'red' photos are yellow: the two are unknown, as predict
+    answers them, and the rest are right."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.command_line import COLORS, _folder, scored_colour_model
+
+    scored = scored_colour_model(tmp_path / "scored.keras")
+    data = _folder(tmp_path / "data", per_class=4)
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), (200, 200, 30), "uint8")).save(
+            data / "red" / f"yellow{i}.png"
+        )
+    argv = ["evaluate", str(tmp_path / "scored.keras"), str(data), "--out", str(tmp_path / "e")]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    unknown = json.loads((tmp_path / "e" / "metrics.json").read_text())["unknown"]
+    assert unknown["threshold"] == pytest.approx(scored.unknown["threshold"])
+    assert unknown["images_unknown"] == 2
+    assert unknown["share_unknown"] == pytest.approx(2 / (4 * len(COLORS) + 2), abs=1e-4)
+    assert unknown["accuracy_accepted"] == 1.0
+    assert "unknown: 2 of 14 images below the threshold" in printed
+    page = (tmp_path / "e" / "report.html").read_text()
+    assert "<b id='images-unknown'>2</b>" in page
+    assert "<b id='accuracy-accepted'>1.0000</b>" in page

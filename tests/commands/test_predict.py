@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from keras_transfer.commands import cli
-from tests.command_line import COLORS, command
+from tests.command_line import COLORS, command, scored_colour_model
 from tests.conftest import runs_once_in
 
 pytestmark = runs_once_in("torch")
@@ -68,24 +68,7 @@ def test_predict_answers_unknown_below_the_models_threshold(tmp_path, capsys):
     """A model scoring mean colours, given an unknown score on red, green
     and blue images: a yellow photo is unknown, a red one is red; with
     --no-unknown the yellow one gets a class."""
-    import keras_transfer as ktr
-
-    rng = np.random.default_rng(0)
-    colors = np.array(list(COLORS.values()), "float32")
-
-    def images(n):
-        labels = np.arange(n) % 3
-        noise = rng.normal(0, 25, (n, 8, 8, 3))
-        return np.clip(colors[labels][:, None, None] + noise, 0, 255).astype("float32"), labels
-
-    inputs = keras.Input((8, 8, 3))
-    head = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)], name="head")
-    head.layers[-1].set_weights([colors.T / 50.0, np.zeros(3, "float32")])
-    model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs)))
-    (train, train_labels), (held, held_labels) = images(60), images(40)
-    scored = ktr.fit_unknown(model, train, held, train_labels, held_labels)
-    probabilities = keras.layers.Softmax(name="probabilities")(scored.output)
-    keras.Model(scored.input, probabilities).save(tmp_path / "scored.keras")
+    scored = scored_colour_model(tmp_path / "scored.keras")
     for name, color in [("red", (200, 30, 30)), ("yellow", (200, 200, 30))]:
         Image.fromarray(np.full((8, 8, 3), color, "uint8")).save(tmp_path / f"{name}.png")
     argv = ["predict", str(tmp_path / "scored.keras"), str(tmp_path / "red.png")]
