@@ -61,6 +61,12 @@ def export_command(args):
         f"  top-1 agreement {parity['agreement']:.4f}, largest probability difference "
         f"{parity['max_probability_difference']:.3g}"
     )
+    if "unknown_agreement" in parity:
+        print(
+            f"  unknown answer agreement {parity['unknown_agreement']:.4f} at the threshold "
+            f"{record['unknown']['threshold']:.3f}, largest score difference "
+            f"{parity['max_score_difference']:.3g}"
+        )
     if parity["keras_accuracy"] is not None:
         print(
             f"  accuracy: Keras {parity['keras_accuracy']:.4f}, export "

@@ -160,8 +160,9 @@ def test_int8_weights_are_per_tensor_in_convolutions_and_per_channel_in_depthwis
 _SCORED = {"tensorflow": "litert", "torch": "onnx", "jax": "saved_model"}
 
 
-@pytest.mark.parametrize("fmt", [_SCORED[BACKEND]])
-def test_the_unknown_score_is_exported_as_a_second_named_output(fmt, classifier, tmp_path):
+@pytest.fixture(scope="module")
+def scored(classifier):
+    """A model with an unknown score, and its score before the softmax."""
     _, images, labels = classifier
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -169,7 +170,13 @@ def test_the_unknown_score_is_exported_as_a_second_named_output(fmt, classifier,
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(x))
     head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="head")
     scored = ktr.fit_unknown(keras.Model(inputs, head(x)), images, images[:24], labels, labels[:24])
-    model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scored.output))
+    return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scored.output)), scored
+
+
+@pytest.mark.parametrize("fmt", [_SCORED[BACKEND]])
+def test_the_unknown_score_is_exported_as_a_second_named_output(fmt, scored, classifier, tmp_path):
+    _, images, labels = classifier
+    model, scored = scored
     record = ktr.export(model, tmp_path / "out", fmt, check=(images, labels))
     threshold = scored.unknown["threshold"]
     assert record["unknown"] == {
@@ -180,3 +187,25 @@ def test_the_unknown_score_is_exported_as_a_second_named_output(fmt, classifier,
     }
     assert record["parity"]["agreement"] == 1.0 and record["parity"]["unknown_agreement"] == 1.0
     assert record["parity"]["max_score_difference"] < 1e-2
+
+
+@pytest.mark.skipif(BACKEND not in BACKENDS["litert"], reason="LiteRT exports from TensorFlow")
+def test_int8_keeps_the_unknown_score_in_float(scored, classifier, tmp_path):
+    """Quantized, the score's last op clipped it at 0: no op of the score
+    is int8, and its output is float32, beside the int8 network."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, images, labels = classifier
+    model, _ = scored
+    record = ktr.export(
+        model, tmp_path / "out", "litert", quantize="int8", calibration=images, check=images
+    )
+    interpreter = Interpreter(model_path=str(tmp_path / "out" / "model.tflite"))
+    output = interpreter.get_signature_runner().get_output_details()["unknown_score"]["name"]
+    dtypes = {t["name"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert np.int8 in dtypes.values()  # the network is quantized
+    assert dtypes[output] == np.float32
+    assert not [
+        name for name, dtype in dtypes.items() if "unknown_score" in name and dtype == np.int8
+    ]
+    assert record["parity"]["unknown_agreement"] >= 0.9
