@@ -34,7 +34,7 @@ from keras_transfer.recipes.augmentation import (
     describe,
     photo_augmentation,
 )
-from keras_transfer.recipes.holdout_judge import KeepBest, sign_test
+from keras_transfer.recipes.holdout_judge import FINE_TUNE_IMAGES, KEEP_P, KeepBest, verdict
 from keras_transfer.recipes.linear_probe import CV_IMAGES, PROBE_CS, fit_probe, predict_probe
 from keras_transfer.recipes.schedules import OneCycle
 from keras_transfer.utils import guards
@@ -46,6 +46,7 @@ __all__ = [
     "CV_IMAGES",
     "FAIR_SHARE",
     "FAIR_STEPS",
+    "FINE_TUNE_IMAGES",
     "KEEP_P",
     "LR_MULT",
     "MAX_EPOCHS",
@@ -80,11 +81,6 @@ PEAK_LR, LR_MULT, WARMUP = 1e-3, 100.0, 0.3
 # first epoch, in mid-warm-up, had kept the probe there, 3 points under
 # the fixed recipe.
 FAIR_STEPS, FAIR_SHARE = 100, 0.75
-# Fine-tuning is kept when it beats the probe on the slice by more than a
-# coin would: a one-sided sign test on the images the two disagree on, at
-# KEEP_P. Its best epoch is picked on the same slice, so a one-image edge
-# is noise (on 49 held-out photos it cost 4 points of validation accuracy).
-KEEP_P = 0.2
 # Augmented views of each training image for the probe, drawn with the
 # model's own augmentation: up to VIEWS, and no more than VIEW_IMAGES //
 # images, so that the probe's passes follow the data's size. On the 245
@@ -256,8 +252,8 @@ def adaptive_fine_tune(
         held = weight[held_rows] / weight[held_rows].mean()
         gained = round(float(np.sum(held * (tuned_right & ~probe_right))), 2)
         lost = round(float(np.sum(held * (~tuned_right & probe_right))), 2)
-        p_value = sign_test(round(gained), round(lost))
-        test = {"gained": gained, "lost": lost, "p_value": p_value}
+        smallest = int(np.bincount(y[read], minlength=num_classes)[present].min())
+        kept, test, rule = verdict(gained, lost, smallest)
         held_weighted = "" if class_weights is None else " (each class alike)"
         best_epoch = 0 if keep.best_epoch is None else keep.best_epoch
         scores = (
@@ -265,15 +261,14 @@ def adaptive_fine_tune(
             f"the probe's {keep.probe_score:.4f} on the held-out slice{held_weighted}: "
             f"{gained:g} images gained, {lost:g} lost, sign test p={test['p_value']:.3f}"
         )
-        kept = "fine_tuned" if gained > lost and test["p_value"] <= KEEP_P else "probe"
     if kept == "fine_tuned":
-        reason = f"{scores}, at most {KEEP_P}"
+        reason = f"{scores}; {rule}"
         if why:
             reason = f"{why} {reason}"
         model.set_weights(keep.best_weights)
     elif kept == "probe":
         if len(held_rows):
-            reason = f"{scores}, not below {KEEP_P}: the backbone stays as it was"
+            reason = f"{scores}; {rule}: the backbone stays as it was"
             if why:
                 reason = f"{why} {reason}"
         model.set_weights(probe_weights)

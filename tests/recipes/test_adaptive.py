@@ -70,6 +70,7 @@ def test_validation_data_is_never_read_and_a_rerun_repeats_the_decision():
     assert history.history["holdout_accuracy"] == decision["fine_tune_holdout_curve"]
     assert len(history.history["val_accuracy"]) == decision["fine_tune_epochs"]
     assert set(decision["sign_test"]) == {"gained", "lost", "p_value"}
+    assert "fewer than 200 training images (20)" in decision["reason"]  # the rule applied
     assert set(decision["seconds"]) == {"probe", "fine_tune", "total"}
     # A temperature fitted on the slice, for ktr.calibrate.
     assert decision["calibration"]["images"] == 8 and decision["calibration"]["temperature"] > 0

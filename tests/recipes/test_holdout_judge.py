@@ -20,6 +20,19 @@ def test_the_sign_test_counts_disagreements_only():
     assert holdout_judge.sign_test(5, 1) == pytest.approx(7 / 64)
 
 
+@runs_once_in("torch")
+def test_with_enough_images_a_class_fine_tuning_need_only_be_ahead(monkeypatch):
+    monkeypatch.setattr(holdout_judge, "FINE_TUNE_IMAGES", 200)
+    # Few images: fine-tuning must be ahead by more than a coin would.
+    assert holdout_judge.verdict(26, 22, 199)[0] == "probe"
+    assert holdout_judge.verdict(12, 3, 199)[0] == "fine_tuned"  # p = 0.018
+    kept, test, rule = holdout_judge.verdict(26, 22, 200)
+    assert kept == "fine_tuned" and test["p_value"] > holdout_judge.KEEP_P
+    assert "kept when it is ahead on the slice" in rule and "(200)" in rule
+    assert holdout_judge.verdict(5, 5, 300)[0] == "probe"  # a tie
+    assert holdout_judge.verdict(22, 26, 300)[0] == "probe"  # the probe ahead
+
+
 def test_keep_best_never_keeps_an_epoch_with_non_finite_weights():
     model = ktr.transfer(tiny_backbone(top=False), 2, preprocessing="unit")
     keep = holdout_judge.KeepBest(
