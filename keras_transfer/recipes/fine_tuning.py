@@ -65,16 +65,15 @@ def fine_tune(
        (the head at 1e-3, the stem 100x lower, 30% of the steps warming
        up). After each epoch the slice is scored and the best epoch's
        weights are kept. Nothing stops it before its fair run: the warm-up
-       ended, at least 100 steps and three quarters of the schedule. After that it
-       stops when its best is still under the probe's score there and its
-       last epoch did not improve (the probe will be kept: the time is
-       saved), or after 3 epochs without a better score.
+       ended, at least 100 steps and three quarters of the schedule. After
+       that it stops when its best is still under the probe's score there
+       and its last epoch did not improve (the probe will be kept: the
+       time is saved), or after 3 epochs without a better score.
     5. The fine-tuned model is kept if it beats the probe on the slice by
        more than chance: a one-sided sign test on the images the two
        disagree on, p <= 0.2; with 200 training images or more in every
-       class, if it is ahead there at all. Otherwise the probe,
-       refitted on all of `train`, is the model (the backbone as it was,
-       frozen).
+       class, if it is ahead there at all. Otherwise the probe, refitted
+       on all of `train`, is the model (the backbone as it was, frozen).
     6. A temperature is fitted on the slice's logits of the model kept (the
        probe's before its refit) and recorded (`decision["calibration"]`,
        with the calibration error before and after):
