@@ -49,8 +49,9 @@ def evaluate(args):
     # Streamed: only the probabilities and the k worst images are kept.
     probabilities, labels, kept = predict_stream(scored or model, stream)
     warn_skipped(stream.skipped, data)
-    scores = None if scored is None else probabilities.pop("unknown_score")
-    if scored is not None:
+    scores = None
+    if scored is not None:  # {"probabilities" or "logits", "unknown_score"}
+        scores = probabilities.pop("unknown_score")
         (probabilities,) = probabilities.values()
     worst = TopLosses(args.top_losses)
     worst.add(kept, probabilities, labels)
