@@ -80,3 +80,37 @@ def test_a_balanced_probe_raises_the_rare_class_by_its_share():
     lift = np.diff(balanced["bias"]) - np.diff(plain["bias"])
     assert lift == pytest.approx(np.log(4.0))
     assert np.mean(predict_probe(features, balanced)) > np.mean(predict_probe(features, plain))
+
+
+@runs_once_in("torch")
+def test_the_fits_run_on_one_blas_thread_and_the_pools_are_put_back(monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    seen = []
+    fit = LogisticRegression.fit
+
+    def counting_fit(self, *args, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info()})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", counting_fit)
+    features, labels = _features(np.random.default_rng(0))
+    linear_probe.fit_probe(features, labels, 3, seed=0)
+    assert len(seen) == 5 * len(linear_probe.PROBE_CS) + 1  # the folds' paths, then the fit
+    assert all(threads == {1} for threads in seen)
+    assert [pool["num_threads"] for pool in threadpool_info()] == before
+
+
+@runs_once_in("jax")
+def test_without_scikit_learn_the_probe_is_fitted_in_keras(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)  # an ImportError
+    features, labels = _features(np.random.default_rng(0))
+    features[:, 0] += labels * 16  # a clear class signal
+    raw = features.copy()
+    probe = linear_probe.fit_probe(features, labels, 3, seed=0)
+    assert probe["C"] is None  # no cross-validation without scikit-learn
+    assert np.mean(predict_probe(raw, probe) == labels) >= 0.9
