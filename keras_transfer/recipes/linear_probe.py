@@ -91,8 +91,8 @@ def fit_probe(
         kernel, bias = _keras_probe(z[counted], labels[counted], num_classes, seed)
         return _folded(kernel, bias + shift, mean, scale, c)
     # One BLAS thread: the fits are small, and threads cost more than they
-    # give (on 2 cores, dtd10's 1,500 rows 1,280 wide: the cross-validation
-    # and fit took 12.2 s with the default threads, 2.9 s with one).
+    # give (`bench/probe_threads.py`, 2 cores: the default pools took 5.1x
+    # as long on dtd10's 1,500 rows 1,280 wide, 3.1x on eurosat10's 3,000).
     with threadpool_limits(1):
         groups = np.arange(len(labels)) if groups is None else groups
         # Folds split images, not their views: at most the images of the rarest class.

@@ -21,8 +21,8 @@ def test_the_sign_test_counts_disagreements_only():
 
 
 @runs_once_in("torch")
-def test_with_enough_images_a_class_fine_tuning_need_only_be_ahead(monkeypatch):
-    monkeypatch.setattr(holdout_judge, "FINE_TUNE_IMAGES", 200)
+def test_with_enough_images_a_class_fine_tuning_need_only_be_ahead():
+    assert holdout_judge.FINE_TUNE_IMAGES == 200
     # Few images: fine-tuning must be ahead by more than a coin would.
     assert holdout_judge.verdict(26, 22, 199)[0] == "probe"
     assert holdout_judge.verdict(12, 3, 199)[0] == "fine_tuned"  # p = 0.018
