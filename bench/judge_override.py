@@ -29,7 +29,8 @@ from keras_transfer.heads.classifier_head import find_head
 from keras_transfer.rates import rate_multipliers
 from keras_transfer.recipes import adaptive
 
-RECIPE_MULTIPLIERS = rate_multipliers.recipe_multipliers  # before it is patched
+# The library's own, before they are patched.
+VERDICT, RECIPE_MULTIPLIERS = adaptive.verdict, rate_multipliers.recipe_multipliers
 
 
 def main():
@@ -41,16 +42,13 @@ def main():
     parser.add_argument("--head-mult", type=float)
     args = parser.parse_args()
     setting = Setting(args.setting)
-    if not setting.folder.is_dir() or not setting.weights.is_file():
-        raise SystemExit(f"skipped: needs {setting.folder} and {setting.weights} (../shared)")
+    setting.require()
     would_keep = []
 
     def verdict(gained, lost, smallest):
-        kept, test, rule = adaptive.verdict.__wrapped__(gained, lost, smallest)
+        kept, test, rule = VERDICT(gained, lost, smallest)
         would_keep.append(kept)
         return "fine_tuned", test, rule
-
-    verdict.__wrapped__ = adaptive.verdict
 
     def multipliers(model, lr_range):
         if args.block_factor is None:
@@ -61,11 +59,6 @@ def main():
             found[find_head(model).name] = args.head_mult
         return found
 
-    patches = [
-        mock.patch.object(adaptive, "verdict", verdict),
-        mock.patch.object(adaptive, "PEAK_LR", args.peak_lr),
-        mock.patch.object(adaptive.rate_multipliers, "recipe_multipliers", multipliers),
-    ]
     print(
         f"{args.setting}: fine-tuning kept on every seed; peak_lr={args.peak_lr:g}, "
         f"block_factor={args.block_factor}, head_mult={args.head_mult}"
@@ -74,7 +67,10 @@ def main():
         keras.utils.clear_session()
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
-        with patches[0], patches[1], patches[2]:
+        with (
+            mock.patch.multiple(adaptive, verdict=verdict, PEAK_LR=args.peak_lr),
+            mock.patch.object(rate_multipliers, "recipe_multipliers", multipliers),
+        ):
             accuracy, curve, decision = recipe_n(setting, seed)
         print(
             f"  seed {seed}: fine-tuned {accuracy:.4f} on val (the judge kept "

@@ -41,8 +41,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     setting = Setting(args.setting)
-    if not setting.folder.is_dir() or not setting.weights.is_file():
-        raise SystemExit(f"skipped: needs {setting.folder} and {setting.weights} (../shared)")
+    setting.require()
     train, _ = setting.streams(0)
     keras.utils.set_random_seed(0)
     table, _ = adaptive._features(setting.model("fine_tune"), train, 32, photo_augmentation())

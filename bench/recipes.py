@@ -91,6 +91,11 @@ class Setting:
         self.class_names = sorted(p.name for p in (self.folder / "train").iterdir() if p.is_dir())
         self.val_images = len(ktr.image_folder.scan(self.folder / "val", self.class_names)[1])
 
+    def require(self):
+        """Exits with the reason when ../shared lacks this setting's folder or weights."""
+        if not self.folder.is_dir() or not self.weights.is_file():
+            raise SystemExit(f"skipped: needs {self.folder} and {self.weights} (../shared)")
+
     def streams(self, seed):
         options = dict(class_names=self.class_names, batch_size=BATCH)
         train = ktr.ImageStream(
@@ -192,8 +197,7 @@ def main():
         report_demo(results)
         return
     setting = Setting(args.setting)
-    if not setting.folder.is_dir() or not setting.weights.is_file():
-        raise SystemExit(f"skipped: needs {setting.folder} and {setting.weights} (../shared)")
+    setting.require()
     results = {}
     for seed in args.seeds:  # seed-major: one seed's recipes share the machine's state
         for key in [k for k in RECIPES if k in args.only]:
