@@ -108,7 +108,10 @@ def fit(args):
     skipped = sorted(set(train.skipped + val.skipped))  # known once each file was read
     warn_skipped(skipped, args.data_dir)
     result.update(
-        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        history={
+            k: [None if v is None else float(v) for v in values]
+            for k, values in history.history.items()
+        },
         phases=phases,
         train_images=train_images,
         val_images=len(val.paths) - len(val.skipped),

@@ -72,10 +72,13 @@ def fine_tune(
     5. The fine-tuned model is kept if it beats the probe on the slice by
        more than chance: a one-sided sign test on the images the two
        disagree on, p <= 0.2; with 200 training images or more in every
-       class, if it is ahead there at all. Otherwise the probe, refitted
-       on all of `train`, is the model (the backbone as it was, frozen).
-    6. A temperature is fitted on the slice's logits of the model kept (the
-       probe's before its refit) and recorded (`decision["calibration"]`,
+       class, if it is ahead there at all. It is then trained again on all
+       of `train`, from the probe refitted on every image, for the number
+       of epochs the slice chose, as one cycle (`decision["retrained_on_all"]`).
+       Otherwise the probe, refitted on all of `train`, is the model (the
+       backbone as it was, frozen).
+    6. A temperature is fitted on the slice's logits of the model kept
+       (before its refit or retraining) and recorded (`decision["calibration"]`,
        with the calibration error before and after):
        `ktr.calibrate(model, temperature=...)` applies it.
 

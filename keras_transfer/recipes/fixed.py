@@ -16,7 +16,7 @@ from keras_transfer.recipes.steps import batches_per_epoch, tune_steps_per_execu
 from keras_transfer.utils import guards, multi_worker
 from keras_transfer.utils.labels import balancing, check_labels
 
-__all__ = ["SCHEDULES", "balance_fit", "fixed_fine_tune"]
+__all__ = ["SCHEDULES", "balance_fit", "fixed_fine_tune", "merged_history"]
 
 SCHEDULES = ("one_cycle", "constant")
 
@@ -122,7 +122,7 @@ def fixed_fine_tune(
     )
     stop.check("fine_tune's unfrozen phase (the model's weights are put back)")
     phases.append({"name": "unfrozen", "first_epoch": freeze_epochs, "epochs": epochs})
-    history = _merged_history(model, histories, phases)
+    history = merged_history(model, histories, phases)
     history.balance = balanced
     return history
 
@@ -160,7 +160,18 @@ def _scheduled_rate(schedule, peak, total_steps, **kwargs):
     return OneCycle(peak, max(int(total_steps), 1), **kwargs)
 
 
-def _merged_history(model, histories, phases):
+def merged_history(model, histories, phases):
+    """One `History` of several fits of `model`, one after the other, with
+    `phases`; a metric one fit lacks is `None` for its epochs.
+
+    Example:
+
+    >>> a, b = keras.callbacks.History(), keras.callbacks.History()
+    >>> a.epoch, a.history, b.epoch, b.history = [0], {"loss": [1.0]}, [1], {"loss": [0.5]}
+    >>> a.params = b.params = {}
+    >>> keras_transfer.recipes.fixed.merged_history(None, [a, b], []).history
+    {'loss': [1.0, 0.5]}
+    """
     history = keras.callbacks.History()
     history.set_model(model)
     history.params = histories[-1].params

@@ -18,6 +18,7 @@ __all__ = [
     "KeepBest",
     "logits_of",
     "sign_test",
+    "split_holdout",
     "verdict",
 ]
 
@@ -167,3 +168,44 @@ def verdict(gained, lost, smallest_class):
 
 def _finite(weights):
     return all(np.all(np.isfinite(w)) for w in weights if np.asarray(w).dtype.kind == "f")
+
+
+def split_holdout(y, fraction, rng):
+    """Stratified `(fit rows, held-out rows, warning or "")`: `fraction` of
+    each class, at least one, held out. A class with one image has none to
+    spare: it is trained on and not held out, and the warning names it; the
+    other classes still make the comparison. With no class of two images,
+    nothing is held out.
+
+    Example:
+
+    >>> fit, held, why = keras_transfer.recipes.holdout_judge.split_holdout(
+    ...     np.arange(10) % 2, 0.2, np.random.default_rng(0)
+    ... )
+    >>> len(fit), len(held), why
+    (8, 2, '')
+    """
+    counts = np.bincount(y)
+    present = np.unique(y)
+    single = [int(c) for c in present if counts[c] < 2]
+    if len(single) == len(present):
+        return (
+            np.arange(len(y)),
+            np.array([], "int64"),
+            f"`train` has fewer than 2 images of every class ({single[:10]}): nothing can be "
+            "held out, so the recipe keeps the probe, refitted on all the images.",
+        )
+    held = []
+    for label in present:
+        if counts[label] < 2:
+            continue
+        rows = rng.permutation(np.flatnonzero(y == label))
+        held += rows[: max(1, round(fraction * len(rows)))].tolist()
+    held = np.sort(np.array(held, "int64"))
+    why = (
+        f"`train` has a single image of class(es) {single[:10]}: they are trained on and "
+        "not held out; the held-out comparison uses the other classes."
+        if single
+        else ""
+    )
+    return np.setdiff1d(np.arange(len(y)), held), held, why

@@ -118,10 +118,11 @@ def test_fit_runs_the_adaptive_recipe_by_default(photos, tmp_path, capsys, monke
     assert recipe["holdout_images"] == 6 and recipe["augmented_views"] == 2  # 2 of 8 a class; flips
     assert recipe["probe_holdout_accuracy"] is not None
     assert recipe["fine_tune_holdout_curve"] and recipe["seconds"]["total"] > 0
+    retrained = recipe["kept"] == "fine_tuned"  # then trained again on every image
     assert [(p["name"], p["seconds"] >= 0) for p in metrics["phases"]] == [
         ("probe", True),
         ("fine_tune", True),
-    ]
+    ] + [("retrain", True)] * retrained
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["strategy"] == "auto" and "--epochs" not in config["command"]
     err = _bad(capsys, "fit", photos, *FIT, "--epochs", "3", "--out", tmp_path / "x")

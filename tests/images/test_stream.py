@@ -10,7 +10,7 @@ import pytest
 
 import keras_transfer as ktr
 from keras_transfer.images.folder import ImageFolder
-from keras_transfer.recipes import adaptive
+from keras_transfer.recipes import training_data
 from keras_transfer.utils import guards
 from tests.command_line import COLORS, _folder
 from tests.conftest import runs_once_in, tiny_backbone
@@ -142,7 +142,7 @@ def test_the_default_recipe_streams_holds_out_by_file_and_repeats_with_its_seed(
     def read_into_memory(train):
         raise AssertionError("the adaptive recipe read a stream into arrays")
 
-    monkeypatch.setattr(adaptive, "_arrays", read_into_memory)
+    monkeypatch.setattr(training_data, "_arrays", read_into_memory)
     ktr.ImageStream(folder, (32, 32)).paths[4].write_bytes(b"not a photo any more")
 
     def run():

@@ -62,26 +62,29 @@ def test_validation_data_is_never_read_and_a_rerun_repeats_the_decision():
 
     # The decision record is in the History.
     decision = history.decision
-    assert [phase["name"] for phase in history.phases] == ["probe", "fine_tune"]
+    retrained = decision["kept"] == "fine_tuned"  # then trained again on all 40 images
+    assert [phase["name"] for phase in history.phases] == ["probe", "fine_tune"] + [
+        "retrain"
+    ] * retrained
     assert decision["kept"] in ("probe", "fine_tuned") and decision["reason"]
     assert decision["holdout_images"] == 8 and decision["train_images"] == 32
     assert decision["augmented_views"] == 2  # drawn with the model's own RandomFlip
     assert len(decision["fine_tune_holdout_curve"]) == decision["fine_tune_epochs"]
-    assert history.history["holdout_accuracy"] == decision["fine_tune_holdout_curve"]
-    assert len(history.history["val_accuracy"]) == decision["fine_tune_epochs"]
+    ran = decision["fine_tune_epochs"]
+    assert history.history["holdout_accuracy"][:ran] == decision["fine_tune_holdout_curve"]
+    assert len(history.history["val_accuracy"]) == len(history.epoch) >= ran
     assert set(decision["sign_test"]) == {"gained", "lost", "p_value"}
     assert "fewer than 200 training images (20)" in decision["reason"]  # the rule applied
-    assert set(decision["seconds"]) == {"probe", "fine_tune", "total"}
+    assert set(decision["seconds"]) == {"probe", "fine_tune", "retrain", "total"}
     # A temperature fitted on the slice, for ktr.calibrate.
     assert decision["calibration"]["images"] == 8 and decision["calibration"]["temperature"] > 0
     calibrated = ktr.calibrate(model, temperature=decision["calibration"]["temperature"])
     assert calibrated.layers[-1].temperature == decision["calibration"]["temperature"]
 
 
-def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
+def _biased_probe(monkeypatch):
     # A probe pushed towards class 0 scores chance on the slice; fine-tuning
-    # from it moves the bias back within a few steps and is kept, at its
-    # best epoch.
+    # from it moves the bias back within a few steps and is kept.
     fit_probe = adaptive.fit_probe
 
     def biased_probe(*args, **kwargs):
@@ -94,6 +97,11 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
     monkeypatch.setattr(adaptive, "PEAK_LR", 0.1)  # enough for the 12 steps of this test
     # Every epoch may run: keep-best is under test, not the early stop.
     monkeypatch.setattr(adaptive, "FAIR_STEPS", 10**6)
+
+
+def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
+    _biased_probe(monkeypatch)
+    monkeypatch.setattr(adaptive, "RETRAIN", False)  # the slice's model is kept as it is
     model = _model()
     snapshots = _Snapshots()
     history = ktr.fine_tune(model, (X, Y), seed=0, batch_size=8, callbacks=[snapshots], verbose=0)
@@ -104,6 +112,30 @@ def test_keep_best_restores_the_best_epochs_weights(monkeypatch):
     assert decision["fine_tune_holdout_accuracy"] == max(curve) > 0.5
     for kept, best in zip(model.get_weights(), snapshots.weights[int(np.argmax(curve))]):
         np.testing.assert_array_equal(kept, best)
+    assert decision["retrained_on_all"] is None
+
+
+def test_fine_tuning_kept_is_trained_again_on_every_image_up_to_the_chosen_epoch(monkeypatch):
+    _biased_probe(monkeypatch)
+    model = _model()
+    snapshots = _Snapshots()
+    history = ktr.fine_tune(model, (X, Y), seed=0, batch_size=8, callbacks=[snapshots], verbose=0)
+    decision = history.decision
+    assert decision["kept"] == "fine_tuned", decision
+    ran, chosen = decision["fine_tune_epochs"], decision["fine_tune_best_epoch"] + 1
+    retrained = decision["retrained_on_all"]
+    assert retrained["images"] == 40 and retrained["epochs"] == chosen and not retrained["failed"]
+    assert [phase["name"] for phase in history.phases] == ["probe", "fine_tune", "retrain"]
+    assert history.phases[2]["first_epoch"] == ran and history.phases[2]["epochs"] == chosen
+    # One History: the slice's epochs, then the retraining's, which the slice did not score.
+    assert history.epoch == list(range(ran + chosen))
+    curve = history.history["holdout_accuracy"]
+    assert curve == decision["fine_tune_holdout_curve"] + [None] * chosen
+    # The model is the retraining's last epoch (5 steps an epoch on 40 images, not 4 on 32).
+    assert len(snapshots.weights) == ran + chosen
+    for kept, last in zip(model.get_weights(), snapshots.weights[-1]):
+        np.testing.assert_array_equal(kept, last)
+    assert model.optimizer.iterations == 5 * chosen
 
 
 @pytest.mark.parametrize(

@@ -54,3 +54,14 @@ def test_weighted_the_judge_scores_the_balanced_accuracy():
     plain = holdout_judge.KeepBest(X[:4], Y[:4], 4, right, 1, 1, 1)
     weighted = holdout_judge.KeepBest(X[:4], Y[:4], 4, right, 1, 1, 1, weights=[2 / 3] * 3 + [2])
     assert plain.probe_score == 0.75 and weighted.probe_score == pytest.approx(0.5)
+
+
+@runs_once_in("torch")
+def test_the_slice_is_stratified_and_a_single_image_class_is_trained_on():
+    y = np.array([0] * 10 + [1] * 5 + [2])
+    fit, held, why = holdout_judge.split_holdout(y, 0.2, np.random.default_rng(0))
+    assert np.bincount(y[held], minlength=3).tolist() == [2, 1, 0]
+    assert sorted(fit.tolist() + held.tolist()) == list(range(16))
+    assert "single image of class(es) [2]" in why
+    fit, held, why = holdout_judge.split_holdout(np.array([0, 1]), 0.2, np.random.default_rng(0))
+    assert fit.tolist() == [0, 1] and not len(held) and "nothing can be held out" in why
