@@ -68,7 +68,8 @@ def main():
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         with (
-            mock.patch.multiple(adaptive, verdict=verdict, PEAK_LR=args.peak_lr),
+            # The slice's own model, not one trained again on every image.
+            mock.patch.multiple(adaptive, verdict=verdict, PEAK_LR=args.peak_lr, RETRAIN=False),
             mock.patch.object(rate_multipliers, "recipe_multipliers", multipliers),
         ):
             accuracy, curve, decision = recipe_n(setting, seed)
