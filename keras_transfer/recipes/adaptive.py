@@ -221,9 +221,7 @@ def adaptive_fine_tune(
         epochs = 0
     freezing.unfreeze(model, "all")
     multipliers = rate_multipliers.recipe_multipliers(model, lr_range=(PEAK_LR / LR_MULT, PEAK_LR))
-    rate = OneCycle(PEAK_LR, max(epochs * steps, 1), pct_start=WARMUP, div=5.0)
-    optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
-    model.compile(optimizer=optimizer, **compile_args)
+    _compile_one_cycle(model, multipliers, epochs * steps, compile_args)
     fair = fair_steps(epochs * steps)
     keep = KeepBest(
         subset_rows(x, held_rows),
@@ -276,9 +274,9 @@ def adaptive_fine_tune(
     def refit_probe():
         """The backbone as it was, under the probe refitted on every image."""
         model.set_weights(probe_weights)
-        every = np.repeat(read, copies)
+        counted = np.repeat(read, copies)
         set_linear_head(
-            classifier, fit_probe(**rows_of, c=probe["C"], weights=every, standardized=probe)
+            classifier, fit_probe(**rows_of, c=probe["C"], weights=counted, standardized=probe)
         )
 
     retrained = None
@@ -286,17 +284,18 @@ def adaptive_fine_tune(
         reason = f"{scores}; {rule}"
         if why:
             reason = f"{why} {reason}"
-        model.set_weights(keep.best_weights)
-        if RETRAIN:
+        if not RETRAIN:
+            model.set_weights(keep.best_weights)
+        else:
             # The slice has chosen fine-tuning and its epochs: as many run
             # again on every image, from the probe refitted on all of them,
             # as one whole cycle (annealed at its end, not cut mid-way).
             retrain_start = time.perf_counter()
             refit_probe()
             every, chosen = np.flatnonzero(read), keep.best_epoch + 1
-            rate = OneCycle(PEAK_LR, chosen * math.ceil(len(every) / batch_size), WARMUP, 5.0)
-            optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
-            model.compile(optimizer=optimizer, **compile_args)
+            _compile_one_cycle(
+                model, multipliers, chosen * math.ceil(len(every) / batch_size), compile_args
+            )
             again = guards.StopOnNonFiniteLoss()
             retrain = model.fit(
                 **fit_data(x, y, every, batch_size, pipeline, seed + 1),
@@ -388,6 +387,13 @@ def adaptive_fine_tune(
         },
     }
     return history
+
+
+def _compile_one_cycle(model, multipliers, total_steps, compile_args):
+    """A fresh Adam under one cycle over `total_steps` at the recipe's rates."""
+    rate = OneCycle(PEAK_LR, max(total_steps, 1), pct_start=WARMUP, div=5.0)
+    optimizer = BlockwiseLR(keras.optimizers.Adam(rate), multipliers, strict=False)
+    model.compile(optimizer=optimizer, **compile_args)
 
 
 def _augmentation(model, augmentation, flip, seed, images):
